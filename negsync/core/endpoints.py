@@ -1,0 +1,217 @@
+"""Desired endpoints of a binding, computed from slim EndpointSlice records.
+
+Two steps, both pure.  :func:`decode_slice` turns an EndpointSlice's raw JSON into a slim
+:class:`SliceRecord` (the fields negsync uses, nothing else — the cache holds these, not the
+client's models).  :func:`desired_endpoints` picks the endpoints a load balancer must hold:
+
+* the Service port is matched by *name* (an EndpointSlice port carries the Service port's name);
+* terminating endpoints are left out — they are detached first;
+* not-ready endpoints are included when their pod carries this binding's readiness gate, because
+  the load balancer's health check must start before the gate can ever turn True;
+* the same IP:port appearing in two slices (during slice re-balancing) is counted once;
+* addresses of the other IP family, or not parseable, ports out of range and — where the provider
+  needs it — endpoints without a zone are *skipped with a reason*, never fatal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
+
+from negsync.core.model import Endpoint, PodRef
+
+
+class RawEndpointConditions(TypedDict, total=False):
+    ready: bool | None
+    serving: bool | None
+    terminating: bool | None
+
+
+class RawObjectReference(TypedDict, total=False):
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+
+class RawEndpoint(TypedDict, total=False):
+    addresses: list[str]
+    conditions: RawEndpointConditions
+    nodeName: str
+    zone: str
+    targetRef: RawObjectReference
+
+
+class RawEndpointPort(TypedDict, total=False):
+    name: str
+    port: int
+    protocol: str
+
+
+class RawEndpointSlice(TypedDict):
+    metadata: dict[str, Any]
+    addressType: str
+    endpoints: NotRequired[list[RawEndpoint] | None]
+    ports: NotRequired[list[RawEndpointPort] | None]
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, slots=True)
+class SliceEndpoint:
+    address: str
+    ready: bool
+    serving: bool
+    terminating: bool
+    node: str
+    zone: str
+    pod: PodRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class SliceRecord:
+    namespace: str
+    name: str
+    service: str
+    address_type: str
+    ports: tuple[tuple[str, int, str], ...]  # (name, port, protocol)
+    endpoints: tuple[SliceEndpoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredEndpoints:
+    endpoints: tuple[Endpoint, ...]  # serving set, one per IP:port
+    terminating: tuple[Endpoint, ...]  # known-terminating, for drain tracking
+    skipped: tuple[Skipped, ...]
+
+
+def decode_slice(raw: Mapping[str, Any]) -> SliceRecord:
+    """A slim record of an EndpointSlice; tolerant of missing optional fields."""
+    meta = raw.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    ports = tuple(
+        (str(p.get("name") or ""), int(p.get("port") or 0), str(p.get("protocol") or "TCP"))
+        for p in (raw.get("ports") or [])
+    )
+    endpoints: list[SliceEndpoint] = []
+    for ep in raw.get("endpoints") or []:
+        conditions = ep.get("conditions") or {}
+        # Per the API, a nil ready means "ready"; a nil serving means "same as ready".
+        ready = conditions.get("ready") is not False
+        serving = conditions.get("serving")
+        terminating = conditions.get("terminating") is True
+        ref = ep.get("targetRef") or {}
+        pod = (
+            PodRef(str(ref.get("namespace") or meta.get("namespace") or ""), str(ref["name"]), str(ref.get("uid") or ""))
+            if ref.get("kind", "Pod") == "Pod" and ref.get("name")
+            else None
+        )
+        for address in ep.get("addresses") or []:
+            endpoints.append(
+                SliceEndpoint(
+                    address=str(address),
+                    ready=ready,
+                    serving=ready if serving is None else bool(serving),
+                    terminating=terminating,
+                    node=str(ep.get("nodeName") or ""),
+                    zone=str(ep.get("zone") or ""),
+                    pod=pod,
+                )
+            )
+    return SliceRecord(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        service=str(labels.get(SERVICE_NAME_LABEL) or ""),
+        address_type=str(raw.get("addressType") or ""),
+        ports=ports,
+        endpoints=tuple(endpoints),
+    )
+
+
+def _address_problem(address: str, family: str) -> str | None:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if (parsed.version == 4) != (family == "IPv4"):
+        return f"not an {family} address"
+    if parsed.is_unspecified or parsed.is_loopback or parsed.is_multicast or parsed.is_link_local:
+        return "not a routable pod address"
+    return None
+
+
+def desired_endpoints(
+    *,
+    slices: Iterable[SliceRecord],
+    port_name: str,
+    ip_family: str = "IPv4",
+    gated_pods: Container[tuple[str, str]] = frozenset(),
+    node_zones: Mapping[str, str] | None = None,
+    require_zone: bool = False,
+) -> DesiredEndpoints:
+    """Endpoints the load balancer must hold for one Service port.
+
+    ``gated_pods`` holds (namespace, name) of pods carrying this binding's readiness gate.
+    ``node_zones`` fills in a zone the slice left empty, from the node's topology label.
+    """
+    chosen: dict[tuple[str, int], Endpoint] = {}
+    terminating: dict[tuple[str, int], Endpoint] = {}
+    skipped: list[Skipped] = []
+    zones = node_zones or {}
+    for record in slices:
+        # FQDN slices and slices of the other family never hold our endpoints.
+        if record.address_type != ip_family:
+            continue
+        ports = [p for p in record.ports if p[0] == port_name and p[2] == "TCP"]
+        if not ports:
+            continue
+        port = ports[0][1]
+        for ep in record.endpoints:
+            if not 1 <= port <= 65535:
+                skipped.append(Skipped(ep.address, f"port {port} out of range in slice {record.name}"))
+                continue
+            problem = _address_problem(ep.address, ip_family)
+            if problem:
+                skipped.append(Skipped(ep.address, f"{problem} (slice {record.name})"))
+                continue
+            zone = ep.zone or zones.get(ep.node, "")
+            if require_zone and not zone:
+                skipped.append(Skipped(ep.address, f"no zone on the endpoint or its node {ep.node!r}"))
+                continue
+            endpoint = Endpoint(
+                ip=ep.address,
+                port=port,
+                zone=zone,
+                node=ep.node,
+                pod=ep.pod,
+                ready=ep.ready,
+                serving=ep.serving,
+                terminating=ep.terminating,
+            )
+            key = (ep.address, port)
+            if ep.terminating:
+                terminating[key] = endpoint
+                continue
+            gated = ep.pod is not None and (ep.pod.namespace, ep.pod.name) in gated_pods
+            if not (ep.ready or gated):
+                continue
+            previous = chosen.get(key)
+            # A duplicate during slice re-balancing: keep the one with the more certain state.
+            if previous is None or (endpoint.ready and not previous.ready):
+                chosen[key] = endpoint
+    for key in chosen:
+        terminating.pop(key, None)
+    return DesiredEndpoints(
+        endpoints=tuple(sorted(chosen.values(), key=lambda e: (e.ip, e.port))),
+        terminating=tuple(sorted(terminating.values(), key=lambda e: (e.ip, e.port))),
+        skipped=tuple(skipped),
+    )

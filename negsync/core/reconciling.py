@@ -1,0 +1,459 @@
+"""The level-based reconciler: one binding key in, cloud calls out, a status record back.
+
+``reconcile(key)`` never asks what changed.  It recomputes the desired members of every target
+from the caches (through ``source``), reads the actual members from the provider (a TTL cache,
+dropped for a target whenever negsync itself writes to it), diffs them, and *submits* the plan as a
+transaction to a small pool of call threads.  It does not wait for the calls.
+
+The decision a reader must know — coalescing, after the GKE NEG "transaction syncer": while a
+transaction is in flight on a target, the members it carries are excluded from further diffs and
+no new attach goes out on that target; changes pile up in the caches, and when the transaction
+completes the key is re-queued, so everything that arrived meanwhile leaves in the fewest calls
+(``ceil(n / max_batch_size)``), all batches at once.  Detaches are the exception that proves the
+rule: a detach-only transaction may overtake an attach in flight on the same target, because a
+terminating pod must leave the load balancer as early as possible.
+
+Within a transaction detaches go first.  A batch the API rejects as invalid (one bad member
+fails the whole call) is bisected until the bad members are isolated; they are reported on the
+status and left out of later attaches until they leave the desired set.  Transient failures back
+off per target with a delay drawn from [d, 2d] (d doubling from ``retry_base`` up to ``retry_max``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cachetools
+
+from negsync.core.batching import chunks, halves
+from negsync.core.bindings import BindingSpec
+from negsync.core.clock import Clock, RealClock
+from negsync.core.diffs import Plan, diff
+from negsync.core.endpoints import Skipped
+from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
+from negsync.errors import OwnershipConflict, ProviderError, RejectedError, TransientError
+from negsync.providers.base import OwnershipStore, TargetProvider
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredBinding:
+    """Everything a reconcile needs to know about one binding, read from the caches."""
+
+    key: BindingKey
+    spec: BindingSpec
+    endpoints: tuple[Endpoint, ...] = ()
+    terminating: tuple[Endpoint, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    deleting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    ref: TargetRef
+    desired: int
+    registered: int
+    healthy: int
+    draining: int
+    pending: int  # members in flight or waiting for a call
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    key: BindingKey
+    targets: tuple[TargetStatus, ...] = ()
+    health: Mapping[TargetEndpoint, Health] = field(default_factory=dict)
+    rejected: Mapping[TargetEndpoint, str] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    requeue_after: float | None = None
+    finalized: bool = False
+    retained: tuple[TargetRef, ...] = ()  # targets left in place on deletion (still in use)
+
+    @property
+    def synced(self) -> bool:
+        return not self.errors and not self.conflicts and all(t.pending == 0 for t in self.targets)
+
+    def count(self, name: str) -> int:
+        return sum(getattr(t, name) for t in self.targets)
+
+
+class Observer(Protocol):
+    """Where the reconciler reports what it did; telemetry implements it."""
+
+    def call_finished(
+        self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str
+    ) -> None: ...
+
+    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None: ...
+
+
+class NullObserver:
+    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
+        return None
+
+    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
+        return None
+
+
+@dataclass
+class _Target:
+    """Mutable per-target bookkeeping; guarded by the reconciler's lock."""
+
+    attaching: frozenset[TargetEndpoint] = frozenset()
+    detaching: frozenset[TargetEndpoint] = frozenset()
+    last_call: float = float("-inf")
+    not_before: float = float("-inf")
+    failures: int = 0
+    error: str = ""
+    ensured: bool = False
+    rejected: dict[TargetEndpoint, str] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.attaching or self.detaching)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        provider: TargetProvider,
+        source: Callable[[BindingKey], DesiredBinding | None],
+        enqueue: Callable[[BindingKey, float, bool], None],
+        clock: Clock | None = None,
+        ownership: OwnershipStore | None = None,
+        observer: Observer | None = None,
+        call_workers: int = 4,
+        min_interval: float = 0.0,
+        resync_period: float = 300.0,
+        health_poll_interval: float = 5.0,
+        retry_base: float = 5.0,
+        retry_max: float = 600.0,
+        seed: int | None = None,
+    ) -> None:
+        """``enqueue(key, delay, priority)`` puts a key back on the work queue."""
+        self._provider = provider
+        self._source = source
+        self._enqueue = enqueue
+        self._clock = clock or RealClock()
+        self._ownership = ownership
+        self._observer: Observer = observer or NullObserver()
+        self._min_interval = min_interval
+        self._resync = resync_period
+        self._poll = health_poll_interval
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._random = random.Random(seed)
+        self._lock = threading.RLock()
+        # Keyed by binding too: two bindings naming one target must each prove ownership.
+        self._targets: dict[tuple[BindingKey, TargetRef], _Target] = {}
+        self._known: dict[BindingKey, set[TargetRef]] = {}
+        self._actual: cachetools.TTLCache[TargetRef, tuple[float, dict[TargetEndpoint, Health]]] = (
+            cachetools.TTLCache(maxsize=1_000_000, ttl=resync_period, timer=self._clock.now)
+        )
+        self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
+        self._futures: set[Future[None]] = set()
+        self._closed = False
+
+    # -- the level-based entry point ----------------------------------------------------------
+    def reconcile(self, key: BindingKey) -> ReconcileResult:
+        desired = self._source(key)
+        if desired is None:
+            with self._lock:
+                self._known.pop(key, None)
+            return ReconcileResult(key=key, finalized=True)
+        spec = desired.spec
+        groups: dict[TargetRef, set[TargetEndpoint]] = (
+            {}
+            if desired.deleting
+            else self._provider.targets_for(binding=key, spec=spec.target, endpoints=desired.endpoints)
+        )
+        errors: list[str] = []
+        conflicts: list[str] = []
+        refs = self._targets_of(key, spec, groups, errors)
+        statuses: list[TargetStatus] = []
+        health: dict[TargetEndpoint, Health] = {}
+        rejected: dict[TargetEndpoint, str] = {}
+        requeue: list[float] = [self._resync]
+        now = self._clock.now()
+        for ref in sorted(refs):
+            want = groups.get(ref, set())
+            status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts)
+            statuses.append(status)
+        gates_pending = spec.readiness_gate and any(not h.lets_gate_pass for h in health.values())
+        if gates_pending:
+            requeue.append(self._poll)
+        finalized = False
+        retained: tuple[TargetRef, ...] = ()
+        if desired.deleting and not errors and not conflicts and all(s.registered == 0 and s.pending == 0 for s in statuses):
+            finalized, retained = self._delete_targets(key, spec, refs, errors)
+        return ReconcileResult(
+            key=key,
+            targets=tuple(statuses),
+            health=health,
+            rejected=rejected,
+            errors=tuple(errors),
+            conflicts=tuple(conflicts),
+            requeue_after=min(requeue),
+            finalized=finalized,
+            retained=retained,
+        )
+
+    def _targets_of(
+        self, key: BindingKey, spec: BindingSpec, groups: Mapping[TargetRef, set[TargetEndpoint]], errors: list[str]
+    ) -> set[TargetRef]:
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            # First sight of this binding since start: adopt targets it owns from an earlier run,
+            # so a zone that lost all endpoints while we were down still gets emptied.
+            try:
+                known = set(self._provider.existing_targets(binding=key, spec=spec.target))
+            except ProviderError as exc:
+                errors.append(f"listing existing targets: {exc}")
+                known = set()
+            with self._lock:
+                self._known[key] = known
+        with self._lock:
+            known |= set(groups)
+            return set(known)
+
+    def _sync_target(
+        self,
+        key: BindingKey,
+        spec: BindingSpec,
+        ref: TargetRef,
+        want: set[TargetEndpoint],
+        now: float,
+        health: dict[TargetEndpoint, Health],
+        rejected: dict[TargetEndpoint, str],
+        requeue: list[float],
+        errors: list[str],
+        conflicts: list[str],
+    ) -> TargetStatus:
+        with self._lock:
+            state = self._targets.setdefault((key, ref), _Target())
+            # Rejected members stay out until they leave the desired set (a new pod, a new IP).
+            for member in [m for m in state.rejected if m not in want]:
+                del state.rejected[member]
+            rejected.update(state.rejected)
+            want = want - set(state.rejected)
+        members: dict[TargetEndpoint, Health] = {}
+        try:
+            if not state.ensured:
+                self._provider.ensure_target(ref, binding=key, spec=spec.target)
+                with self._lock:
+                    state.ensured = True
+                    if state.error.startswith("conflict:"):
+                        state.error = ""
+            members = self._members(ref, fresh=spec.readiness_gate and bool(want))
+        except OwnershipConflict as exc:
+            with self._lock:
+                state.error = f"conflict: {exc}"
+            conflicts.append(f"{ref}: {exc}")
+            return TargetStatus(ref, len(want), 0, 0, 0, len(want), error=str(exc))
+        except ProviderError as exc:
+            errors.append(f"{ref}: {exc}")
+            requeue.append(self._backoff(state, exc))
+            return TargetStatus(ref, len(want), 0, 0, 0, len(want), error=str(exc))
+        present = {m for m, h in members.items() if h.counts_as_present}
+        for member in want:
+            health[member] = members.get(member, Health.INITIAL) if member in present else Health.INITIAL
+        owned = self._ownership.owned(key, ref) if (spec.target.shared and self._ownership) else None
+        with self._lock:
+            in_flight = state.attaching | state.detaching
+            plan = diff(want, present, in_flight, owned=owned)
+            if plan and not self._closed:
+                wait = max(state.not_before, state.last_call + self._min_interval) - now
+                if wait > 0:
+                    requeue.append(wait)
+                elif state.busy:
+                    # Coalesce: only a detach may overtake a call in flight; attaches wait for it.
+                    if plan.detach and not state.detaching:
+                        self._submit(key, spec, ref, state, Plan(plan.detach, frozenset()), now)
+                else:
+                    self._submit(key, spec, ref, state, plan, now)
+            pending = len(plan.detach) + len(plan.attach) + len(state.attaching) + len(state.detaching)
+            error = state.error
+            if error:
+                (conflicts if error.startswith("conflict:") else errors).append(f"{ref}: {error}")
+        registered = sum(1 for m in present if m in want)
+        healthy = sum(1 for m in want if health.get(m, Health.INITIAL).lets_gate_pass)
+        draining = sum(1 for h in members.values() if h is Health.DRAINING)
+        return TargetStatus(ref, len(want), registered, healthy, draining, pending, error=error)
+
+    def _members(self, ref: TargetRef, *, fresh: bool) -> dict[TargetEndpoint, Health]:
+        now = self._clock.now()
+        with self._lock:
+            cached = self._actual.get(ref)
+        if cached is not None:
+            listed_at, members = cached
+            stale_health = fresh and now - listed_at >= self._poll and any(
+                not h.lets_gate_pass for h in members.values()
+            )
+            if not stale_health:
+                return members
+        members = self._provider.list_endpoints(ref)
+        with self._lock:
+            self._actual[ref] = (now, members)
+        return members
+
+    # -- transactions -------------------------------------------------------------------------
+    def _submit(self, key: BindingKey, spec: BindingSpec, ref: TargetRef, state: _Target, plan: Plan, now: float) -> None:
+        state.attaching |= plan.attach
+        state.detaching |= plan.detach
+        state.last_call = now
+        future = self._pool.submit(self._transaction, key, spec, ref, plan)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+
+    def _transaction(self, key: BindingKey, spec: BindingSpec, ref: TargetRef, plan: Plan) -> None:
+        state = self._targets[(key, ref)]
+        shared = spec.target.shared and self._ownership is not None
+        delay = 0.0
+        try:
+            if plan.detach:
+                issued = self._clock.now()
+                done = self._send("detach", ref, sorted(plan.detach), state)
+                if shared and self._ownership is not None:
+                    self._ownership.forget(key, ref, done)
+                self._observer.detached(ref=ref, endpoints=done, issued_at=issued, done_at=self._clock.now())
+            if plan.attach:
+                if shared and self._ownership is not None:
+                    # Recorded before the call: a lost response must not leak an unrecorded member.
+                    self._ownership.remember(key, ref, plan.attach)
+                self._send("attach", ref, sorted(plan.attach), state)
+            with self._lock:
+                state.failures = 0
+                state.error = ""
+        except OwnershipConflict as exc:
+            with self._lock:
+                state.error = f"conflict: {exc}"
+            delay = self._retry_max
+        except ProviderError as exc:
+            with self._lock:
+                state.error = str(exc)
+            delay = self._backoff(state, exc)
+        except Exception as exc:  # a provider bug must not wedge the target forever
+            with self._lock:
+                state.error = f"unexpected {type(exc).__name__}: {exc}"
+            delay = self._backoff(state, exc)
+        finally:
+            with self._lock:
+                state.attaching -= plan.attach
+                state.detaching -= plan.detach
+                self._actual.pop(ref, None)
+                closed = self._closed
+            if not closed:
+                self._enqueue(key, delay, bool(plan.detach) and delay == 0)
+
+    def _send(self, operation: str, ref: TargetRef, members: Sequence[TargetEndpoint], state: _Target) -> list[TargetEndpoint]:
+        """Send in chunks; bisect rejected chunks.  Returns the members that went through."""
+        call = self._provider.attach if operation == "attach" else self._provider.detach
+        done: list[TargetEndpoint] = []
+        pending = [list(batch) for batch in chunks(members, limit=self._provider.max_batch_size)]
+        while pending:
+            batch = pending.pop(0)
+            started = self._clock.now()
+            try:
+                call(ref, batch)
+            except RejectedError as exc:
+                self._observer.call_finished(
+                    ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="rejected"
+                )
+                known_bad = set(getattr(exc, "endpoints", None) or ()) & set(batch)
+                if known_bad:
+                    with self._lock:
+                        for member in known_bad:
+                            state.rejected[member] = str(exc)
+                    rest = [m for m in batch if m not in known_bad]
+                    if rest:
+                        pending.insert(0, rest)
+                elif len(batch) == 1:
+                    with self._lock:
+                        state.rejected[batch[0]] = str(exc)
+                else:
+                    left, right = halves(batch)
+                    pending[:0] = [list(left), list(right)]
+                continue
+            except ProviderError:
+                self._observer.call_finished(
+                    ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="error"
+                )
+                raise
+            self._observer.call_finished(
+                ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="ok"
+            )
+            done.extend(batch)
+        return done
+
+    def _backoff(self, state: _Target, exc: Exception) -> float:
+        with self._lock:
+            state.failures += 1
+            base = min(self._retry_max, self._retry_base * 2 ** (state.failures - 1))
+            delay = base + self._random.uniform(0, base)
+            hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientError) else None
+            if hint:
+                delay = max(delay, float(hint))
+            delay = min(delay, self._retry_max)
+            state.not_before = self._clock.now() + delay
+            return delay
+
+    def _delete_targets(
+        self, key: BindingKey, spec: BindingSpec, refs: set[TargetRef], errors: list[str]
+    ) -> tuple[bool, tuple[TargetRef, ...]]:
+        retained: list[TargetRef] = []
+        for ref in sorted(refs):
+            try:
+                if not self._provider.delete_target(ref, binding=key, spec=spec.target):
+                    retained.append(ref)
+            except ProviderError as exc:
+                errors.append(f"deleting {ref}: {exc}")
+        if errors:
+            return False, tuple(retained)
+        with self._lock:
+            self._known.pop(key, None)
+            for ref in refs:
+                self._targets.pop((key, ref), None)
+                self._actual.pop(ref, None)
+        return True, tuple(retained)
+
+    # -- queries for drain-wait and shutdown ---------------------------------------------------
+    def is_member(self, ip: str) -> bool:
+        """Whether any target still holds (or is being given) this IP, as far as negsync knows."""
+        with self._lock:
+            for state in self._targets.values():
+                if any(m.ip == ip for m in state.attaching | state.detaching):
+                    return True
+            for _, members in self._actual.values():
+                if any(m.ip == ip and h.counts_as_present for m, h in members.items()):
+                    return True
+        return False
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(len(s.attaching) + len(s.detaching) for s in self._targets.values())
+
+    def invalidate(self, ref: TargetRef | None = None) -> None:
+        with self._lock:
+            if ref is None:
+                self._actual.clear()
+            else:
+                self._actual.pop(ref, None)
+
+    def close(self, *, wait: bool = True, timeout: float | None = 30.0) -> None:
+        """Stop submitting calls; with ``wait``, let the calls in flight finish."""
+        with self._lock:
+            self._closed = True
+        if wait:
+            for future in list(self._futures):
+                with contextlib.suppress(Exception):
+                    future.result(timeout=timeout)
+        self._pool.shutdown(wait=wait)

@@ -1,0 +1,203 @@
+"""The reconciler on the in-memory provider: convergence, coalescing, priority, bisection, back-off."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from negsync.core.bindings import BindingSpec, MemoryTarget
+from negsync.core.engine import Engine
+from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
+from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.errors import TransientError
+from negsync.providers.base import MemoryOwnershipStore
+from negsync.providers.memory import MemoryProvider
+
+KEY = BindingKey("shop", "web")
+REF = TargetRef("memory", "local", "web")
+
+
+def spec(*, shared: bool = False, gate: bool = False) -> BindingSpec:
+    target = MemoryTarget(name="web", shared=shared)
+    return BindingSpec(service_name="web", service_port="http", target=target, readiness_gate=gate)
+
+
+def endpoints(count: int, *, start: int = 0) -> tuple[Endpoint, ...]:
+    return tuple(Endpoint(ip=f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", port=8080) for i in range(start, start + count))
+
+
+class World:
+    """Desired state a test mutates, and an engine reconciling it into a memory provider."""
+
+    def __init__(self, provider: MemoryProvider, *, shared: bool = False, **kwargs: object) -> None:
+        self.provider = provider
+        self.desired: dict[BindingKey, DesiredBinding] = {}
+        self.results: list[ReconcileResult] = []
+        self.shared = shared
+        self.ownership = MemoryOwnershipStore()
+
+        def factory(enqueue: Callable[[BindingKey, float, bool], None]) -> Reconciler:
+            return Reconciler(provider=provider, source=self.desired.get, enqueue=enqueue,
+                              ownership=self.ownership, seed=1, **kwargs)  # type: ignore[arg-type]
+
+        self.engine = Engine(reconciler_factory=factory, on_result=self.results.append, workers=2)
+
+    def set(self, eps: tuple[Endpoint, ...], *, key: BindingKey = KEY, priority: bool = False) -> None:
+        self.desired[key] = DesiredBinding(key=key, spec=spec(shared=self.shared), endpoints=eps)
+        self.engine.enqueue(key, 0.0, priority)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached")
+            time.sleep(0.005)
+
+
+@pytest.fixture
+def world() -> World:
+    w = World(MemoryProvider())
+    w.engine.start()
+    yield w
+    w.provider.resume()
+    w.engine.stop(timeout=5)
+
+
+def members(eps: tuple[Endpoint, ...]) -> set[TargetEndpoint]:
+    return {TargetEndpoint(e.ip, e.port) for e in eps}
+
+
+def test_converges_attach_then_detach(world: World) -> None:
+    world.set(endpoints(3))
+    world.wait(lambda: world.provider.members(REF) == members(endpoints(3)))
+    world.set(endpoints(2, start=1))
+    world.wait(lambda: world.provider.members(REF) == members(endpoints(2, start=1)))
+    world.wait(lambda: bool(world.results) and world.results[-1].synced)
+
+
+def test_changes_arriving_during_a_call_coalesce_into_the_fewest_calls(world: World) -> None:
+    world.provider.pause()
+    world.set(endpoints(1))
+    world.wait(lambda: world.engine.reconciler.in_flight() == 1)
+    # 1,000 changes arrive while that one call is in flight, each one enqueueing the key.
+    for n in range(1, 1001):
+        world.set(endpoints(1 + n))
+    world.wait(lambda: len(world.engine.queue) == 0 and not world.engine.queue.is_processing(KEY))
+    assert world.provider.count("attach") == 0  # the first call is still held
+    world.provider.resume()
+    world.wait(lambda: world.provider.members(REF) == members(endpoints(1001)))
+    # One held call, then ceil(1000 / 500) = 2 — not 1,000.
+    assert world.provider.count("attach") == 1 + 2
+    assert [c.size for c in world.provider.calls if c.operation == "attach"] == [1, 500, 500]
+
+
+def test_a_detach_overtakes_an_attach_in_flight() -> None:
+    provider = MemoryProvider()
+    w = World(provider)
+    w.engine.start()
+    try:
+        w.set(endpoints(2))
+        w.wait(lambda: provider.members(REF) == members(endpoints(2)))
+        gate = threading.Event()
+        original = provider.attach
+
+        def slow_attach(ref: TargetRef, batch: list[TargetEndpoint]) -> None:
+            gate.wait(5)
+            original(ref, batch)
+
+        provider.attach = slow_attach  # type: ignore[method-assign]
+        w.set(endpoints(3))  # attach 10.0.0.2 — held
+        w.wait(lambda: w.engine.reconciler.in_flight() == 1)
+        w.set(endpoints(2, start=1)[1:] + endpoints(1, start=2), priority=True)  # 10.0.0.0 and .1 terminate
+        w.wait(lambda: TargetEndpoint("10.0.0.0", 8080) not in provider.members(REF))
+        assert TargetEndpoint("10.0.0.2", 8080) not in provider.members(REF)  # attach still held
+        gate.set()
+        w.wait(lambda: provider.members(REF) == {TargetEndpoint("10.0.0.2", 8080)})
+    finally:
+        gate.set()
+        w.engine.stop(timeout=5)
+
+
+def test_a_rejected_batch_is_bisected_and_the_rest_attached(world: World) -> None:
+    eps = endpoints(500)
+    bad = {TargetEndpoint(eps[17].ip, 8080), TargetEndpoint(eps[401].ip, 8080)}
+    world.provider.reject(bad)
+    world.set(eps)
+    world.wait(lambda: world.provider.members(REF) == members(eps) - bad)
+    world.wait(lambda: bool(world.results) and set(world.results[-1].rejected) == bad)
+    attach_calls = world.provider.count("attach")
+    assert attach_calls < 40  # bisection: ~2 * log2(500) + good halves, not 500 single calls
+
+
+def test_transient_errors_back_off_and_converge() -> None:
+    provider = MemoryProvider()
+    provider.fail_next("attach", TransientError("throttled", retry_after=0.05), count=2)
+    w = World(provider, retry_base=0.01, retry_max=0.1)
+    w.engine.start()
+    try:
+        w.set(endpoints(5))
+        w.wait(lambda: provider.members(REF) == members(endpoints(5)))
+        assert provider.count("attach") == 1
+    finally:
+        w.engine.stop(timeout=5)
+
+
+def test_min_interval_bounds_the_call_rate() -> None:
+    provider = MemoryProvider()
+    w = World(provider, min_interval=0.3)
+    w.engine.start()
+    try:
+        w.set(endpoints(1))
+        w.wait(lambda: provider.count("attach") == 1)
+        for n in range(2, 30):
+            w.set(endpoints(n))
+            time.sleep(0.005)
+        w.wait(lambda: provider.members(REF) == members(endpoints(29)))
+        starts = [c.started for c in provider.calls if c.operation == "attach"]
+        assert len(starts) <= 3
+        assert all(b - a >= 0.29 for a, b in itertools.pairwise(starts))
+    finally:
+        w.engine.stop(timeout=5)
+
+
+def test_a_shared_target_only_loses_members_negsync_registered() -> None:
+    provider = MemoryProvider()
+    foreign = {TargetEndpoint("192.168.9.9", 80)}
+    provider.create_foreign(REF, foreign, owner=None)
+    w = World(provider, shared=True)
+    w.engine.start()
+    try:
+        w.set(endpoints(2))
+        w.wait(lambda: provider.members(REF) == foreign | members(endpoints(2)))
+        assert w.ownership.owned(KEY, REF) == frozenset(members(endpoints(2)))
+        w.set(())
+        w.wait(lambda: provider.members(REF) == foreign)
+        assert w.ownership.owned(KEY, REF) == frozenset()
+    finally:
+        w.engine.stop(timeout=5)
+
+
+def test_two_bindings_on_one_unshared_target_conflict_instead_of_fighting(world: World) -> None:
+    other = BindingKey("shop", "web-copy")
+    world.set(endpoints(2))
+    world.wait(lambda: provider_has(world, 2))
+    world.set(endpoints(3, start=10), key=other)
+    world.wait(lambda: any(r.key == other and r.conflicts for r in world.results))
+    assert world.provider.members(REF) == members(endpoints(2))
+
+
+def provider_has(world: World, count: int) -> bool:
+    return len(world.provider.members(REF)) == count
+
+
+def test_deleting_a_binding_detaches_then_removes_its_target(world: World) -> None:
+    world.set(endpoints(4))
+    world.wait(lambda: provider_has(world, 4))
+    world.desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(4), deleting=True)
+    world.engine.enqueue(KEY)
+    world.wait(lambda: any(r.finalized for r in world.results))
+    assert REF not in world.provider.targets()

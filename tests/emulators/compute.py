@@ -1,0 +1,1308 @@
+"""Fake Google Compute Engine API (compute v1) for zonal network endpoint groups.
+
+Design
+------
+A ``ThreadingHTTPServer`` bound to 127.0.0.1 on an ephemeral port.  The real
+``google-api-python-client`` talks to it unchanged; nothing in the client is
+patched.  Request routing and request validation are driven by the compute v1
+discovery document that ships inside google-api-python-client
+(``googleapiclient/discovery_cache/documents/compute.v1.json``), so the fake
+accepts exactly what that client version can send and rejects what the
+discovery surface does not declare.
+
+Control surface (all thread-safe)
+---------------------------------
+``FakeCompute(operation_delay=0.0, wait_timeout=2.0, strict_detach=True,
+default_health="UNKNOWN", max_endpoints_per_call=500)``; ``start()``/``stop()``
+or ``with``; ``url``, ``api_endpoint``; ``add_neg``, ``set_backend``,
+``clear_backend``, ``set_health``, ``reject_endpoints``,
+``clear_rejected_endpoints``, ``fail_next_operation``, ``inject``,
+``set_latency``, ``complete_operations``; inspection via ``calls``, ``count``,
+``clear_calls``, ``endpoints``, ``endpoint_instances``, ``negs``, ``neg``.
+``operation_delay=math.inf`` keeps operations RUNNING until
+``complete_operations()``.
+
+Building a client against it
+----------------------------
+``client_options.api_endpoint`` *replaces* ``rootUrl + servicePath`` wholesale
+(googleapiclient 2.202.0, ``discovery.build_from_document``); it is not a new
+``rootUrl``.  Verified by experiment: with ``api_endpoint="http://127.0.0.1:P/"``
+requests go to ``/projects/...`` (no ``compute/v1``), with
+``api_endpoint="http://127.0.0.1:P/compute/v1/"`` (trailing slash optional)
+they go to ``/compute/v1/projects/...``.  The fake only serves the latter, like
+the real API, so build the client with ``fake.api_endpoint``
+(== ``fake.url + "compute/v1/"``)::
+
+    creds = google.auth.credentials.AnonymousCredentials()
+    http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(timeout=5))
+    compute = googleapiclient.discovery.build(
+        "compute", "v1", static_discovery=True, http=http,
+        client_options={"api_endpoint": fake.api_endpoint})
+
+(``credentials=`` and ``http=`` are mutually exclusive in ``build``; passing
+``credentials=AnonymousCredentials()`` alone also works but gives an
+``httplib2.Http`` without a timeout.)  Authorization headers are ignored.
+
+What is validated (from the discovery document)
+-----------------------------------------------
+* path + HTTP verb against the methods of ``networkEndpointGroups`` and
+  ``zoneOperations``; anything else is 404.  Declared but unimplemented
+  methods (testIamPermissions, zoneOperations.list/delete) are 501.
+* path parameters: required, non-empty, and the declared ``pattern``.
+* query parameters: must be declared by the method or in the document's
+  top-level ``parameters`` (alt, fields, prettyPrint, quotaUser, ...);
+  integer (format range, ``minimum``/``maximum``), boolean and enum types;
+  a non-repeated parameter given twice is rejected.  ``alt`` must be json.
+* the JSON body against the method's ``request`` schema, recursively through
+  ``$ref``, arrays and ``additionalProperties``: unknown field -> 400 naming the
+  field and where it is, wrong JSON type -> 400, enum membership.  ``null`` is
+  accepted anywhere (proto3 JSON treats it as "unset"); integers may be JSON
+  numbers or numeric strings (also proto3 JSON).  Body on a method without a
+  ``request`` schema is rejected.
+
+Behaviour copied from the real API
+----------------------------------
+* NEGs per project/zone; insert/get/list/aggregatedList/delete; 404 notFound,
+  409 alreadyExists, 400 resourceInUseByAnotherResource on delete of a NEG used
+  by a backend service (``set_backend``).  Name must be RFC1035, <= 63 chars.
+* Every mutation returns a ``compute#operation``; the change is applied only
+  when the operation becomes DONE (``operation_delay`` seconds later; DONE
+  immediately by default).  zoneOperations.get reports progress,
+  zoneOperations.wait blocks server-side up to ``wait_timeout`` (real: 2
+  minutes) and then returns the current state, DONE or not.
+* ``requestId`` (must be a non-zero UUID) makes mutations idempotent: a retry
+  with the same id returns the original operation and changes nothing.
+* Operation failures (``fail_next_operation``): the operation ends DONE with
+  ``error.errors[{code, message}]``, ``httpErrorStatusCode`` and
+  ``httpErrorMessage``; the change is not applied.
+* attach/detach: at most 500 endpoints per call; one rejected endpoint
+  (``reject_endpoints``) fails the whole call and nothing is applied.  Detaching
+  an absent endpoint is a 400 (``strict_detach``).
+* listNetworkEndpoints (POST): ``healthStatus`` SHOW/SKIP; ``healths`` only
+  with SHOW and a health-checked backend service; paging via
+  maxResults/pageToken; empty repeated fields are omitted, like Google does.
+* Paging for list/aggregatedList/listNetworkEndpoints: ``maxResults`` (default
+  and cap 500; 0 means default) and opaque ``pageToken`` (a garbled token is 400).
+* Errors use Google's JSON error shape; status strings follow google.rpc.Code.
+
+Deliberate choices / honest gaps
+--------------------------------
+* Attaching an endpoint that is already attached to the same instance is a
+  no-op (idempotent) rather than an error; attaching the same ip:port for a
+  *different* instance, or listing one ip:port twice in one call, is a 400.
+  Whether the real API errors on re-attach was not verified.
+* Endpoint identity is (ipAddress, port).  ``instance`` and ``ipAddress`` are
+  required (the real API can derive ipAddress from the instance's primary NIC;
+  the fake has no instances).  ``port`` falls back to the NEG's defaultPort.
+* Only ``networkEndpointType=GCE_VM_IP_PORT`` is supported; ``network`` is
+  required; networks/subnetworks/instances are not checked for existence.
+* Rejected endpoints apply to attach only; ``reject_endpoints(mode="operation")``
+  reports the rejection as an operation error instead of a synchronous 400.
+* Error *messages* imitate Google's wording but are not byte-identical; match
+  on status and ``reason``, not on text.
+* Operation completion is evaluated lazily on each request (no timers), in
+  creation order; state changed between request and completion (e.g. NEG
+  deleted) turns the later operation into an error.  Checks such as
+  strict_detach run against applied state at request time.
+* aggregatedList only lists zones that hold NEGs (the real one lists every
+  zone, with NO_RESULTS_ON_PAGE warnings); ``includeAllScopes`` and
+  ``serviceProjectNumber`` are accepted and ignored.  ``returnPartialSuccess``
+  is not declared for this method in compute v1 and is therefore a 400.
+* ``filter``: only ``field = "v"``, ``field != "v"``, ``field eq regex``,
+  ``field ne regex`` (dotted fields allowed), combined with AND / parentheses;
+  anything else is a 400 saying the fake does not support it (never silently
+  ignored).  ``orderBy``: one field, optional ``asc``/``desc``.
+* ``fields`` (partial responses) and ``prettyPrint`` are accepted and ignored.
+  Output-only body fields (``id``, ``selfLink``, ``size``...) pass validation
+  and are ignored, as the real API does.
+* Health states are validated against the discovery doc's
+  HealthStatusForNetworkEndpoint.healthState enum (DRAINING, HEALTHY,
+  UNHEALTHY, UNKNOWN); compute v1 has no TIMEOUT there.
+* No IAM, quotas (other than injected faults), projects/zones existence checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import http
+import itertools
+import json
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+import googleapiclient
+
+JSON = dict[str, Any]
+
+SERVICE_PATH = "compute/v1/"
+IMPLEMENTED_RESOURCES = ("networkEndpointGroups", "zoneOperations")
+MAX_PAGE = 500
+_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_ONE_HOUR = 3600.0
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_DEFAULT_REASONS = {
+    400: "invalid",
+    403: "rateLimitExceeded",
+    404: "notFound",
+    409: "alreadyExists",
+    429: "rateLimitExceeded",
+    500: "backendError",
+    503: "backendError",
+}
+# Operation error codes are UPPER_SNAKE, unlike the camelCase HTTP error reasons.
+_OP_ERROR_CODES = {
+    "notFound": "RESOURCE_NOT_FOUND",
+    "alreadyExists": "RESOURCE_ALREADY_EXISTS",
+    "resourceInUseByAnotherResource": "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE",
+    "invalid": "INVALID_FIELD_VALUE",
+}
+_INT_RANGES = {
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+
+
+def discovery_document_path() -> Path:
+    return (
+        Path(googleapiclient.__file__).parent
+        / "discovery_cache"
+        / "documents"
+        / "compute.v1.json"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _discovery() -> JSON:
+    # Cached per process: the document is several MB and immutable, and every
+    # test starts a fresh server.
+    with discovery_document_path().open(encoding="utf-8") as fh:
+        doc: JSON = json.load(fh)
+    return doc
+
+
+def _ts() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def _region_of(zone: str) -> str:
+    return zone.rsplit("-", 1)[0] if zone.count("-") >= 2 else zone
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason or _DEFAULT_REASONS.get(status, "invalid")
+
+    def to_json(self) -> JSON:
+        return {
+            "error": {
+                "code": self.status,
+                "message": self.message,
+                "errors": [
+                    {"message": self.message, "domain": "global", "reason": self.reason}
+                ],
+                "status": _STATUS_NAMES.get(self.status, "UNKNOWN"),
+            }
+        }
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, message, "invalid")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the fake saw it (method_id is None when unroutable)."""
+
+    method_id: str | None
+    http_method: str
+    path: str
+    path_params: dict[str, str]
+    query: dict[str, list[str]]
+    body: Any
+    status: int
+
+
+@dataclass
+class _Route:
+    method_id: str
+    http_method: str
+    regex: re.Pattern[str]
+    param_names: list[str]
+    desc: JSON
+
+
+@dataclass
+class _Fault:
+    method_id: str | None
+    status: int
+    remaining: int
+    reason: str
+    message: str
+
+
+@dataclass
+class _OpFailure:
+    code: str
+    message: str
+    http_status: int
+    method_id: str | None
+
+
+@dataclass
+class _Backend:
+    backend_service: str
+    health_check: str | None
+
+
+@dataclass
+class _Neg:
+    project: str
+    zone: str
+    name: str
+    id: str
+    created: str
+    network: str
+    subnetwork: str | None
+    default_port: int | None
+    description: str | None
+    # (ip, port) -> instance name; a dict keeps attach order stable.
+    endpoints: dict[tuple[str, int], str] = field(default_factory=dict)
+    health: dict[tuple[str, int], str] = field(default_factory=dict)
+    backend: _Backend | None = None
+
+
+@dataclass
+class _Operation:
+    project: str
+    zone: str
+    name: str
+    id: str
+    operation_type: str
+    target_link: str
+    target_id: str
+    insert_time: str
+    done_at: float
+    # Returns None on success, or an ApiError that becomes the operation error.
+    apply: Callable[[], ApiError | None]
+    failure: _OpFailure | None = None
+    status: str = "RUNNING"
+    end_time: str | None = None
+
+
+class FakeCompute:
+    """Loopback fake of compute v1 NEG + zone operation endpoints.
+
+    Thread-safe: all state sits behind one lock, which the HTTP handler
+    threads and the test's control calls share.
+    """
+
+    def __init__(
+        self,
+        *,
+        operation_delay: float = 0.0,
+        wait_timeout: float = 2.0,
+        strict_detach: bool = True,
+        default_health: str | None = "UNKNOWN",
+        max_endpoints_per_call: int = 500,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.operation_delay = operation_delay
+        self.wait_timeout = wait_timeout
+        self.strict_detach = strict_detach
+        self.default_health = default_health
+        self.max_endpoints_per_call = max_endpoints_per_call
+        self._host = host
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._doc: JSON = {}
+        self._routes: list[_Route] = []
+        self._negs: dict[tuple[str, str, str], _Neg] = {}
+        self._ops: dict[tuple[str, str, str], _Operation] = {}
+        self._pending: list[_Operation] = []
+        self._request_ids: dict[tuple[str, str], tuple[float, _Operation]] = {}
+        self._faults: list[_Fault] = []
+        self._op_failures: list[_OpFailure] = []
+        self._rejected: dict[tuple[str, int], str] = {}
+        self._latency = 0.0
+        self._calls: list[Call] = []
+        self._ids = itertools.count(4_000_000_000_000_000_001)
+        self._handlers: dict[str, Callable[[dict[str, str], dict[str, list[str]], JSON], JSON]] = {
+            "compute.networkEndpointGroups.insert": self._neg_insert,
+            "compute.networkEndpointGroups.get": self._neg_get,
+            "compute.networkEndpointGroups.delete": self._neg_delete,
+            "compute.networkEndpointGroups.list": self._neg_list,
+            "compute.networkEndpointGroups.aggregatedList": self._neg_aggregated_list,
+            "compute.networkEndpointGroups.attachNetworkEndpoints": self._neg_attach,
+            "compute.networkEndpointGroups.detachNetworkEndpoints": self._neg_detach,
+            "compute.networkEndpointGroups.listNetworkEndpoints": self._neg_list_endpoints,
+            "compute.zoneOperations.get": self._op_get,
+            "compute.zoneOperations.wait": self._op_wait,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        self._doc = _discovery()
+        self._routes = self._build_routes()
+        self._stopping.clear()
+        server = ThreadingHTTPServer((self._host, 0), _Handler)
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="fake-compute", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        # Wake handlers parked in zoneOperations.wait or injected latency first,
+        # so shutdown never waits on them.
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Server root, e.g. ``http://127.0.0.1:PORT/``."""
+        if self._server is None:
+            raise RuntimeError("FakeCompute not started")
+        return f"http://{self._host}:{self._server.server_address[1]}/"
+
+    @property
+    def api_endpoint(self) -> str:
+        """What to pass as ``client_options={"api_endpoint": ...}``."""
+        return self.url + SERVICE_PATH
+
+    def _link(self, rel: str) -> str:
+        return f"{self.url}{SERVICE_PATH}{rel}"
+
+    # ------------------------------------------------------------ control API
+
+    def inject(
+        self,
+        method_id: str | None,
+        status: int,
+        count: int = 1,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Fail the next ``count`` requests to ``method_id`` (None: any method)."""
+        if method_id is not None and method_id not in self._known_method_ids():
+            raise ValueError(f"unknown discovery method id {method_id!r}")
+        reason = reason or _DEFAULT_REASONS.get(status, "backendError")
+        text = message or {
+            "rateLimitExceeded": "Rate Limit Exceeded",
+            "backendError": "Internal error. Please try again.",
+        }.get(reason, http.HTTPStatus(status).phrase)
+        with self._lock:
+            self._faults.append(_Fault(method_id, status, count, reason, text))
+
+    def set_latency(self, seconds: float) -> None:
+        self._latency = seconds
+
+    def fail_next_operation(
+        self,
+        error_code: str = "INTERNAL_ERROR",
+        message: str = "Internal error.",
+        *,
+        http_status: int = 400,
+        method_id: str | None = None,
+    ) -> None:
+        """The next mutation (optionally only of ``method_id``) ends DONE with an error."""
+        with self._lock:
+            self._op_failures.append(_OpFailure(error_code, message, http_status, method_id))
+
+    def reject_endpoints(
+        self, endpoints: Iterable[tuple[str, int]], *, mode: str = "request"
+    ) -> None:
+        """Attach calls naming any of these (ip, port) fail as a whole.
+
+        mode "request": synchronous HTTP 400; mode "operation": the returned
+        operation ends DONE with an error.  Nothing of the batch is applied.
+        """
+        if mode not in ("request", "operation"):
+            raise ValueError(mode)
+        with self._lock:
+            for ip, port in endpoints:
+                self._rejected[(ip, int(port))] = mode
+
+    def clear_rejected_endpoints(self) -> None:
+        with self._lock:
+            self._rejected.clear()
+
+    def add_neg(
+        self,
+        project: str,
+        zone: str,
+        name: str,
+        *,
+        network: str = "default",
+        subnetwork: str | None = None,
+        default_port: int | None = None,
+        endpoints: Iterable[tuple[str, str, int]] = (),
+    ) -> None:
+        """Seed a NEG directly; endpoints are (instance, ip, port)."""
+        with self._lock:
+            neg = _Neg(
+                project, zone, name, self._next_id(), _ts(),
+                self._network_url(project, network),
+                self._subnetwork_url(project, zone, subnetwork) if subnetwork else None,
+                default_port, None,
+            )
+            for instance, ip, port in endpoints:
+                neg.endpoints[(ip, port)] = instance
+            self._negs[(project, zone, name)] = neg
+
+    def set_backend(
+        self,
+        project: str,
+        zone: str,
+        neg: str,
+        *,
+        health_check: bool = True,
+        backend_service: str | None = None,
+    ) -> None:
+        """Mark the NEG as used by a backend service (blocks delete, enables healths)."""
+        with self._lock:
+            n = self._require_neg(project, zone, neg)
+            bs = backend_service or f"bs-{neg}"
+            n.backend = _Backend(
+                self._link(f"projects/{project}/global/backendServices/{bs}"),
+                self._link(f"projects/{project}/global/healthChecks/hc-{bs}")
+                if health_check else None,
+            )
+
+    def clear_backend(self, project: str, zone: str, neg: str) -> None:
+        with self._lock:
+            self._require_neg(project, zone, neg).backend = None
+
+    def set_health(
+        self, project: str, zone: str, neg: str, ip: str, port: int, state: str
+    ) -> None:
+        allowed = self._doc["schemas"]["HealthStatusForNetworkEndpoint"]["properties"][
+            "healthState"]["enum"]
+        if state not in allowed:
+            raise ValueError(f"{state!r} not in compute v1 healthState enum {allowed}")
+        with self._lock:
+            n = self._require_neg(project, zone, neg)
+            n.health[(ip, port)] = state
+
+    def complete_operations(self) -> None:
+        """Finish every pending operation now (for ``operation_delay=math.inf``)."""
+        with self._cond:
+            for op in self._pending:
+                op.done_at = 0.0
+            self._advance()
+            self._cond.notify_all()
+
+    @property
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+    def count(self, method_id: str | None, status: int | None = None) -> int:
+        with self._lock:
+            return sum(
+                1 for c in self._calls
+                if (method_id is None or c.method_id == method_id)
+                and (status is None or c.status == status)
+            )
+
+    def clear_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def endpoints(self, project: str, zone: str, neg: str) -> set[tuple[str, int]]:
+        with self._lock:
+            self._advance()
+            return set(self._require_neg(project, zone, neg).endpoints)
+
+    def endpoint_instances(
+        self, project: str, zone: str, neg: str
+    ) -> dict[tuple[str, int], str]:
+        with self._lock:
+            self._advance()
+            return dict(self._require_neg(project, zone, neg).endpoints)
+
+    def negs(self, project: str | None = None) -> list[tuple[str, str, str]]:
+        """Sorted (project, zone, name) of every NEG that exists (applied state)."""
+        with self._lock:
+            self._advance()
+            return sorted(k for k in self._negs if project is None or k[0] == project)
+
+    def neg(self, project: str, zone: str, name: str) -> JSON:
+        with self._lock:
+            self._advance()
+            return self._neg_json(self._require_neg(project, zone, name))
+
+    def _require_neg(self, project: str, zone: str, name: str) -> _Neg:
+        try:
+            return self._negs[(project, zone, name)]
+        except KeyError:
+            raise KeyError(f"no NEG {project}/{zone}/{name}") from None
+
+    # ------------------------------------------------------------- routing
+
+    def _known_method_ids(self) -> set[str]:
+        doc = self._doc or _discovery()
+        return {
+            m["id"]
+            for r in IMPLEMENTED_RESOURCES
+            for m in doc["resources"][r]["methods"].values()
+        }
+
+    def _build_routes(self) -> list[_Route]:
+        routes = []
+        for res in IMPLEMENTED_RESOURCES:
+            for desc in self._doc["resources"][res]["methods"].values():
+                names: list[str] = []
+                pattern = ""
+                for part in re.split(r"(\{\+?[^}]+\})", desc["path"]):
+                    if part.startswith("{"):
+                        names.append(part.strip("{}+"))
+                        pattern += "(.+)" if part.startswith("{+") else "([^/]*)"
+                    else:
+                        pattern += re.escape(part)
+                routes.append(
+                    _Route(desc["id"], desc["httpMethod"], re.compile(pattern), names, desc)
+                )
+        return routes
+
+    def _handle(self, req: _Handler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        raw_body = req.rfile.read(length) if length else b""
+        if self._latency:
+            self._stopping.wait(self._latency)
+        split = urllib.parse.urlsplit(req.path)
+        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+        route: _Route | None = None
+        path_params: dict[str, str] = {}
+        body: Any = None
+        try:
+            route, path_params = self._route(req.command, split.path)
+            with self._lock:
+                self._advance()
+                self._take_fault(route.method_id)
+            self._check_query(route, query)
+            self._check_path_params(route, path_params)
+            body = self._parse_body(route, raw_body)
+            handler = self._handlers.get(route.method_id)
+            if handler is None:
+                raise ApiError(501, f"{route.method_id} is not implemented by the fake",
+                               "notImplemented")
+            status, payload = 200, handler(path_params, query, body)
+        except ApiError as e:
+            status, payload = e.status, e.to_json()
+        except Exception as e:
+            # A bug in the fake must reach the client as a 500, not a dropped connection.
+            status = 500
+            payload = ApiError(500, f"fake internal error: {e!r}", "backendError").to_json()
+        with self._lock:
+            self._calls.append(Call(
+                route.method_id if route else None, req.command, split.path,
+                path_params, query, body, status,
+            ))
+        data = json.dumps(payload).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json; charset=UTF-8")
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _route(self, verb: str, path: str) -> tuple[_Route, dict[str, str]]:
+        prefix = "/" + SERVICE_PATH
+        if not path.startswith(prefix):
+            raise ApiError(404, f"Not found: {path} (expected the {prefix} service path; "
+                           "build the client with fake.api_endpoint)", "notFound")
+        rel = path[len(prefix):]
+        path_matched = False
+        for route in self._routes:
+            m = route.regex.fullmatch(rel)
+            if not m:
+                continue
+            path_matched = True
+            if route.http_method != verb:
+                continue
+            params = {
+                n: urllib.parse.unquote(v) for n, v in zip(route.param_names, m.groups(), strict=True)
+            }
+            return route, params
+        what = f"HTTP method {verb} not allowed on" if path_matched else "Not found:"
+        raise ApiError(404, f"{what} {path}", "notFound")
+
+    def _take_fault(self, method_id: str) -> None:
+        for fault in self._faults:
+            if fault.method_id in (None, method_id):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                raise ApiError(fault.status, fault.message, fault.reason)
+
+    # ------------------------------------------------------------ validation
+
+    def _check_query(self, route: _Route, query: dict[str, list[str]]) -> None:
+        declared = self._doc["parameters"] | {
+            n: p for n, p in route.desc.get("parameters", {}).items()
+            if p.get("location") == "query"
+        }
+        for name, values in query.items():
+            spec = declared.get(name)
+            if spec is None:
+                raise _invalid(
+                    f'Invalid JSON payload received. Unknown name "{name}": Cannot bind '
+                    f"query parameter. Field '{name}' could not be found in request message."
+                )
+            if len(values) > 1 and not spec.get("repeated"):
+                raise _invalid(f"Query parameter '{name}' given {len(values)} times")
+            for value in values:
+                self._check_scalar(value, spec, name, from_query=True)
+        alt = query.get("alt", ["json"])[0]
+        if alt != "json":
+            raise _invalid(f"alt={alt} is not supported by the fake (json only)")
+
+    def _check_path_params(self, route: _Route, params: dict[str, str]) -> None:
+        for name, spec in route.desc.get("parameters", {}).items():
+            if spec.get("location") != "path":
+                continue
+            value = params.get(name, "")
+            if not value:
+                if spec.get("required"):
+                    raise _invalid(f"Required path parameter '{name}' is empty")
+                continue
+            pattern = spec.get("pattern")
+            if pattern and not re.fullmatch(pattern, value):
+                raise _invalid(
+                    f"Invalid value for field '{name}': '{value}'. "
+                    f"Must be a match of regex '{pattern}'"
+                )
+
+    def _parse_body(self, route: _Route, raw: bytes) -> Any:
+        ref = route.desc.get("request", {}).get("$ref")
+        if not raw.strip():
+            return {} if ref else None
+        if ref is None:
+            raise _invalid(f"{route.method_id} does not take a request body")
+        try:
+            body = json.loads(raw)
+        except ValueError as e:
+            raise _invalid(f"Invalid JSON payload received. {e}") from None
+        self._check_value(body, {"$ref": ref}, "body")
+        return body
+
+    def _check_value(self, value: Any, spec: JSON, where: str) -> None:
+        if value is None:
+            return
+        if "$ref" in spec:
+            spec = self._doc["schemas"][spec["$ref"]]
+        kind = spec.get("type")
+        if kind == "object":
+            if not isinstance(value, dict):
+                raise _invalid(f"Invalid value at '{where}' (type.googleapis.com/"
+                               f"{spec.get('id', 'object')}), {json.dumps(value)}: "
+                               "expected a JSON object")
+            props = spec.get("properties", {})
+            extra = spec.get("additionalProperties")
+            for key, sub in value.items():
+                if key in props:
+                    self._check_value(sub, props[key], f"{where}.{key}")
+                elif extra is not None:
+                    self._check_value(sub, extra, f"{where}[{key!r}]")
+                else:
+                    raise _invalid(
+                        f'Invalid JSON payload received. Unknown name "{key}" at '
+                        f"'{where}': Cannot find field."
+                    )
+        elif kind == "array":
+            if not isinstance(value, list):
+                raise _invalid(f"Invalid value at '{where}': expected a JSON array, "
+                               f"got {json.dumps(value)}")
+            for i, item in enumerate(value):
+                self._check_value(item, spec.get("items", {}), f"{where}[{i}]")
+        elif kind == "any" or kind is None:
+            return
+        else:
+            self._check_scalar(value, spec, where, from_query=False)
+
+    def _check_scalar(self, value: Any, spec: JSON, where: str, *, from_query: bool) -> None:
+        kind = spec.get("type")
+        fmt = spec.get("format", "")
+
+        def bad(expect: str) -> ApiError:
+            shown = value if from_query else json.dumps(value)
+            tname = f"TYPE_{fmt.upper()}" if fmt else f"TYPE_{str(kind).upper()}"
+            return _invalid(f"Invalid value at '{where}' ({tname}), {shown}: expected {expect}")
+
+        if kind == "string":
+            if not isinstance(value, str):
+                raise bad("a string")
+            if "enum" in spec and value not in spec["enum"]:
+                raise bad(f"one of {spec['enum']}")
+            if fmt in _INT_RANGES:
+                self._check_int(value, fmt, spec, bad)
+        elif kind == "integer":
+            self._check_int(value, fmt or "int32", spec, bad)
+        elif kind == "number":
+            if from_query:
+                try:
+                    float(value)
+                except ValueError:
+                    raise bad("a number") from None
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad("a number")
+        elif kind == "boolean":
+            ok = value in ("true", "false") if from_query else isinstance(value, bool)
+            if not ok:
+                raise bad("a boolean")
+
+    @staticmethod
+    def _check_int(value: Any, fmt: str, spec: JSON, bad: Callable[[str], ApiError]) -> None:
+        # proto3 JSON accepts integers as numbers or as decimal strings.
+        if isinstance(value, bool):
+            raise bad("an integer")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str):
+            if not re.fullmatch(r"-?\d+", value.strip()):
+                raise bad("an integer")
+            value = int(value)
+        if not isinstance(value, int):
+            raise bad("an integer")
+        lo, hi = _INT_RANGES.get(fmt, _INT_RANGES["int64"])
+        if "minimum" in spec:
+            lo = max(lo, int(spec["minimum"]))
+        if "maximum" in spec:
+            hi = min(hi, int(spec["maximum"]))
+        if not lo <= value <= hi:
+            raise bad(f"an integer in [{lo}, {hi}]")
+
+    # ------------------------------------------------------------ operations
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        done = [op for op in self._pending if op.done_at <= now]
+        if not done:
+            return
+        for op in done:
+            self._pending.remove(op)
+            err: ApiError | None
+            if op.failure is not None:
+                err = ApiError(op.failure.http_status, op.failure.message, op.failure.code)
+            else:
+                err = op.apply()
+            if err is not None and op.failure is None:
+                code = _OP_ERROR_CODES.get(err.reason, err.reason.upper())
+                op.failure = _OpFailure(code, err.message, err.status, None)
+            op.status = "DONE"
+            op.end_time = _ts()
+        self._cond.notify_all()
+
+    def _new_operation(
+        self,
+        method_id: str,
+        params: dict[str, str],
+        query: dict[str, list[str]],
+        op_type: str,
+        neg_name: str,
+        target_id: str,
+        apply: Callable[[], ApiError | None],
+        failure: _OpFailure | None = None,
+    ) -> JSON:
+        project, zone = params["project"], params["zone"]
+        request_id = query.get("requestId", [""])[0]
+        if request_id:
+            try:
+                parsed = uuid.UUID(request_id)
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.int == 0:
+                raise _invalid(f"Invalid value for field 'requestId': '{request_id}'. "
+                               "Must be a valid non-zero UUID.")
+            seen = self._request_ids.get((project, request_id))
+            if seen and time.monotonic() - seen[0] < _ONE_HOUR:
+                return self._op_json(seen[1])
+        if failure is None:
+            for f in self._op_failures:
+                if f.method_id in (None, method_id):
+                    self._op_failures.remove(f)
+                    failure = f
+                    break
+        now = time.monotonic()
+        op = _Operation(
+            project=project, zone=zone,
+            name=f"operation-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}",
+            id=self._next_id(), operation_type=op_type,
+            target_link=self._link(
+                f"projects/{project}/zones/{zone}/networkEndpointGroups/{neg_name}"),
+            target_id=target_id, insert_time=_ts(),
+            done_at=now + self.operation_delay, apply=apply, failure=failure,
+        )
+        self._ops[(project, zone, op.name)] = op
+        self._pending.append(op)
+        if request_id:
+            self._request_ids[(project, request_id)] = (now, op)
+        self._advance()
+        return self._op_json(op)
+
+    def _op_json(self, op: _Operation) -> JSON:
+        out: JSON = {
+            "kind": "compute#operation",
+            "id": op.id,
+            "name": op.name,
+            "zone": self._link(f"projects/{op.project}/zones/{op.zone}"),
+            "operationType": op.operation_type,
+            "targetLink": op.target_link,
+            "targetId": op.target_id,
+            "status": op.status,
+            "user": "fake-user@example.com",
+            "progress": 100 if op.status == "DONE" else 0,
+            "insertTime": op.insert_time,
+            "startTime": op.insert_time,
+            "selfLink": self._link(
+                f"projects/{op.project}/zones/{op.zone}/operations/{op.name}"),
+        }
+        if op.end_time:
+            out["endTime"] = op.end_time
+        if op.status == "DONE" and op.failure is not None:
+            out["error"] = {"errors": [{"code": op.failure.code, "message": op.failure.message}]}
+            out["httpErrorStatusCode"] = op.failure.http_status
+            out["httpErrorMessage"] = http.HTTPStatus(op.failure.http_status).phrase.upper()
+        return out
+
+    def _find_op(self, params: dict[str, str]) -> _Operation:
+        op = self._ops.get((params["project"], params["zone"], params["operation"]))
+        if op is None:
+            raise ApiError(404, f"The resource 'projects/{params['project']}/zones/"
+                           f"{params['zone']}/operations/{params['operation']}' was not found")
+        return op
+
+    def _op_get(self, params: dict[str, str], query: dict[str, list[str]], body: JSON) -> JSON:
+        with self._lock:
+            return self._op_json(self._find_op(params))
+
+    def _op_wait(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> JSON:
+        deadline = time.monotonic() + self.wait_timeout
+        with self._cond:
+            op = self._find_op(params)
+            while True:
+                self._advance()
+                now = time.monotonic()
+                if op.status == "DONE" or self._stopping.is_set() or now >= deadline:
+                    return self._op_json(op)
+                self._cond.wait(min(deadline, op.done_at) - now + 0.001)
+
+    # ------------------------------------------------------------------ NEGs
+
+    def _network_url(self, project: str, network: str) -> str:
+        if network.startswith(("http://", "https://")):
+            return network
+        if "/" in network:
+            return self._link(network.lstrip("/"))
+        return self._link(f"projects/{project}/global/networks/{network}")
+
+    def _subnetwork_url(self, project: str, zone: str, sub: str) -> str:
+        if sub.startswith(("http://", "https://")):
+            return sub
+        if "/" in sub:
+            return self._link(sub.lstrip("/"))
+        return self._link(f"projects/{project}/regions/{_region_of(zone)}/subnetworks/{sub}")
+
+    def _neg_json(self, neg: _Neg) -> JSON:
+        out: JSON = {
+            "kind": "compute#networkEndpointGroup",
+            "id": neg.id,
+            "creationTimestamp": neg.created,
+            "selfLink": self._link(
+                f"projects/{neg.project}/zones/{neg.zone}/networkEndpointGroups/{neg.name}"),
+            "name": neg.name,
+            "networkEndpointType": "GCE_VM_IP_PORT",
+            "network": neg.network,
+            "zone": self._link(f"projects/{neg.project}/zones/{neg.zone}"),
+            "size": len(neg.endpoints),
+        }
+        if neg.subnetwork:
+            out["subnetwork"] = neg.subnetwork
+        if neg.default_port is not None:
+            out["defaultPort"] = neg.default_port
+        if neg.description:
+            out["description"] = neg.description
+        return out
+
+    def _get_neg(self, params: dict[str, str]) -> _Neg:
+        key = (params["project"], params["zone"], params["networkEndpointGroup"])
+        neg = self._negs.get(key)
+        if neg is None:
+            raise ApiError(404, f"The resource 'projects/{key[0]}/zones/{key[1]}/"
+                           f"networkEndpointGroups/{key[2]}' was not found")
+        return neg
+
+    def _neg_insert(self, params: dict[str, str], query: dict[str, list[str]], body: JSON) -> JSON:
+        project, zone = params["project"], params["zone"]
+        name = body.get("name") or ""
+        if len(name) > 63 or not _NAME_RE.fullmatch(name):
+            raise _invalid(f"Invalid value for field 'resource.name': '{name}'. Must be a "
+                           "match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+        net_type = body.get("networkEndpointType")
+        if not net_type:
+            raise _invalid("Required field 'resource.networkEndpointType' not specified")
+        if net_type != "GCE_VM_IP_PORT":
+            raise _invalid(f"networkEndpointType {net_type} is not supported by the fake "
+                           "(GCE_VM_IP_PORT only)")
+        if not body.get("network"):
+            raise _invalid("Required field 'resource.network' not specified")
+        port = body.get("defaultPort")
+        if port is not None and not 1 <= int(port) <= 65535:
+            raise _invalid(f"Invalid value for field 'resource.defaultPort': '{port}'. "
+                           "Must be between 1 and 65535.")
+        with self._lock:
+            key = (project, zone, name)
+            pending_insert = any(
+                op.operation_type == "insert" and op.target_link.endswith(f"/{name}")
+                and (op.project, op.zone) == (project, zone) for op in self._pending)
+            if key in self._negs or pending_insert:
+                raise ApiError(409, f"The resource 'projects/{project}/zones/{zone}/"
+                               f"networkEndpointGroups/{name}' already exists")
+            neg = _Neg(
+                project, zone, name, self._next_id(), _ts(),
+                self._network_url(project, body["network"]),
+                self._subnetwork_url(project, zone, body["subnetwork"])
+                if body.get("subnetwork") else None,
+                int(port) if port is not None else None,
+                body.get("description"),
+            )
+
+            def apply() -> ApiError | None:
+                if key in self._negs:
+                    return ApiError(409, f"The resource '{name}' already exists")
+                self._negs[key] = neg
+                return None
+
+            return self._new_operation("compute.networkEndpointGroups.insert", params, query,
+                                       "insert", name, neg.id, apply)
+
+    def _neg_get(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> JSON:
+        with self._lock:
+            return self._neg_json(self._get_neg(params))
+
+    def _neg_delete(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> JSON:
+        with self._lock:
+            neg = self._get_neg(params)
+            if neg.backend is not None:
+                raise ApiError(
+                    400,
+                    f"The network_endpoint_group resource 'projects/{neg.project}/zones/"
+                    f"{neg.zone}/networkEndpointGroups/{neg.name}' is already being used "
+                    f"by '{neg.backend.backend_service}'",
+                    "resourceInUseByAnotherResource",
+                )
+            key = (neg.project, neg.zone, neg.name)
+
+            def apply() -> ApiError | None:
+                current = self._negs.get(key)
+                if current is not neg:
+                    return ApiError(404, f"The resource '{neg.name}' was not found")
+                if current.backend is not None:
+                    return ApiError(400, f"'{neg.name}' is in use",
+                                    "resourceInUseByAnotherResource")
+                del self._negs[key]
+                return None
+
+            return self._new_operation("compute.networkEndpointGroups.delete", params, query,
+                                       "delete", neg.name, neg.id, apply)
+
+    def _neg_list(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> JSON:
+        project, zone = params["project"], params["zone"]
+        with self._lock:
+            items = [self._neg_json(n) for (p, z, _), n in sorted(self._negs.items())
+                     if (p, z) == (project, zone)]
+        page, token = _paginate(_filter_sort(items, query), query, "list")
+        out: JSON = {
+            "kind": "compute#networkEndpointGroupList",
+            "id": f"projects/{project}/zones/{zone}/networkEndpointGroups",
+            "selfLink": self._link(f"projects/{project}/zones/{zone}/networkEndpointGroups"),
+        }
+        if page:
+            out["items"] = page
+        if token:
+            out["nextPageToken"] = token
+        return out
+
+    def _neg_aggregated_list(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> JSON:
+        project = params["project"]
+        with self._lock:
+            items = [self._neg_json(n) for (p, _, _), n in sorted(self._negs.items())
+                     if p == project]
+        page, token = _paginate(_filter_sort(items, query), query, "aggregated")
+        grouped: dict[str, JSON] = {}
+        for item in page:
+            zone = item["zone"].rsplit("/", 1)[1]
+            grouped.setdefault(f"zones/{zone}", {"networkEndpointGroups": []})[
+                "networkEndpointGroups"].append(item)
+        out: JSON = {
+            "kind": "compute#networkEndpointGroupAggregatedList",
+            "id": f"projects/{project}/aggregated/networkEndpointGroups",
+            "selfLink": self._link(f"projects/{project}/aggregated/networkEndpointGroups"),
+            "items": grouped,
+        }
+        if token:
+            out["nextPageToken"] = token
+        return out
+
+    def _parse_endpoints(self, neg: _Neg, body: JSON) -> list[tuple[str, int, str]]:
+        raw = body.get("networkEndpoints") or []
+        if len(raw) > self.max_endpoints_per_call:
+            raise _invalid(
+                f"Invalid value for field 'resource.networkEndpoints': exceeded the maximum "
+                f"of {self.max_endpoints_per_call} network endpoints per request "
+                f"(got {len(raw)})."
+            )
+        out: list[tuple[str, int, str]] = []
+        seen: set[tuple[str, int]] = set()
+        for i, ep in enumerate(raw):
+            where = f"resource.networkEndpoints[{i}]"
+            ip = (ep or {}).get("ipAddress")
+            instance = ((ep or {}).get("instance") or "").rsplit("/", 1)[-1]
+            port = (ep or {}).get("port")
+            port = neg.default_port if port is None else int(port)
+            if not ip:
+                raise _invalid(f"Invalid value for field '{where}.ipAddress': ''. The fake "
+                               "requires ipAddress (it cannot resolve instance IPs).")
+            if not instance:
+                raise _invalid(f"Invalid value for field '{where}.instance': ''. Instance is "
+                               "required for GCE_VM_IP_PORT network endpoints.")
+            if port is None:
+                raise _invalid(f"Invalid value for field '{where}.port': ''. Port must be set "
+                               "when the network endpoint group has no defaultPort.")
+            if not 1 <= port <= 65535:
+                raise _invalid(f"Invalid value for field '{where}.port': '{port}'.")
+            if (ip, port) in seen:
+                raise _invalid(f"Invalid value for field '{where}': duplicate network "
+                               f"endpoint {ip}:{port} in request.")
+            seen.add((ip, port))
+            out.append((ip, port, instance))
+        return out
+
+    def _neg_attach(self, params: dict[str, str], query: dict[str, list[str]], body: JSON) -> JSON:
+        mid = "compute.networkEndpointGroups.attachNetworkEndpoints"
+        with self._lock:
+            neg = self._get_neg(params)
+            eps = self._parse_endpoints(neg, body)
+            failure: _OpFailure | None = None
+            for i, (ip, port, instance) in enumerate(eps):
+                have = neg.endpoints.get((ip, port))
+                if have is not None and have != instance:
+                    raise _invalid(f"Network endpoint {ip}:{port} is already attached for "
+                                   f"instance '{have}', not '{instance}'.")
+                mode = self._rejected.get((ip, port))
+                if mode is None:
+                    continue
+                msg = (f"Invalid value for field 'resource.networkEndpoints[{i}]': "
+                       f"'{ip}:{port}'. Network endpoint is invalid.")
+                if mode == "request":
+                    raise _invalid(msg)
+                failure = failure or _OpFailure("INVALID_FIELD_VALUE", msg, 400, mid)
+
+            def apply() -> ApiError | None:
+                if self._negs.get((neg.project, neg.zone, neg.name)) is not neg:
+                    return ApiError(404, f"The resource '{neg.name}' was not found")
+                for ip, port, instance in eps:
+                    if (ip, port) not in neg.endpoints:
+                        neg.endpoints[(ip, port)] = instance
+                        if self.default_health is not None:
+                            neg.health.setdefault((ip, port), self.default_health)
+                return None
+
+            return self._new_operation(mid, params, query, "attachNetworkEndpoints",
+                                       neg.name, neg.id, apply, failure)
+
+    def _neg_detach(self, params: dict[str, str], query: dict[str, list[str]], body: JSON) -> JSON:
+        with self._lock:
+            neg = self._get_neg(params)
+            eps = self._parse_endpoints(neg, body)
+            if self.strict_detach:
+                for i, (ip, port, _) in enumerate(eps):
+                    if (ip, port) not in neg.endpoints:
+                        raise _invalid(
+                            f"Invalid value for field 'resource.networkEndpoints[{i}]': "
+                            f"'{ip}:{port}'. Network endpoint not found.")
+
+            def apply() -> ApiError | None:
+                if self._negs.get((neg.project, neg.zone, neg.name)) is not neg:
+                    return ApiError(404, f"The resource '{neg.name}' was not found")
+                for ip, port, _ in eps:
+                    neg.endpoints.pop((ip, port), None)
+                    neg.health.pop((ip, port), None)
+                return None
+
+            return self._new_operation("compute.networkEndpointGroups.detachNetworkEndpoints",
+                                       params, query, "detachNetworkEndpoints",
+                                       neg.name, neg.id, apply)
+
+    def _neg_list_endpoints(
+        self, params: dict[str, str], query: dict[str, list[str]], body: JSON
+    ) -> JSON:
+        show = (body or {}).get("healthStatus") == "SHOW"
+        with self._lock:
+            neg = self._get_neg(params)
+            items: list[JSON] = []
+            for (ip, port), instance in sorted(neg.endpoints.items()):
+                item: JSON = {"networkEndpoint": {
+                    "instance": instance, "ipAddress": ip, "port": port}}
+                state = neg.health.get((ip, port))
+                if show and neg.backend and neg.backend.health_check and state:
+                    item["healths"] = [{
+                        "healthState": state,
+                        "backendService": {"backendService": neg.backend.backend_service},
+                        "healthCheck": {"healthCheck": neg.backend.health_check},
+                    }]
+                items.append(item)
+        page, token = _paginate(_filter_sort(items, query), query, "endpoints")
+        out: JSON = {"kind": "compute#networkEndpointGroupsListNetworkEndpoints"}
+        if page:
+            out["items"] = page
+        if token:
+            out["nextPageToken"] = token
+        return out
+
+
+# ---------------------------------------------------------------- list helpers
+
+_TERM = re.compile(
+    r'\s*(?:AND\s+)?\(?\s*([A-Za-z_][\w.]*)\s*(!=|=|\beq\b|\bne\b)\s*'
+    r'("(?:[^"\\]|\\.)*"|[^\s()"]+)\s*\)?\s*'
+)
+
+
+def _lookup(item: JSON, dotted: str) -> str | None:
+    cur: Any = item
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return None if isinstance(cur, (dict, list)) else str(cur)
+
+
+def _filter_sort(items: list[JSON], query: dict[str, list[str]]) -> list[JSON]:
+    expr = query.get("filter", [""])[0].strip()
+    if expr:
+        terms: list[tuple[str, str, str]] = []
+        pos = 0
+        while pos < len(expr):
+            m = _TERM.match(expr, pos)
+            if not m or m.end() == pos:
+                raise _invalid(f"Invalid value for field 'filter': '{expr}'. The fake only "
+                               "supports 'field (=|!=|eq|ne) value' terms joined by AND.")
+            value = m.group(3)
+            if value.startswith('"'):
+                value = json.loads(value)
+            terms.append((m.group(1), m.group(2), value))
+            pos = m.end()
+
+        def keep(item: JSON) -> bool:
+            for name, op, value in terms:
+                got = _lookup(item, name)
+                exact = op in ("=", "!=")
+                hit = got == value if exact else got is not None and re.fullmatch(value, got) is not None
+                if hit != (op in ("=", "eq")):
+                    return False
+            return True
+
+        items = [i for i in items if keep(i)]
+    order = query.get("orderBy", [""])[0].split()
+    if order:
+        if len(order) > 2 or (len(order) == 2 and order[1] not in ("asc", "desc")):
+            raise _invalid(f"Invalid value for field 'orderBy': '{' '.join(order)}'.")
+        items = sorted(items, key=lambda i: _lookup(i, order[0]) or "",
+                       reverse=len(order) == 2 and order[1] == "desc")
+    return items
+
+
+def _paginate(
+    items: list[JSON], query: dict[str, list[str]], scope: str
+) -> tuple[list[JSON], str | None]:
+    size = int(query.get("maxResults", ["0"])[0] or 0)
+    size = MAX_PAGE if size <= 0 else min(size, MAX_PAGE)
+    token = query.get("pageToken", [""])[0]
+    start = 0
+    if token:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+            if decoded["s"] != scope:
+                raise ValueError(scope)
+            start = int(decoded["o"])
+        except (ValueError, KeyError, TypeError):
+            raise _invalid(f"Invalid value for field 'pageToken': '{token}'.") from None
+    page = items[start:start + size]
+    nxt = None
+    if start + size < len(items):
+        nxt = base64.urlsafe_b64encode(
+            json.dumps({"s": scope, "o": start + size}).encode()).decode()
+    return page, nxt
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0 closes the connection after each response, so no keep-alive
+    # handler thread can outlive stop().
+    protocol_version = "HTTP/1.0"
+    server: ThreadingHTTPServer
+
+    def _dispatch(self) -> None:
+        self.server.fake._handle(self)  # type: ignore[attr-defined]
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Keeps pytest output clean; fake.calls is the request log.
+        pass

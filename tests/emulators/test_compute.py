@@ -1,0 +1,437 @@
+"""Tests for the fake compute v1 API, driven through the real googleapiclient."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import google_auth_httplib2
+import httplib2
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from googleapiclient import discovery
+from googleapiclient.errors import HttpError
+
+from tests.emulators.compute import FakeCompute
+
+P, Z = "proj-1", "us-central1-a"
+ATTACH = "compute.networkEndpointGroups.attachNetworkEndpoints"
+NEG_BODY = {"name": "neg-a", "networkEndpointType": "GCE_VM_IP_PORT",
+            "network": "default", "defaultPort": 8080}
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def make_client(endpoint: str) -> Any:
+    http = google_auth_httplib2.AuthorizedHttp(
+        AnonymousCredentials(), http=httplib2.Http(timeout=5))
+    return discovery.build("compute", "v1", static_discovery=True, http=http,
+                           client_options={"api_endpoint": endpoint})
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCompute]:
+    with FakeCompute() as f:
+        yield f
+
+
+@pytest.fixture
+def compute(fake: FakeCompute) -> Any:
+    return make_client(fake.api_endpoint)
+
+
+def negs(compute: Any) -> Any:
+    return compute.networkEndpointGroups()
+
+
+def reason_of(err: HttpError) -> str:
+    return str(json.loads(err.content)["error"]["errors"][0]["reason"])
+
+
+def raw(fake: FakeCompute, method: str, rel: str, body: Any = None) -> tuple[int, Any]:
+    """Bypass the client, which validates query params and would refuse ours."""
+    resp, content = httplib2.Http(timeout=5).request(
+        fake.api_endpoint + rel, method,
+        body=None if body is None else json.dumps(body),
+        headers={"Content-Type": "application/json"})
+    return resp.status, json.loads(content)
+
+
+def eps(*pairs: tuple[str, int]) -> dict[str, Any]:
+    return {"networkEndpoints": [
+        {"instance": f"vm-{ip.rsplit('.', 1)[1]}", "ipAddress": ip, "port": port}
+        for ip, port in pairs]}
+
+
+def attach(compute: Any, body: dict[str, Any], neg: str = "neg-a", **kw: Any) -> Any:
+    return negs(compute).attachNetworkEndpoints(
+        project=P, zone=Z, networkEndpointGroup=neg, body=body, **kw).execute()
+
+
+def detach(compute: Any, body: dict[str, Any], neg: str = "neg-a") -> Any:
+    return negs(compute).detachNetworkEndpoints(
+        project=P, zone=Z, networkEndpointGroup=neg, body=body).execute()
+
+
+def list_endpoints(compute: Any, show: bool = True, neg: str = "neg-a") -> Any:
+    return negs(compute).listNetworkEndpoints(
+        project=P, zone=Z, networkEndpointGroup=neg,
+        body={"healthStatus": "SHOW" if show else "SKIP"}).execute()
+
+
+def test_client_must_be_given_the_service_path(fake: FakeCompute) -> None:
+    # api_endpoint replaces rootUrl+servicePath, so the bare server root misses /compute/v1/.
+    with pytest.raises(HttpError) as exc:
+        negs(make_client(fake.url)).list(project=P, zone=Z).execute()
+    assert exc.value.status_code == 404
+    assert negs(make_client(fake.api_endpoint)).list(project=P, zone=Z).execute()[
+        "kind"] == "compute#networkEndpointGroupList"
+    assert fake.calls[-1].path == f"/compute/v1/projects/{P}/zones/{Z}/networkEndpointGroups"
+
+
+def test_neg_lifecycle(fake: FakeCompute, compute: Any) -> None:
+    op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    assert op["kind"] == "compute#operation"
+    assert op["status"] == "DONE" and op["operationType"] == "insert"
+    self_link = f"{fake.url}compute/v1/projects/{P}/zones/{Z}/networkEndpointGroups/neg-a"
+    assert op["targetLink"] == self_link
+    assert op["zone"].endswith(f"/projects/{P}/zones/{Z}")
+
+    got = negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert got["selfLink"] == self_link
+    assert got["kind"] == "compute#networkEndpointGroup"
+    assert got["size"] == 0 and got["defaultPort"] == 8080 and got["id"]
+    assert got["network"].endswith(f"projects/{P}/global/networks/default")
+
+    with pytest.raises(HttpError) as exc:
+        negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    assert exc.value.status_code == 409 and reason_of(exc.value) == "alreadyExists"
+
+    negs(compute).insert(project=P, zone="europe-west1-b",
+                         body=NEG_BODY | {"name": "neg-b"}).execute()
+    listed = negs(compute).list(project=P, zone=Z).execute()
+    assert [n["name"] for n in listed["items"]] == ["neg-a"]
+    agg = negs(compute).aggregatedList(project=P).execute()
+    assert {k: [n["name"] for n in v["networkEndpointGroups"]]
+            for k, v in agg["items"].items()} == {
+        f"zones/{Z}": ["neg-a"], "zones/europe-west1-b": ["neg-b"]}
+
+    assert negs(compute).delete(project=P, zone=Z, networkEndpointGroup="neg-a").execute()[
+        "status"] == "DONE"
+    with pytest.raises(HttpError) as exc:
+        negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert exc.value.status_code == 404 and reason_of(exc.value) == "notFound"
+    assert "items" not in negs(compute).list(project=P, zone=Z).execute()
+    assert fake.negs() == [(P, "europe-west1-b", "neg-b")]
+
+
+def test_insert_validation(fake: FakeCompute, compute: Any) -> None:
+    for bad in ({"name": "Bad_Name"}, {"name": "a" * 64}, {"network": None},
+                {"networkEndpointType": None}, {"networkEndpointType": "GCE_VM_IP"}):
+        with pytest.raises(HttpError) as exc:
+            negs(compute).insert(project=P, zone=Z, body=NEG_BODY | bad).execute()
+        assert exc.value.status_code == 400, bad
+    assert fake.negs() == []
+
+
+def test_list_paging_and_filter(fake: FakeCompute, compute: Any) -> None:
+    for i in range(5):
+        fake.add_neg(P, Z, f"neg-{i}")
+    names: list[str] = []
+    req = negs(compute).list(project=P, zone=Z, maxResults=2)
+    pages = 0
+    while req is not None:
+        resp = req.execute()
+        names += [n["name"] for n in resp["items"]]
+        pages += 1
+        req = negs(compute).list_next(req, resp)
+    assert pages == 3 and names == [f"neg-{i}" for i in range(5)]
+
+    one = negs(compute).list(project=P, zone=Z, filter='name = "neg-3"').execute()
+    assert [n["name"] for n in one["items"]] == ["neg-3"]
+    rx = negs(compute).list(project=P, zone=Z, filter="name ne neg-[0-2]").execute()
+    assert [n["name"] for n in rx["items"]] == ["neg-3", "neg-4"]
+    with pytest.raises(HttpError) as exc:
+        negs(compute).list(project=P, zone=Z, filter='name = "a" OR name = "b"').execute()
+    assert exc.value.status_code == 400
+    with pytest.raises(HttpError) as exc:
+        negs(compute).list(project=P, zone=Z, pageToken="garbage").execute()
+    assert exc.value.status_code == 400
+
+
+def test_attach_detach_and_list_endpoints_with_health(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a", default_port=8080)
+    op = attach(compute, eps(("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)))
+    assert op["operationType"] == "attachNetworkEndpoints" and op["status"] == "DONE"
+    assert fake.endpoints(P, Z, "neg-a") == {
+        ("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)}
+    assert fake.endpoint_instances(P, Z, "neg-a")[("10.0.0.1", 8080)] == "vm-1"
+    # Re-attaching is a no-op by design (see module docstring).
+    attach(compute, eps(("10.0.0.1", 8080)))
+    assert negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()[
+        "size"] == 3
+
+    # Not behind a health-checked backend: no healths even with SHOW.
+    listed = list_endpoints(compute)
+    assert listed["kind"] == "compute#networkEndpointGroupsListNetworkEndpoints"
+    assert all("healths" not in i for i in listed["items"])
+
+    fake.set_backend(P, Z, "neg-a", health_check=True)
+    fake.set_health(P, Z, "neg-a", "10.0.0.2", 8080, "HEALTHY")
+    by_ip = {i["networkEndpoint"]["ipAddress"]: i for i in list_endpoints(compute)["items"]}
+    assert by_ip["10.0.0.1"]["networkEndpoint"] == {
+        "instance": "vm-1", "ipAddress": "10.0.0.1", "port": 8080}
+    assert by_ip["10.0.0.1"]["healths"][0]["healthState"] == "UNKNOWN"
+    assert by_ip["10.0.0.2"]["healths"][0]["healthState"] == "HEALTHY"
+    assert by_ip["10.0.0.2"]["healths"][0]["backendService"]["backendService"]
+    assert by_ip["10.0.0.2"]["healths"][0]["healthCheck"]["healthCheck"]
+    assert all("healths" not in i for i in list_endpoints(compute, show=False)["items"])
+    with pytest.raises(ValueError):
+        fake.set_health(P, Z, "neg-a", "10.0.0.2", 8080, "SICK")
+
+    page1 = negs(compute).listNetworkEndpoints(
+        project=P, zone=Z, networkEndpointGroup="neg-a", maxResults=2, body={}).execute()
+    assert len(page1["items"]) == 2 and page1["nextPageToken"]
+
+    detach(compute, eps(("10.0.0.1", 8080)))
+    assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.2", 8080), ("10.0.0.3", 9090)}
+    with pytest.raises(HttpError) as exc:
+        detach(compute, eps(("10.0.0.1", 8080)))
+    assert exc.value.status_code == 400 and "not found" in str(exc.value)
+    fake.strict_detach = False
+    detach(compute, eps(("10.0.0.1", 8080)))
+
+
+def test_more_than_500_endpoints_rejected(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    many = [(f"10.0.{i // 250}.{i % 250}", 8080) for i in range(501)]
+    with pytest.raises(HttpError) as exc:
+        attach(compute, eps(*many))
+    assert exc.value.status_code == 400
+    assert fake.endpoints(P, Z, "neg-a") == set()
+    attach(compute, eps(*many[:500]))
+    assert len(fake.endpoints(P, Z, "neg-a")) == 500
+
+
+def test_unknown_and_mistyped_body_fields_rejected(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    # The client does not validate bodies, so a typo reaches the server.
+    with pytest.raises(HttpError) as exc:
+        attach(compute, {"networkEndpoints": [
+            {"instance": "vm-1", "ipAdress": "10.0.0.1", "port": 80}]})
+    assert exc.value.status_code == 400 and "ipAdress" in str(exc.value)
+    assert "body.networkEndpoints[0]" in str(exc.value)
+
+    status, err = raw(fake, "POST", f"projects/{P}/zones/{Z}/networkEndpointGroups",
+                      NEG_BODY | {"nmae": "x"})
+    assert status == 400 and '"nmae"' in err["error"]["message"]
+    assert err["error"]["status"] == "INVALID_ARGUMENT"
+    assert err["error"]["errors"][0] == {
+        "message": err["error"]["message"], "domain": "global", "reason": "invalid"}
+
+    for bad in ({"port": True}, {"port": "eighty"}, {"port": 1.5}, {"ipAddress": 10},
+                {"annotations": {"k": 1}}):
+        body = {"networkEndpoints": [{"instance": "vm-1", "ipAddress": "10.0.0.1"} | bad]}
+        with pytest.raises(HttpError) as exc:
+            attach(compute, body)
+        assert exc.value.status_code == 400, bad
+    with pytest.raises(HttpError) as exc:
+        attach(compute, {"networkEndpoints": {"instance": "vm-1"}})
+    assert exc.value.status_code == 400
+    with pytest.raises(HttpError) as exc:
+        list_endpoints_body = {"healthStatus": "MAYBE"}
+        negs(compute).listNetworkEndpoints(project=P, zone=Z, networkEndpointGroup="neg-a",
+                                           body=list_endpoints_body).execute()
+    assert exc.value.status_code == 400
+    # proto3 JSON: integers may be strings, null means unset.
+    attach(compute, {"networkEndpoints": [
+        {"instance": "vm-1", "ipAddress": "10.0.0.1", "port": "80", "fqdn": None}]})
+    assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.1", 80)}
+
+
+def test_query_and_path_validation(fake: FakeCompute) -> None:
+    base = f"projects/{P}/zones/{Z}/networkEndpointGroups"
+    status, err = raw(fake, "GET", f"{base}?maxResult=3")
+    assert status == 400 and '"maxResult"' in err["error"]["message"]
+    for q in ("maxResults=abc", "maxResults=-1", "maxResults=1&maxResults=2",
+              "prettyPrint=maybe", "$.xgafv=3", "alt=proto"):
+        assert raw(fake, "GET", f"{base}?{q}")[0] == 400, q
+    ok = "prettyPrint=false&fields=items&quotaUser=u&key=k&%24.xgafv=2&maxResults=0"
+    assert raw(fake, "GET", f"{base}?{ok}")[0] == 200
+    # returnPartialSuccess is not declared for compute v1 aggregatedList.
+    assert raw(fake, "GET",
+               f"projects/{P}/aggregated/networkEndpointGroups?returnPartialSuccess=true")[0] == 400
+    assert raw(fake, "GET", f"projects/{P}/aggregated/networkEndpointGroups"
+               "?includeAllScopes=true")[0] == 200
+    assert raw(fake, "GET", f"projects/Bad_Project/zones/{Z}/networkEndpointGroups")[0] == 400
+    assert raw(fake, "GET", f"projects/{P}/zones/{Z}/instances")[0] == 404
+    assert raw(fake, "PUT", base, {})[0] == 404
+    assert raw(fake, "POST", f"projects/{P}/zones/{Z}/networkEndpointGroups/n/"
+               "testIamPermissions", {})[0] == 501
+    status, err = raw(fake, "POST", base, "not-an-object")
+    assert status == 400
+
+
+def test_bad_endpoint_fails_whole_batch(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.reject_endpoints({("10.0.0.5", 8080)})
+    batch = eps(("10.0.0.4", 8080), ("10.0.0.5", 8080), ("10.0.0.6", 8080))
+    with pytest.raises(HttpError) as exc:
+        attach(compute, batch)
+    assert exc.value.status_code == 400 and "networkEndpoints[1]" in str(exc.value)
+    assert fake.endpoints(P, Z, "neg-a") == set()
+
+    fake.reject_endpoints({("10.0.0.5", 8080)}, mode="operation")
+    op = attach(compute, batch)
+    assert op["status"] == "DONE" and op["error"]["errors"][0]["code"] == "INVALID_FIELD_VALUE"
+    assert fake.endpoints(P, Z, "neg-a") == set()
+
+    fake.clear_rejected_endpoints()
+    attach(compute, batch)
+    assert len(fake.endpoints(P, Z, "neg-a")) == 3
+
+
+def test_injected_faults_surface_as_http_errors(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.inject(ATTACH, 429, count=2)
+    for _ in range(2):
+        with pytest.raises(HttpError) as exc:
+            attach(compute, eps(("10.0.0.1", 80)))
+        assert exc.value.status_code == 429 and reason_of(exc.value) == "rateLimitExceeded"
+        assert json.loads(exc.value.content)["error"]["status"] == "RESOURCE_EXHAUSTED"
+    # Other methods are unaffected by a method-scoped fault.
+    negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    attach(compute, eps(("10.0.0.1", 80)))
+    assert fake.count(ATTACH) == 3 and fake.count(ATTACH, status=429) == 2
+
+    fake.inject(None, 503)
+    with pytest.raises(HttpError) as exc:
+        negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert exc.value.status_code == 503 and reason_of(exc.value) == "backendError"
+    fake.inject("compute.networkEndpointGroups.get", 403)
+    with pytest.raises(HttpError) as exc:
+        negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert exc.value.status_code == 403 and reason_of(exc.value) == "rateLimitExceeded"
+    with pytest.raises(ValueError):
+        fake.inject("compute.networkEndpointGroups.typo", 500)
+
+
+def test_operation_error_reported_in_operation(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.fail_next_operation("RESOURCE_NOT_READY", "The resource is not ready",
+                             http_status=400, method_id=ATTACH)
+    op = attach(compute, eps(("10.0.0.1", 80)))
+    assert op["status"] == "DONE"
+    assert op["error"] == {"errors": [
+        {"code": "RESOURCE_NOT_READY", "message": "The resource is not ready"}]}
+    assert op["httpErrorStatusCode"] == 400 and op["httpErrorMessage"] == "BAD REQUEST"
+    assert fake.endpoints(P, Z, "neg-a") == set()
+    again = compute.zoneOperations().get(project=P, zone=Z, operation=op["name"]).execute()
+    assert again["error"] == op["error"]
+    assert "error" not in attach(compute, eps(("10.0.0.1", 80)))
+
+
+def test_operation_running_then_done_via_wait() -> None:
+    with FakeCompute(operation_delay=0.4) as fake:
+        compute = make_client(fake.api_endpoint)
+        fake.add_neg(P, Z, "neg-a")
+        op = attach(compute, eps(("10.0.0.1", 80)))
+        assert op["status"] == "RUNNING" and "endTime" not in op
+        assert fake.endpoints(P, Z, "neg-a") == set()
+        ops = compute.zoneOperations()
+        assert ops.get(project=P, zone=Z, operation=op["name"]).execute()["status"] == "RUNNING"
+        t0 = time.monotonic()
+        done = ops.wait(project=P, zone=Z, operation=op["name"]).execute()
+        assert done["status"] == "DONE" and done["progress"] == 100
+        assert time.monotonic() - t0 < 1.5
+        assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.1", 80)}
+        with pytest.raises(HttpError) as exc:
+            ops.get(project=P, zone=Z, operation="operation-nope").execute()
+        assert exc.value.status_code == 404
+
+
+def test_wait_returns_running_after_timeout_then_manual_completion() -> None:
+    with FakeCompute(operation_delay=math.inf, wait_timeout=0.2) as fake:
+        compute = make_client(fake.api_endpoint)
+        op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+        ops = compute.zoneOperations()
+        assert ops.wait(project=P, zone=Z, operation=op["name"]).execute()["status"] == "RUNNING"
+        with pytest.raises(HttpError):
+            negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+        # A second insert of the same name while the first is in flight is a conflict.
+        with pytest.raises(HttpError) as exc:
+            negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+        assert exc.value.status_code == 409
+        fake.complete_operations()
+        assert ops.wait(project=P, zone=Z, operation=op["name"]).execute()["status"] == "DONE"
+        assert fake.negs() == [(P, Z, "neg-a")]
+
+
+def test_delete_of_in_use_neg_refused(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.set_backend(P, Z, "neg-a", health_check=False, backend_service="web")
+    with pytest.raises(HttpError) as exc:
+        negs(compute).delete(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert exc.value.status_code == 400
+    assert reason_of(exc.value) == "resourceInUseByAnotherResource"
+    assert "backendServices/web" in str(exc.value)
+    assert fake.negs() == [(P, Z, "neg-a")]
+    fake.clear_backend(P, Z, "neg-a")
+    negs(compute).delete(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
+    assert fake.negs() == []
+
+
+def test_request_id_makes_retries_idempotent(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    rid = str(uuid.uuid4())
+    first = attach(compute, eps(("10.0.0.1", 80)), requestId=rid)
+    detach(compute, eps(("10.0.0.1", 80)))
+    second = attach(compute, eps(("10.0.0.1", 80)), requestId=rid)
+    assert second["name"] == first["name"]
+    assert fake.endpoints(P, Z, "neg-a") == set()
+    with pytest.raises(HttpError) as exc:
+        attach(compute, eps(("10.0.0.1", 80)), requestId="not-a-uuid")
+    assert exc.value.status_code == 400
+
+
+def test_calls_are_recorded(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    attach(compute, eps(("10.0.0.1", 80)))
+    call = fake.calls[-1]
+    assert call.method_id == ATTACH and call.status == 200 and call.http_method == "POST"
+    assert call.path_params == {"project": P, "zone": Z, "networkEndpointGroup": "neg-a"}
+    assert call.body == eps(("10.0.0.1", 80))
+    assert fake.count(ATTACH) == 1
+    fake.clear_calls()
+    assert fake.calls == []
+
+
+def test_latency_and_stop_never_hangs() -> None:
+    fake = FakeCompute(operation_delay=math.inf, wait_timeout=60).start()
+    compute = make_client(fake.api_endpoint)
+    fake.set_latency(0.2)
+    t0 = time.monotonic()
+    op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    assert time.monotonic() - t0 >= 0.2
+    fake.set_latency(0)
+    result: dict[str, Any] = {}
+
+    def park() -> None:
+        try:
+            result["op"] = compute.zoneOperations().wait(
+                project=P, zone=Z, operation=op["name"]).execute()
+        except Exception as e:  # only timing matters here
+            result["err"] = e
+
+    waiter = threading.Thread(target=park)
+    waiter.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    fake.stop()
+    waiter.join(timeout=5)
+    assert not waiter.is_alive() and time.monotonic() - t0 < 3
