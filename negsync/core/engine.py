@@ -59,6 +59,7 @@ class Engine:
         *,
         reconciler_factory: Callable[[Callable[[BindingKey, float, bool], None]], Reconciler],
         on_result: ResultHandler | None = None,
+        reconcile: Callable[[BindingKey], ReconcileResult] | None = None,
         clock: Clock | None = None,
         workers: int = 2,
         queue_base_delay: float = 0.005,
@@ -69,6 +70,8 @@ class Engine:
             clock=self.clock, base_delay=queue_base_delay, max_delay=queue_max_delay
         )
         self.reconciler = reconciler_factory(self.enqueue)
+        # The kube layer wraps the reconciler (status, gates, Events); tests may use it bare.
+        self._reconcile = reconcile or self.reconciler.reconcile
         self._on_result = on_result or (lambda result: None)
         self._workers = workers
         self._threads: list[threading.Thread] = []
@@ -88,7 +91,7 @@ class Engine:
     def _loop(self) -> None:
         while True:
             try:
-                work_once(self.queue, self.reconciler.reconcile, self._on_result)
+                work_once(self.queue, self._reconcile, self._on_result)
             except ShutDown:
                 return
 

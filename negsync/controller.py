@@ -1,0 +1,677 @@
+"""``negsync controller``: wires the kube layer, the sync engine and one provider together.
+
+Shape of a running controller::
+
+    watchers (5 threads, always on) ──▶ caches ──▶ handlers ──▶ engine.queue
+    leader elector (1 thread) ── start/stop leading ──▶ engine workers (only while leading)
+    engine worker ──▶ Controller.reconcile(key):
+        read binding/service/slices/pods/nodes from caches → desired endpoints (pure)
+        → Reconciler.reconcile (diff, coalesced cloud calls on call threads)
+        → readiness gates (pods/status) · status (targetbindings/status) · Events
+    health server: /healthz /readyz (+ /drain-wait) · metrics server: /metrics
+
+Standby replicas run the watchers so their caches are warm; only the leader runs workers, and
+so only the leader writes to a cloud or the API.  One bad object never stops the rest: spec
+problems become a status condition and an Event, and a reconcile that raises is retried with
+back-off by the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from negsync.core.bindings import BindingSpec, parse_binding_spec
+from negsync.core.clock import Clock, RealClock
+from negsync.core.endpoints import DesiredEndpoints, desired_endpoints
+from negsync.core.engine import Engine
+from negsync.core.latency import Fixed
+from negsync.core.model import BindingKey, Health
+from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
+from negsync.errors import ConfigError
+from negsync.providers.base import OwnershipStore, TargetProvider
+
+log = logging.getLogger("negsync.controller")
+
+GROUP, VERSION, PLURAL = "negsync.io", "v1alpha1", "targetbindings"
+
+
+# -- command line ------------------------------------------------------------------------------
+def _duration(text: str) -> float:
+    """Seconds from '15', '15s', '2m', '1h' or '500ms'."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = text, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 15s, 2m)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _address(text: str) -> str:
+    _, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be [host]:port, got {text!r}")
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    kube = parser.add_argument_group("Kubernetes")
+    kube.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
+    kube.add_argument("--namespace", default="", help="watch only this namespace (default: all namespaces)")
+    kube.add_argument("--cluster-name", default="", help="cluster name, recorded in NEG descriptions and Events")
+    kube.add_argument("--cluster-uid", default="",
+                      help="stable cluster id for NEG names and ownership (default: the kube-system namespace uid)")
+    sync = parser.add_argument_group("sync")
+    sync.add_argument("--provider", choices=("gcp", "aws", "memory"), default="memory", help="load-balancer provider")
+    sync.add_argument("--workers", type=_positive_int, default=4, help="reconcile workers")
+    sync.add_argument("--call-workers", type=_positive_int, default=8, help="threads issuing cloud calls")
+    sync.add_argument("--sync-min-interval", type=_duration, default=0.5,
+                      help="minimum time between two calls on one target (bounds the call rate)")
+    sync.add_argument("--resync-period", type=_duration, default=300.0,
+                      help="re-read every target this often to repair drift made outside negsync")
+    sync.add_argument("--health-poll-interval", type=_duration, default=5.0,
+                      help="re-read target health this often while a readiness gate is pending")
+    sync.add_argument("--gate-timeout", type=_duration, default=600.0,
+                      help="release a readiness gate after this long even if the LB never reports healthy")
+    serve = parser.add_argument_group("serving")
+    serve.add_argument("--metrics-addr", type=_address, default=":9090", help="address of /metrics (port 0: off)")
+    serve.add_argument("--health-addr", type=_address, default=":8080", help="address of /healthz, /readyz and /drain-wait")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    election = parser.add_argument_group("leader election")
+    election.add_argument("--leader-elect", action="store_true", help="elect a leader on a Lease; only it writes")
+    election.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE", "negsync-system"),
+                          help="namespace of the Lease (and of ownership ConfigMaps)")
+    election.add_argument("--leader-elect-id", default="negsync-controller", help="name of the Lease")
+    election.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0)
+    election.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0)
+    election.add_argument("--leader-elect-retry-period", type=_duration, default=2.0)
+    cloud = parser.add_argument_group("clouds")
+    cloud.add_argument("--aws-endpoint-url", default=None, help="ELBv2/EC2 endpoint (private endpoints, tests)")
+    cloud.add_argument("--aws-max-attempts", type=_positive_int, default=10, help="botocore retry attempts")
+    cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard")
+    cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
+    cloud.add_argument("--gcp-rate-limit", type=float, default=10.0, help="NEG API calls per second per project")
+    cloud.add_argument("--memory-attach-delay", type=_duration, default=0.0,
+                       help="memory provider: seconds from attach to healthy")
+    cloud.add_argument("--memory-no-health-check", action="store_true",
+                       help="memory provider: report no health checking (gates pass with NoHealthCheck)")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    namespace: str = ""
+    workers: int = 4
+    call_workers: int = 8
+    sync_min_interval: float = 0.5
+    resync_period: float = 300.0
+    health_poll_interval: float = 5.0
+    gate_timeout: float = 600.0
+    leader_elect: bool = False
+    lease_namespace: str = "negsync-system"
+    lease_name: str = "negsync-controller"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str = ""
+    watch_timeout: int = 300
+    cluster_name: str = ""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        if not args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0:
+            raise ConfigError("--leader-elect-lease-duration",
+                              "need lease duration > renew deadline > retry period > 0")
+        return cls(
+            namespace=args.namespace,
+            workers=args.workers,
+            call_workers=args.call_workers,
+            sync_min_interval=args.sync_min_interval,
+            resync_period=args.resync_period,
+            health_poll_interval=args.health_poll_interval,
+            gate_timeout=args.gate_timeout,
+            leader_elect=args.leader_elect,
+            lease_namespace=args.leader_elect_namespace,
+            lease_name=args.leader_elect_id,
+            lease_duration=args.leader_elect_lease_duration,
+            renew_deadline=args.leader_elect_renew_deadline,
+            retry_period=args.leader_elect_retry_period,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            cluster_name=args.cluster_name,
+        )
+
+
+# -- the controller ----------------------------------------------------------------------------
+class Controller:
+    def __init__(
+        self,
+        *,
+        api_client: Any,
+        provider: TargetProvider,
+        settings: Settings,
+        clock: Clock | None = None,
+        ownership: OwnershipStore | None = None,
+        observer: Observer | None = None,
+        telemetry: Any = None,
+    ) -> None:
+        from kubernetes import client
+
+        from negsync.kube.caches import Caches, decode_binding, decode_node, decode_pod, decode_service, decode_slice
+        from negsync.kube.events import EventRecorder
+        from negsync.kube.gates import GateWriter
+        from negsync.kube.handlers import Handlers
+        from negsync.kube.ownership import ConfigMapOwnershipStore
+        from negsync.kube.watching import ResourceKind, Watcher
+
+        self.settings = settings
+        self.provider = provider
+        self.clock = clock or RealClock()
+        self._observer = observer if observer is not None else getattr(telemetry, "observer", None)
+        self.telemetry = telemetry
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        discovery = client.DiscoveryV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self.caches = Caches()
+        self.events = EventRecorder(core_api=self.core, host=settings.identity)
+        self.gates = GateWriter(core_api=self.core)
+        self.ownership = ownership or ConfigMapOwnershipStore(core_api=self.core, namespace=settings.lease_namespace)
+        self._lock = threading.RLock()
+        self._engine: Engine | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_results: dict[BindingKey, ReconcileResult] = {}
+        handlers = Handlers(caches=self.caches, enqueue=self._enqueue_from_watch)
+
+        def custom_all(**kw: Any) -> Any:
+            return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
+
+        def custom_in(namespace: str, **kw: Any) -> Any:
+            return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kw)
+
+        kinds: list[tuple[ResourceKind, Any, Any, bool]] = [
+            (ResourceKind("targetbindings", custom_all, custom_in, decode_binding), self.caches.bindings,
+             handlers.on_binding, True),
+            (ResourceKind("services", self.core.list_service_for_all_namespaces, self.core.list_namespaced_service,
+                          decode_service), self.caches.services, handlers.on_service, True),
+            (ResourceKind("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
+                          discovery.list_namespaced_endpoint_slice, decode_slice),
+             self.caches.slices, handlers.on_slice, True),
+            (ResourceKind("pods", self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod, decode_pod),
+             self.caches.pods, handlers.on_pod, True),
+            (ResourceKind("nodes", self.core.list_node, None, decode_node), self.caches.nodes, handlers.on_node, False),
+        ]
+        self.watchers: list[Watcher[Any]] = [
+            Watcher(kind=kind, store=store, on_change=handler, clock=self.clock,
+                    namespace=(settings.namespace or None) if namespaced else None,
+                    watch_timeout=settings.watch_timeout)
+            for kind, store, handler, namespaced in kinds
+        ]
+        self.leader = None
+        if settings.leader_elect:
+            from negsync.kube.leader import LeaderElector
+
+            self.leader = LeaderElector(
+                coordination_api=self.coordination,
+                namespace=settings.lease_namespace,
+                name=settings.lease_name,
+                identity=settings.identity,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+                clock=self.clock,
+                on_started_leading=self._start_leading,
+                on_stopped_leading=self._stop_leading,
+            )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def synced(self) -> bool:
+        return all(w.synced.is_set() for w in self.watchers)
+
+    @property
+    def leading(self) -> bool:
+        with self._lock:
+            return self._engine is not None
+
+    @property
+    def ready(self) -> bool:
+        """Caches synced, and we lead or know who does."""
+        if not self.synced:
+            return False
+        return self.leader.known if self.leader is not None else self.leading
+
+    def start(self) -> None:
+        for watcher in self.watchers:
+            thread = threading.Thread(target=watcher.run, args=(self._stop,), name=f"watch-{watcher.kind.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        target = self._run_election if self.leader is not None else self._lead_when_synced
+        thread = threading.Thread(target=target, name="leader", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _lead_when_synced(self) -> None:
+        while not self._stop.is_set():
+            if self.synced:
+                self._start_leading()
+                return
+            self._stop.wait(0.05)
+
+    def _run_election(self) -> None:
+        assert self.leader is not None
+        while not self.synced and not self._stop.is_set():
+            self._stop.wait(0.05)  # never lead with cold caches
+        self.leader.run(self._stop)
+
+    def _start_leading(self) -> None:
+        with self._lock:
+            if self._engine is not None or self._stop.is_set():
+                return
+            engine = Engine(reconciler_factory=self._new_reconciler, reconcile=self.reconcile,
+                            clock=self.clock, workers=self.settings.workers)
+            self._engine = engine
+        engine.start()
+        from negsync.kube.handlers import all_keys
+
+        for key in all_keys(self.caches):
+            engine.enqueue(key)
+
+    def _stop_leading(self) -> None:
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.stop()
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop taking work, finish in-flight calls, release the Lease, stop watching."""
+        self._stop.set()
+        if self.leader is not None:
+            self.leader.wake()
+        for watcher in self.watchers:
+            watcher.interrupt()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        self._stop_leading()
+
+    def _new_reconciler(self, enqueue: Any) -> Reconciler:
+        return Reconciler(
+            provider=self.provider,
+            source=self._desired,
+            enqueue=enqueue,
+            clock=self.clock,
+            ownership=self.ownership,
+            observer=self._observer,
+            call_workers=self.settings.call_workers,
+            min_interval=self.settings.sync_min_interval,
+            resync_period=self.settings.resync_period,
+            health_poll_interval=self.settings.health_poll_interval,
+        )
+
+    def _enqueue_from_watch(self, key: BindingKey, priority: bool) -> None:
+        with self._lock:
+            engine = self._engine
+        if engine is not None:
+            engine.enqueue(key, 0.0, priority)
+
+    @property
+    def engine(self) -> Engine | None:
+        with self._lock:
+            return self._engine
+
+    # -- one reconcile -------------------------------------------------------------------------
+    def _problem(self, key: BindingKey) -> tuple[BindingSpec | None, Any, str, str]:
+        """(spec, service, reason, message); reason empty when the binding can be reconciled."""
+        record = self.caches.bindings.get((key.namespace, key.name))
+        assert record is not None
+        try:
+            spec = parse_binding_spec(record.spec)
+        except ConfigError as exc:
+            return None, None, "InvalidSpec", str(exc)
+        if spec.target.kind != self.provider.name:
+            return spec, None, "ProviderMismatch", (
+                f"spec.target is for {spec.target.kind!r} but this controller runs --provider={self.provider.name}")
+        service = self.caches.services.get((key.namespace, spec.service_name))
+        if service is None:
+            return spec, None, "ServiceNotFound", f"Service {key.namespace}/{spec.service_name} does not exist"
+        if not service.has_selector:
+            return spec, service, "ServiceWithoutSelector", (
+                f"Service {spec.service_name} has no selector: its endpoints are not pods negsync can gate")
+        if service.port_named(spec.service_port) is None:
+            return spec, service, "PortNotFound", (
+                f"Service {spec.service_name} has no port {spec.service_port!r} (spec.serviceRef.port)")
+        return spec, service, "", ""
+
+    def _desired(self, key: BindingKey) -> DesiredBinding | None:
+        """The reconciler's source: everything recomputed from the caches (level-based)."""
+        record = self.caches.bindings.get((key.namespace, key.name))
+        if record is None:
+            return None
+        spec, service, reason, _ = self._problem(key)
+        if spec is None or (reason and not record.deleting):
+            return None
+        if record.deleting:
+            return DesiredBinding(key=key, spec=spec, deleting=True)
+        assert service is not None
+        port = service.port_named(spec.service_port)
+        assert port is not None
+        computed = self._endpoints(key, spec, port.name)
+        return DesiredBinding(key=key, spec=spec, endpoints=computed.endpoints, terminating=computed.terminating,
+                              skipped=computed.skipped)
+
+    def _endpoints(self, key: BindingKey, spec: BindingSpec, port_name: str) -> DesiredEndpoints:
+        slices = self.caches.slices.by_index("service", (key.namespace, spec.service_name))
+        gate = f"target-health.negsync.io/{key.name}"
+        gated = {(p.namespace, p.name) for p in self.caches.pods.by_index("binding", (key.namespace, key.name))
+                 if gate in p.gates} if spec.readiness_gate else set()
+        return desired_endpoints(
+            slices=slices,
+            port_name=port_name,
+            ip_family=spec.ip_family,
+            gated_pods=gated,
+            node_zones=_NodeZones(self.caches),
+            require_zone=self.provider.name == "gcp",
+        )
+
+    def reconcile(self, key: BindingKey) -> ReconcileResult:
+        started = self.clock.now()
+        if self.telemetry is None:
+            return self._reconcile(key)
+        with self.telemetry.tracer.start_as_current_span("reconcile", attributes={"negsync.binding": str(key)}):
+            result = self._reconcile(key)
+        degraded = len(result.rejected) + self._skipped_count(key)
+        self.telemetry.record_result(result, self.clock.now() - started, degraded)
+        return result
+
+    def _skipped_count(self, key: BindingKey) -> int:
+        desired = self._desired(key) if self.caches.bindings.get((key.namespace, key.name)) else None
+        return len(desired.skipped) if desired else 0
+
+    def _reconcile(self, key: BindingKey) -> ReconcileResult:
+        from negsync.kube.caches import FINALIZER
+        from negsync.kube.events import ObjectRef
+        from negsync.kube.status import Problem, binding_status
+
+        engine = self.engine
+        if engine is None or (self.leader is not None and not self.leader.is_leader):
+            return ReconcileResult(key=key)  # not leading: standby never writes
+        record = self.caches.bindings.get((key.namespace, key.name))
+        if record is None:
+            return engine.reconciler.reconcile(key)
+        ref = ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name, record.uid)
+        spec, service, reason, message = self._problem(key)
+        if record.deleting:
+            if FINALIZER not in record.finalizers:
+                return ReconcileResult(key=key, finalized=True)
+            if spec is None:
+                # Nothing we can clean with an unreadable spec: let the object go.
+                self._set_finalizer(record, present=False)
+                return ReconcileResult(key=key, finalized=True)
+            result = engine.reconciler.reconcile(key)
+            if result.finalized:
+                for target in result.retained:
+                    self.events.warning(ref, "TargetRetained", f"{target} is still in use and was left in place")
+                self._set_finalizer(record, present=False)
+            return result
+        if reason:
+            self.events.warning(ref, reason, message)
+            if service is not None:
+                self.events.warning(ObjectRef("v1", "Service", key.namespace, service.name, service.uid), reason, message)
+            self._write_status(record, binding_status(generation=record.generation, previous=record.status,
+                                                      problem=Problem(reason, message)))
+            return ReconcileResult(key=key, errors=(message,))
+        if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
+            return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
+        result = engine.reconciler.reconcile(key)
+        desired = self._desired(key)
+        timeouts = self._update_gates(key, spec, desired, result) if spec is not None and spec.readiness_gate else 0
+        self._report(ref, service, result, desired)
+        links = sorted({self._link(t.ref) for t in result.targets})
+        self._write_status(record, binding_status(
+            generation=record.generation, previous=record.status, result=result,
+            skipped=desired.skipped if desired else (), target_links=links, gate_timeouts=timeouts))
+        with self._lock:
+            self.last_results[key] = result
+        return result
+
+    def _link(self, ref: Any) -> str:
+        link = getattr(self.provider, "target_link", None)
+        return str(link(ref)) if callable(link) else (ref.name if ref.kind == "aws" else str(ref))
+
+    def _report(self, ref: Any, service: Any, result: ReconcileResult, desired: DesiredBinding | None) -> None:
+        from negsync.kube.events import ObjectRef
+
+        service_ref = ObjectRef("v1", "Service", ref.namespace, service.name, service.uid) if service else None
+        for conflict in result.conflicts:
+            self.events.warning(ref, "OwnershipConflict", conflict)
+            if service_ref:
+                self.events.warning(service_ref, "OwnershipConflict", conflict)
+        for error in result.errors:
+            self.events.warning(ref, "SyncFailed", error)
+            if service_ref:
+                self.events.warning(service_ref, "SyncFailed", error)
+        for member, why in result.rejected.items():
+            self.events.warning(ref, "EndpointRejected", f"{member}: {why}")
+        for skipped in desired.skipped if desired else ():
+            self.events.warning(ref, "EndpointSkipped", f"{skipped.address}: {skipped.reason}")
+
+    def _update_gates(self, key: BindingKey, spec: BindingSpec, desired: DesiredBinding | None,
+                      result: ReconcileResult) -> int:
+        from negsync.kube.events import ObjectRef
+        from negsync.kube.gates import TIMEOUT, condition_type, gate_condition, needs_write
+
+        if desired is None:
+            return 0
+        kind = condition_type(key.name)
+        health = {(m.ip, m.port): h for m, h in result.health.items()}
+        wall = _wall_now()
+        target = ", ".join(sorted({str(t.ref) for t in result.targets})) or "the load balancer"
+        timeouts = 0
+        for endpoint in desired.endpoints:
+            if endpoint.pod is None:
+                continue
+            pod = self.caches.pods.get((endpoint.pod.namespace, endpoint.pod.name))
+            if pod is None or kind not in pod.gates:
+                continue
+            if endpoint.pod.uid and pod.uid and endpoint.pod.uid != pod.uid:
+                continue  # the slice still names an earlier pod of that name
+            wanted = gate_condition(health=health.get((endpoint.ip, endpoint.port), Health.INITIAL),
+                                    pod_age=wall - pod.created if pod.created else 0.0,
+                                    timeout=self.settings.gate_timeout, target=target)
+            if wanted.reason == TIMEOUT:
+                timeouts += 1
+            if not needs_write(pod, kind, wanted) or not self.gates.write(pod, kind, wanted):
+                continue
+            if wanted.passed and self.telemetry is not None and pod.created:
+                self.telemetry.gate_latency.record(max(0.0, wall - pod.created),
+                                                   {"provider": self.provider.name, "reason": wanted.reason})
+            if wanted.reason == TIMEOUT:
+                self.events.warning(ObjectRef("v1", "Pod", pod.namespace, pod.name, pod.uid), "GateTimeout", wanted.message)
+                self.events.warning(ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name),
+                                    "GateTimeout", f"pod {pod.name}: {wanted.message}")
+        return timeouts
+
+    def _set_finalizer(self, record: Any, *, present: bool) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        from negsync.kube.caches import FINALIZER
+
+        if present:
+            ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": record.uid}]
+            ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if record.finalizers
+                       else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
+        else:
+            if FINALIZER not in record.finalizers:
+                return True
+            index = record.finalizers.index(FINALIZER)
+            ops = [{"op": "test", "path": "/metadata/uid", "value": record.uid},
+                   {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
+                   {"op": "remove", "path": f"/metadata/finalizers/{index}"}]
+        try:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, record.namespace, PLURAL, record.name, ops,
+                                                       _request_timeout=10,
+                                                       _content_type="application/json-patch+json")
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):
+                return False  # changed under us: the next watch event brings a fresh record
+            raise
+        return True
+
+    def _write_status(self, record: Any, status: Mapping[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        from negsync.kube.status import status_changed
+
+        if not status_changed(record.status, status):
+            return
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, record.namespace, PLURAL, record.name, {"status": status}, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("status not written", extra={"binding": f"{record.namespace}/{record.name}",
+                                                         "status": exc.status})
+
+
+class _NodeZones(Mapping[str, str]):
+    """Node name → zone, read through the node cache without copying it per reconcile."""
+
+    def __init__(self, caches: Any) -> None:
+        self._nodes = caches.nodes
+
+    def __getitem__(self, name: str) -> str:
+        node = self._nodes.get(("", name))
+        if node is None or not node.zone:
+            raise KeyError(name)
+        return str(node.zone)
+
+    def __iter__(self) -> Any:
+        return iter(n.name for n in self._nodes.values())
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def _wall_now() -> float:
+    import time
+
+    return time.time()
+
+
+# -- building the pieces from flags -------------------------------------------------------------
+def load_api_client(kubeconfig: str | None) -> Any:
+    """In-cluster config first, then $KUBECONFIG, then ~/.kube/config (or --kubeconfig when given)."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            try:
+                config.load_kube_config(client_configuration=configuration)
+            except (config.ConfigException, OSError) as exc:
+                raise ConfigError("--kubeconfig", f"no in-cluster config and no usable kubeconfig: {exc}") from None
+    return client.ApiClient(configuration)
+
+
+def cluster_uid(api_client: Any, given: str) -> str:
+    if given:
+        return given
+    from kubernetes import client
+
+    try:
+        namespace = client.CoreV1Api(api_client).read_namespace("kube-system", _request_timeout=10)
+        return str(namespace.metadata.uid) if namespace.metadata else "unknown"
+    except Exception:
+        log.warning("kube-system namespace not readable; pass --cluster-uid for stable NEG names")
+        return "unknown"
+
+
+def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -> TargetProvider:
+    if args.provider == "memory":
+        from negsync.providers.memory import MemoryProvider
+
+        return MemoryProvider(clock=clock, attach_delay=Fixed(args.memory_attach_delay),
+                              health_checking=not args.memory_no_health_check)
+    if args.provider == "aws":
+        from negsync.providers.aws import AwsProvider
+
+        return AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
+                           retry_mode=args.aws_retry_mode, clock=clock)
+    from negsync.providers.gcp import GcpProvider
+
+    return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),
+                       compute_endpoint=args.gcp_compute_endpoint,
+                       rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock)
+
+
+def configure_logging(level: str) -> None:
+    from negsync.logs import configure
+
+    configure(level=level)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    settings = Settings.from_args(args)
+    api_client = load_api_client(args.kubeconfig)
+    clock = RealClock()
+    provider = build_provider(args, api_client=api_client, clock=clock)
+    from negsync.serving import Servers
+    from negsync.telemetry import Telemetry
+
+    telemetry = Telemetry.setup(metrics_addr=args.metrics_addr, provider=provider.name)
+    controller = Controller(api_client=api_client, provider=provider, settings=settings, clock=clock,
+                            telemetry=telemetry)
+    servers = Servers(controller=controller, health_addr=args.health_addr, metrics_addr=args.metrics_addr,
+                      telemetry=telemetry)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal received, shutting down", extra={"signal": signum})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    servers.start()
+    controller.start()
+    log.info("controller started", extra={"provider": provider.name, "namespace": settings.namespace or "*",
+                                          "identity": settings.identity})
+    while not stopping.wait(1.0):
+        telemetry.sample(controller)
+    controller.stop()
+    servers.stop()
+    telemetry.shutdown()
+    log.info("controller stopped")
+    return 0
+
+
+__all__ = ["Controller", "Settings", "add_arguments", "run"]

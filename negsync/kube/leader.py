@@ -1,0 +1,210 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease, with controller-runtime's defaults.
+
+Only the leader writes to clouds or the API; standby replicas keep their caches warm.  The
+algorithm is client-go's: every ``retry_period`` try to acquire or renew the Lease with an
+optimistic-concurrency update (the API answers 409 when someone else wrote first); a holder that
+has not renewed for ``lease_duration`` may be replaced; a leader that cannot renew within
+``renew_deadline`` steps down *before* its lease can expire, so two leaders never overlap as long
+as clocks advance at the same rate.  On clean shutdown the Lease is released (holder cleared) so
+a standby takes over at once instead of after a full lease duration.
+
+Lease times are wall-clock (``MicroTime``) because other processes read them; our own view of
+"when did I last renew" uses the injected monotonic clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from negsync.core.clock import Clock, RealClock
+
+log = logging.getLogger("negsync.leader")
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        *,
+        coordination_api: Any,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        clock: Clock | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_started_leading: Callable[[], None] = lambda: None,
+        on_stopped_leading: Callable[[], None] = lambda: None,
+        request_timeout: float = 5.0,
+    ) -> None:
+        if not lease_duration > renew_deadline > retry_period > 0:
+            raise ValueError("need lease_duration > renew_deadline > retry_period > 0")
+        self._api = coordination_api
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self._clock = clock or RealClock()
+        self._wall = wall_clock
+        self._on_start = on_started_leading
+        self._on_stop = on_stopped_leading
+        self._timeout = request_timeout
+        self._leading = threading.Event()
+        self._last_renew = float("-inf")
+        self.observed_holder = ""
+        self._cond = threading.Condition()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading.is_set() and self._clock.now() - self._last_renew < self.renew_deadline
+
+    @property
+    def known(self) -> bool:
+        """A leader (us or another) is known: what /readyz reports for a standby."""
+        return self.is_leader or bool(self.observed_holder)
+
+    # -- one attempt ---------------------------------------------------------------------------
+    def try_acquire_or_renew(self) -> bool:
+        now = self._wall()
+        try:
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("lease read failed", extra={"status": exc.status})
+                return False
+            return self._create(now)
+        spec = lease.spec
+        holder = (spec.holder_identity if spec else "") or ""
+        self.observed_holder = holder
+        renewed = _parse(spec.renew_time if spec else None) or _parse(spec.acquire_time if spec else None)
+        duration = (spec.lease_duration_seconds if spec else None) or self.lease_duration
+        expired = renewed is None or (now - renewed).total_seconds() > duration
+        if holder and holder != self.identity and not expired:
+            return False
+        transitions = (spec.lease_transitions if spec else 0) or 0
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace,
+                         "resourceVersion": lease.metadata.resource_version},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.lease_duration)),
+                "acquireTime": _micro_time(now) if holder != self.identity else (
+                    _micro_time(_parse(spec.acquire_time) or now) if spec else _micro_time(now)),
+                "renewTime": _micro_time(now),
+                "leaseTransitions": transitions + (1 if holder != self.identity else 0),
+            },
+        }
+        try:
+            self._api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status != 409:
+                log.warning("lease update failed", extra={"status": exc.status})
+            return False
+        self.observed_holder = self.identity
+        return True
+
+    def _create(self, now: datetime) -> bool:
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.lease_duration)),
+                "acquireTime": _micro_time(now),
+                "renewTime": _micro_time(now),
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout)
+        except ApiException as exc:
+            if exc.status != 409:
+                log.warning("lease create failed", extra={"status": exc.status})
+            return False
+        self.observed_holder = self.identity
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+    def step(self) -> None:
+        """One retry period's worth of work: acquire, renew, or step down."""
+        try:
+            ok = self.try_acquire_or_renew()
+        except Exception:
+            log.exception("leader election attempt failed")
+            ok = False
+        now = self._clock.now()
+        if ok:
+            self._last_renew = now
+            if not self._leading.is_set():
+                self._leading.set()
+                log.info("started leading", extra={"identity": self.identity})
+                self._on_start()
+        elif self._leading.is_set() and now - self._last_renew >= self.renew_deadline:
+            self._leading.clear()
+            log.warning("stopped leading: could not renew in time", extra={"identity": self.identity})
+            self._on_stop()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step()
+            with self._cond:
+                self._clock.wait(self._cond, self.retry_period)
+        if self._leading.is_set():
+            self._leading.clear()
+            self._on_stop()
+            self.release()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """Give the Lease up so a standby need not wait a whole lease duration."""
+        try:
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
+            if not lease.spec or lease.spec.holder_identity != self.identity:
+                return
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace,
+                             "resourceVersion": lease.metadata.resource_version},
+                "spec": {
+                    "holderIdentity": None,
+                    "leaseDurationSeconds": 1,
+                    "acquireTime": None,
+                    "renewTime": _micro_time(self._wall()),
+                    "leaseTransitions": lease.spec.lease_transitions or 0,
+                },
+            }
+            self._api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self._timeout)
+            log.info("lease released", extra={"identity": self.identity})
+        except Exception:
+            log.warning("lease release failed", exc_info=True)

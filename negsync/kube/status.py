@@ -1,0 +1,130 @@
+"""A TargetBinding's status: conditions Ready / Synced / Degraded, endpoint counts, targets.
+
+:func:`binding_status` is pure: it turns a reconcile outcome (or a problem found before the
+reconcile — an invalid spec, a missing Service) into the ``status`` object.  Conditions keep
+their ``lastTransitionTime`` while their status does not change, so a status write happens only
+when something a user could observe changed; :func:`status_changed` decides that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from negsync.core.endpoints import Skipped
+from negsync.core.model import TargetEndpoint
+from negsync.core.reconciling import ReconcileResult
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a binding could not be reconciled at all; ``reason`` is a CamelCase condition reason."""
+
+    reason: str
+    message: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int,
+               previous: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    before = previous.get(kind) or {}
+    transition = before.get("lastTransitionTime") if before.get("status") == status else None
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:1024],
+        "observedGeneration": generation,
+        "lastTransitionTime": transition or _now(),
+    }
+
+
+def binding_status(
+    *,
+    generation: int,
+    previous: Mapping[str, Any],
+    result: ReconcileResult | None = None,
+    problem: Problem | None = None,
+    skipped: Sequence[Skipped] = (),
+    target_links: Sequence[str] = (),
+    gate_timeouts: int = 0,
+) -> dict[str, Any]:
+    before: dict[str, Mapping[str, Any]] = {
+        str(c.get("type")): c for c in previous.get("conditions") or [] if isinstance(c, Mapping)
+    }
+    counts = {"desired": 0, "registered": 0, "healthy": 0, "draining": 0}
+    degraded: list[dict[str, str]] = [{"address": s.address, "reason": s.reason} for s in skipped]
+    if problem is not None:
+        conditions = [
+            _condition("Ready", False, problem.reason, problem.message, generation, before),
+            _condition("Synced", False, problem.reason, problem.message, generation, before),
+            _condition("Degraded", True, problem.reason, problem.message, generation, before),
+        ]
+    else:
+        assert result is not None
+        for name in counts:
+            counts[name] = result.count(name)
+        degraded += [{"address": str(m), "reason": why} for m, why in _sorted(result.rejected)]
+        if result.conflicts:
+            ready = _condition("Ready", False, "OwnershipConflict", "; ".join(result.conflicts), generation, before)
+        elif result.errors:
+            ready = _condition("Ready", False, "SyncFailed", "; ".join(result.errors), generation, before)
+        elif counts["registered"] < counts["desired"]:
+            ready = _condition("Ready", False, "Registering",
+                               f"{counts['registered']}/{counts['desired']} endpoints registered", generation, before)
+        else:
+            ready = _condition("Ready", True, "Synced",
+                               f"{counts['registered']} endpoints registered, {counts['healthy']} healthy", generation, before)
+        if result.conflicts or result.errors:
+            synced = _condition("Synced", False, "OwnershipConflict" if result.conflicts else "SyncFailed",
+                                "; ".join([*result.conflicts, *result.errors]), generation, before)
+        elif not result.synced:
+            synced = _condition("Synced", False, "InProgress", "changes are being sent", generation, before)
+        else:
+            synced = _condition("Synced", True, "InSync", "targets match the Service's endpoints", generation, before)
+        if degraded:
+            listed = ", ".join(f"{d['address']} ({d['reason']})" for d in degraded[:5])
+            more = f" and {len(degraded) - 5} more" if len(degraded) > 5 else ""
+            degraded_condition = _condition("Degraded", True, "EndpointsSkipped",
+                                            f"{len(degraded)} endpoint(s) not registered: {listed}{more}", generation, before)
+        elif gate_timeouts:
+            degraded_condition = _condition("Degraded", True, "GateTimeout",
+                                            f"{gate_timeouts} readiness gate(s) released by time-out", generation, before)
+        else:
+            degraded_condition = _condition("Degraded", False, "AsExpected", "all endpoints registered", generation, before)
+        conditions = [ready, synced, degraded_condition]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "endpoints": counts,
+        "targets": list(target_links),
+    }
+    if degraded:
+        status["degradedEndpoints"] = degraded[:MAX_LISTED]
+    return status
+
+
+def _sorted(rejected: Mapping[TargetEndpoint, str]) -> list[tuple[TargetEndpoint, str]]:
+    return sorted(rejected.items(), key=lambda item: item[0])
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping)
+    ]
+    rest = {k: v for k, v in status.items() if k != "conditions"}
+    return sorted(conditions, key=lambda c: str(c.get("type"))), rest
+
+
+def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return _comparable(previous) != _comparable(new)

@@ -1,0 +1,116 @@
+"""The controller's HTTP endpoints: ``/healthz``, ``/readyz`` (health port) and ``/metrics``.
+
+Stdlib ``ThreadingHTTPServer``s on daemon threads: a slow client can never block the
+controller's own work, and every request gets its own thread with a socket timeout.  The
+drain-wait endpoint (``/drain-wait``) is served on the health port too, by
+:mod:`negsync.draining` when present.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("negsync.serving")
+
+Route = Any  # callable(query: dict[str, list[str]]) -> (status, content_type, body)
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return (host or "0.0.0.0"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], routes: dict[str, Route]) -> None:
+        self.routes = routes
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 30
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        route = self.server.routes.get(parts.path)
+        if route is None:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        try:
+            status, content_type, body = route(parse_qs(parts.query, keep_blank_values=True))
+        except Exception:
+            log.exception("handler failed", extra={"path": parts.path})
+            status, content_type, body = 500, "text/plain; charset=utf-8", b"internal error\n"
+        self._reply(status, content_type, body)
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (e.g. a preStop hook killed by its own timeout)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http request", extra={"request": format % args})
+
+
+class Servers:
+    def __init__(self, *, controller: Any, health_addr: str, telemetry: Any, metrics_addr: str = "",
+                 extra_routes: dict[str, Route] | None = None) -> None:
+        self._controller = controller
+        self._telemetry = telemetry
+        health_routes: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz, **(extra_routes or {})}
+        self._specs: list[tuple[str, dict[str, Route]]] = [(health_addr, health_routes)]
+        metrics_routes = {"/metrics": self._metrics}
+        if metrics_addr and parse_address(metrics_addr)[1] != 0 and metrics_addr != health_addr:
+            self._specs.append((metrics_addr, metrics_routes))
+        else:
+            health_routes.update(metrics_routes)
+        self.servers: list[_Server] = []
+        self._threads: list[threading.Thread] = []
+
+    def add_route(self, path: str, route: Route) -> None:
+        self._specs[0][1][path] = route
+
+    def start(self) -> None:
+        for address, routes in self._specs:
+            server = _Server(parse_address(address), routes)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+                                      name=f"http-{address}")
+            thread.start()
+            self.servers.append(server)
+            self._threads.append(thread)
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(s.server_address[1]) for s in self.servers]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _healthz(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        return 200, "text/plain; charset=utf-8", b"ok\n"
+
+    def _readyz(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        if self._controller.ready:
+            return 200, "text/plain; charset=utf-8", b"ok\n"
+        reason = "caches not synced" if not self._controller.synced else "no leader known"
+        return 503, "text/plain; charset=utf-8", f"not ready: {reason}\n".encode()
+
+    def _metrics(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        self._telemetry.sample(self._controller)
+        return 200, "text/plain; version=0.0.4; charset=utf-8", self._telemetry.exposition()

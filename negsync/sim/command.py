@@ -1,0 +1,88 @@
+"""``negsync simulate``: argument wiring, output selection and the one-line error contract.
+
+``negsync.cli`` calls :func:`add_arguments` on the ``simulate`` sub-parser and returns
+:func:`run`'s exit code.  Bad input (any :class:`~negsync.errors.ConfigError`) becomes one line
+``negsync simulate: error: <field>: <message>`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from negsync.errors import ConfigError
+from negsync.sim import report
+from negsync.sim.scenario import load_path
+from negsync.sim.sweep import run_study
+
+PROG = "negsync simulate"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenario", nargs="?", type=Path, default=None,
+        help="scenario file (YAML or JSON); default: the packaged rolling update on gcp-neg",
+    )
+    parser.add_argument("--json", action="store_true", help="print the sweep as JSON instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png", type=Path, default=None,
+                        help="also write a PNG of failed requests and duration against the sweep")
+    parser.add_argument("--runs", metavar="N", type=int, default=None, help="override the scenario's runs")
+    parser.add_argument("--seed", metavar="S", type=int, default=None, help="override the scenario's seed")
+
+
+class _Progress:
+    """A progress bar on stderr, shown only on a terminal and only once a second has passed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._start = time.monotonic()
+        self._shown = False
+        self._tty = stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._tty or (not self._shown and time.monotonic() - self._start < 1.0):
+            return
+        width = 30
+        filled = round(width * done / total)
+        self._stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} sweep points")
+        self._stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self._stream.write("\r" + " " * 60 + "\r")
+            self._stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        study = load_path(getattr(args, "scenario", None), runs=getattr(args, "runs", None),
+                          seed=getattr(args, "seed", None))
+        progress = _Progress(sys.stderr)
+        try:
+            summaries = run_study(study, progress)
+        finally:
+            progress.close()
+        recommendation = report.recommend(study, summaries)
+        plot_path: Path | None = getattr(args, "plot", None)
+        if plot_path is not None:
+            try:
+                report.plot(study, summaries, plot_path)
+            except OSError as exc:
+                raise ConfigError("--plot", f"cannot write {plot_path}: {exc.strerror or exc}") from None
+    except ConfigError as exc:
+        message = " ".join(str(exc.message).split())
+        print(f"{PROG}: error: {exc.field}: {message}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_json(study, summaries, recommendation), indent=2))
+    else:
+        print(report.table(study, summaries))
+        print(report.recommendation_line(recommendation))
+        if plot_path is not None:
+            print(f"plot: {plot_path}")
+    return 0

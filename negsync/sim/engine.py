@@ -1,0 +1,362 @@
+"""The vectorized latency engine: failed requests per cause for one scenario, all runs at once.
+
+Nothing here simulates a request.  Each Monte Carlo run is reduced to a *timeline*: for every
+pod whose LB membership changes, four instants (arrays shaped ``(runs, pods)``):
+
+``a``  the LB starts routing new requests to it (``-BIG`` for pods present at t=0),
+``b``  the LB stops routing new requests to it (detach propagated, or health checks failed),
+``e``  the pod stops accepting new requests (SIGTERM after preStop, or SIGKILL),
+``k``  its connections are cut (SIGKILL at the grace period, or the LB's deregistration delay
+       running out after the detach), killing requests still in flight.
+
+Pods whose membership never changes only add a constant to the number of endpoints in
+rotation.  Between consecutive ``a``/``b`` instants the routing set is constant, so with
+Poisson arrivals at ``rps`` spread evenly over the ``n`` endpoints in rotation:
+
+* ``routed_after_stop`` of a pod has mean ``rps * integral over [max(a, e), b) of 1/n(t) dt``;
+* ``killed_in_flight`` has mean ``rps * integral over [a, min(b, e)) of S(k - t)/n(t) dt`` where
+  ``S`` is the request-duration survival function; on a constant-``n`` segment ``[s1, s2)``
+  that integral is ``(G(k - s2) - G(k - s1)) / n`` with ``G(x) = E[(D - x)+]`` (the stop-loss
+  transform, tabulated once per distribution);
+* ``no_capacity`` has mean ``rps * (time with n = 0)``.
+
+Splitting a Poisson process by disjoint criteria gives independent Poisson counts, so each cause
+is one Poisson draw per run from its exact conditional mean.  The draws use inverse-CDF sampling
+from one uniform per run and cause, so a smaller mean never yields a larger count for the same
+uniform: with common random numbers (same seed at every sweep point) the sweep curve is as
+smooth as the timelines allow.
+
+Random inputs come from named, independent streams (:class:`Streams`) so that changing one
+parameter never shifts the random numbers another quantity sees.  A health check's phase is
+uniform, so the wait from an instant to the next check is ``U * interval`` with ``U`` uniform,
+independent of the instant; the engine draws that directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from negsync.core.latency import Distribution, Empirical, Fixed
+from negsync.sim.scenario import CAUSES, Scenario
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+BIG = 1e9  # "forever" in seconds; finite so that interval arithmetic never makes NaN
+_STREAMS = (
+    "startup", "attach_reaction", "attach", "hc_new", "gate_reaction",
+    "detach_reaction", "detach", "hc_old", "poisson",
+)
+_CHUNK_ELEMENTS = 4_000_000  # bound on runs x pods x segments held in memory at once
+_POISSON_EXACT_MAX = 200.0  # above this mean, a Cornish-Fisher normal approximation is used
+
+
+class Streams:
+    """One independent generator per random input, all derived from the scenario seed."""
+
+    def __init__(self, seed: int) -> None:
+        children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
+        self._rngs = {name: np.random.default_rng(s) for name, s in zip(_STREAMS, children, strict=True)}
+
+    def __getitem__(self, name: str) -> np.random.Generator:
+        return self._rngs[name]
+
+    def draw(self, name: str, dist: Distribution, shape: tuple[int, int]) -> FloatArray:
+        size = shape[0] * shape[1]
+        values = np.asarray(dist.sample(self._rngs[name], size), dtype=np.float64)
+        return values.reshape(shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Membership instants of the changing pods; the first ``removed`` columns are removed pods."""
+
+    a: FloatArray
+    b: FloatArray
+    e: FloatArray
+    k: FloatArray
+    removed: int
+    base: int  # pods in rotation throughout
+    duration: FloatArray  # (runs,) rollout / event duration in seconds
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    """One sweep point: per-run outcomes."""
+
+    failed: IntArray  # (runs,) total failed requests
+    by_cause: dict[str, IntArray]
+    expected: dict[str, FloatArray]  # (runs,) conditional Poisson mean per cause
+    duration: FloatArray
+    min_capacity: FloatArray  # (runs,) fewest endpoints both routed and accepting
+
+
+# --------------------------------------------------------------------------- timelines
+
+
+def _new_pod_lags(s: Scenario, streams: Streams, shape: tuple[int, int]) -> tuple[FloatArray, FloatArray]:
+    """Creation -> routed, and creation -> available (what the rollout waits for)."""
+    startup = streams.draw("startup", s.workload.startup, shape)
+    react = streams.draw("attach_reaction", s.controller.reaction, shape)
+    attach = streams.draw("attach", s.lb.attach_delay, shape)
+    wait = streams["hc_new"].random(shape)
+    gate = streams.draw("gate_reaction", s.controller.reaction, shape)
+    routed = startup + react + attach
+    hc = s.lb.health_check
+    if hc is not None:
+        # first check after registration, then healthy_threshold - 1 more passing checks
+        routed = routed + wait * hc.interval + (hc.healthy_threshold - 1) * hc.interval
+    available = routed + gate if s.controller.readiness_gate else startup
+    return routed, available
+
+
+def _drain_allowance(s: Scenario) -> float:
+    """Time an app needs to finish in-flight requests once it stops accepting (their p99)."""
+    return s.traffic.request_duration.quantile(0.99)
+
+
+def _removed_pods(
+    s: Scenario, streams: Streams, start: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """b, e, k and exit time of pods whose termination starts at ``start`` (runs, m)."""
+    shape = (start.shape[0], start.shape[1])
+    react = streams.draw("detach_reaction", s.controller.reaction, shape)
+    detach = streams.draw("detach", s.lb.detach_delay, shape)
+    wait = streams["hc_old"].random(shape)
+    grace = s.drain.termination_grace_period
+    sigterm = s.workload.shutdown == "on-sigterm"
+    e = start + (s.drain.pre_stop_sleep if sigterm else grace)
+    detached = start + react + detach
+    b = detached
+    hc = s.lb.health_check
+    if hc is not None:
+        failed = e + wait * hc.interval + (hc.unhealthy_threshold - 1) * hc.interval + hc.timeout
+        b = np.minimum(b, failed)
+    k = np.minimum(start + grace, detached + s.lb.deregistration_delay)
+    exit_ = np.minimum(start + grace, e + _drain_allowance(s)) if sigterm else start + grace
+    return b, e, k, exit_
+
+
+def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
+    """The membership instants of every changing pod, for ``runs`` runs."""
+    w = s.workload
+    if s.kind == "rolling-update":
+        n = w.replicas
+        routed_lag, avail_lag = _new_pod_lags(s, streams, (runs, n))
+        first_new = min(n, w.max_surge + w.max_unavailable)
+        first_deleted = min(n, w.max_unavailable)
+        created = np.zeros((runs, n))
+        avail = np.full((runs, n), np.inf)
+        avail[:, :first_new] = avail_lag[:, :first_new]
+        events = np.empty((runs, n))  # availability events in time order
+        for j in range(n):
+            events[:, j] = np.partition(avail, j, axis=1)[:, j]
+            index = first_new + j
+            if index < n:  # each availability frees room for one more new pod
+                created[:, index] = events[:, j]
+                avail[:, index] = events[:, j] + avail_lag[:, index]
+        deleted = np.zeros((runs, n))  # old pod i starts terminating at deleted[:, i]
+        deleted[:, first_deleted:] = events[:, : n - first_deleted]
+        b_old, e_old, k_old, _ = _removed_pods(s, streams, deleted)
+        a_new = created + routed_lag
+        removed, base, duration = n, 0, events[:, -1]
+    else:
+        m = w.remove if s.kind == "scale-down" else w.pods_per_node
+        b_old, e_old, k_old, exit_ = _removed_pods(s, streams, np.zeros((runs, m)))
+        duration = np.maximum(b_old, exit_).max(axis=1)
+        if s.kind == "node-drain":  # the ReplicaSet replaces evicted pods at once
+            routed_lag, avail_lag = _new_pod_lags(s, streams, (runs, m))
+            a_new = routed_lag
+            duration = np.maximum(duration, avail_lag.max(axis=1))
+        else:
+            a_new = np.zeros((runs, 0))
+        removed, base = m, w.replicas - m
+    forever = np.full(a_new.shape, BIG)
+    return Timeline(
+        a=np.concatenate([np.full(b_old.shape, -BIG), a_new], axis=1),
+        b=np.concatenate([b_old, forever], axis=1),
+        e=np.concatenate([e_old, forever], axis=1),
+        k=np.concatenate([k_old, forever], axis=1),
+        removed=removed,
+        base=base,
+        duration=duration,
+    )
+
+
+# --------------------------------------------------------------------------- failure means
+
+
+_TABLES: dict[Any, tuple[FloatArray, FloatArray]] = {}
+
+
+def _stop_loss_table(dist: Distribution) -> tuple[FloatArray, FloatArray]:
+    """Sorted support points of ``dist`` and their suffix sums, for ``G(x) = E[(D - x)+]``."""
+    try:
+        return _TABLES[dist]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(dist, Fixed):
+        points = np.array([dist.value])
+    elif isinstance(dist, Empirical):
+        points = np.sort(np.asarray(dist.samples, dtype=np.float64))
+    else:
+        m = 4096
+        points = np.array([dist.quantile((i + 0.5) / m) for i in range(m)], dtype=np.float64)
+        points.sort()
+    suffix = np.concatenate([np.cumsum(points[::-1])[::-1], [0.0]])
+    try:
+        if len(_TABLES) < 64:
+            _TABLES[dist] = (points, suffix)
+    except TypeError:  # an unhashable distribution: just recompute next time
+        pass
+    return points, suffix
+
+
+def stop_loss(dist: Distribution, x: FloatArray) -> FloatArray:
+    """``G(x) = E[(D - x)+]``: expected time a request of duration ``D`` runs past ``x``."""
+    points, suffix = _stop_loss_table(dist)
+    idx = np.searchsorted(points, x, side="right")
+    return (suffix[idx] - (points.size - idx) * x) / points.size
+
+
+def expected_failures(tl: Timeline, rps: float, duration: Distribution) -> dict[str, FloatArray]:
+    """The conditional Poisson mean of each cause's failed requests, per run."""
+    runs, pods = tl.a.shape
+    m = tl.removed
+    per_run = max(1, m * (2 * pods))
+    chunk = max(1, _CHUNK_ELEMENTS // per_run)
+    out = {cause: np.zeros(runs) for cause in CAUSES}
+    for lo_run in range(0, runs, chunk):
+        sl = slice(lo_run, min(runs, lo_run + chunk))
+        a, b, e, k = tl.a[sl], tl.b[sl], tl.e[sl], tl.k[sl]
+        times = np.concatenate([a, b], axis=1)
+        delta = np.concatenate([np.ones_like(a), -np.ones_like(b)], axis=1)
+        order = np.argsort(times, axis=1, kind="stable")
+        ts = np.take_along_axis(times, order, axis=1)
+        count = tl.base + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
+        lo, hi, n = ts[:, :-1], ts[:, 1:], count[:, :-1]
+        inv = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0)
+        out["no_capacity"][sl] = rps * np.sum((hi - lo) * (n <= 0), axis=1)
+        if m == 0:
+            continue
+        seg_lo, seg_hi, seg_inv = lo[:, None, :], hi[:, None, :], inv[:, None, :]
+        pa, pb, pe, pk = (x[:, :m, None] for x in (a, b, e, k))
+        s1 = np.maximum(seg_lo, np.maximum(pa, pe))
+        s2 = np.minimum(seg_hi, pb)
+        out["routed_after_stop"][sl] = rps * np.sum(np.clip(s2 - s1, 0.0, None) * seg_inv, axis=(1, 2))
+        s1 = np.maximum(seg_lo, pa)
+        s2 = np.minimum(seg_hi, np.minimum(pb, pe))
+        mask = s2 > s1
+        killed = np.zeros(s1.shape)
+        due = np.broadcast_to(pk, s1.shape)[mask]
+        killed[mask] = stop_loss(duration, due - s2[mask]) - stop_loss(duration, due - s1[mask])
+        out["killed_in_flight"][sl] = rps * np.sum(killed * seg_inv, axis=(1, 2))
+    return out
+
+
+def serving_minimum(tl: Timeline) -> FloatArray:
+    """Fewest endpoints that are both routed to and accepting, over the whole event, per run."""
+    end = np.minimum(tl.b, tl.e)
+    times = np.concatenate([tl.a, end], axis=1)
+    delta = np.concatenate([np.ones_like(tl.a), -np.ones_like(end)], axis=1)
+    order = np.argsort(times, axis=1, kind="stable")
+    ts = np.take_along_axis(times, order, axis=1)
+    count = tl.base + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
+    settled = np.ones(ts.shape, dtype=bool)  # ignore states inside a group of equal instants
+    settled[:, :-1] = ts[:, 1:] > ts[:, :-1]
+    settled &= ts < BIG / 2  # "leaving forever" is not part of the event
+    if ts.shape[1] == 0:
+        return np.full(tl.a.shape[0], float(tl.base))
+    minimum: FloatArray = np.where(settled, count, np.inf).min(axis=1).astype(np.float64)
+    return minimum
+
+
+# --------------------------------------------------------------------------- Poisson draws
+
+
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+
+
+def normal_ppf(p: FloatArray) -> FloatArray:
+    """Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9)."""
+    p = np.clip(p, 1e-300, 1 - 1e-16)
+    out = np.empty_like(p)
+    low, high = p < 0.02425, p > 1 - 0.02425
+    mid = ~(low | high)
+    q = p[mid] - 0.5
+    r = q * q
+    num = ((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5]
+    den = ((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1
+    out[mid] = q * num / den
+    for sel, sign, prob in ((low, 1.0, p[low]), (high, -1.0, 1 - p[high])):
+        qq = np.sqrt(-2 * np.log(prob))
+        num = ((((_C[0] * qq + _C[1]) * qq + _C[2]) * qq + _C[3]) * qq + _C[4]) * qq + _C[5]
+        den = (((_D[0] * qq + _D[1]) * qq + _D[2]) * qq + _D[3]) * qq + 1
+        out[sel] = sign * num / den
+    return out
+
+
+def poisson_from_uniform(u: FloatArray, lam: FloatArray) -> IntArray:
+    """Inverse-CDF Poisson draws: exact up to a mean of 200, Cornish-Fisher above.
+
+    Non-decreasing in ``lam`` for a fixed ``u`` (within each regime), which is what makes common
+    random numbers work across sweep points.  A mean of exactly 0 always gives 0.
+    """
+    out = np.zeros(lam.shape, dtype=np.int64)
+    small = lam <= _POISSON_EXACT_MAX
+    if small.any():
+        ls, us = lam[small], u[small]
+        prob = np.exp(-ls)
+        cdf = prob.copy()
+        k = np.zeros(ls.shape, dtype=np.int64)
+        active = us > cdf
+        top = math.ceil(_POISSON_EXACT_MAX + 15 * math.sqrt(_POISSON_EXACT_MAX) + 30)
+        step = 0
+        while active.any() and step < top:
+            step += 1
+            prob = prob * ls / step
+            cdf = cdf + prob
+            k[active] = step
+            active &= us > cdf
+        out[small] = k
+    large = ~small
+    if large.any():
+        ll = lam[large]
+        z = normal_ppf(u[large])
+        value = ll + np.sqrt(ll) * z + (z * z - 1) / 6 - 0.5
+        out[large] = np.maximum(0, np.ceil(value)).astype(np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def simulate(s: Scenario, runs: int | None = None) -> PointResult:
+    """Run one scenario (one sweep point) for ``runs`` Monte Carlo runs (default: its own)."""
+    runs = s.runs if runs is None else runs
+    streams = Streams(s.seed)
+    tl = build_timeline(s, runs, streams)
+    expected = expected_failures(tl, s.traffic.rps, s.traffic.request_duration)
+    uniforms = streams["poisson"].random((len(CAUSES), runs))
+    by_cause = {
+        cause: poisson_from_uniform(uniforms[i], expected[cause]) for i, cause in enumerate(CAUSES)
+    }
+    failed = np.sum([by_cause[c] for c in CAUSES], axis=0).astype(np.int64)
+    return PointResult(
+        failed=failed,
+        by_cause=by_cause,
+        expected=expected,
+        duration=tl.duration,
+        min_capacity=serving_minimum(tl),
+    )

@@ -1,0 +1,1439 @@
+"""In-process Kubernetes API server emulator for tests (stdlib only).
+
+The real ``kubernetes`` Python client talks to this server over plain HTTP on
+127.0.0.1, so controller code can be tested end to end without a cluster.
+
+Design
+------
+* **Storage.** One dict keyed by ``(resource key, namespace, name)`` holds
+  every object as plain JSON (``dict``).  A single ``threading.Condition``
+  guards storage, the resourceVersion counter and the history; every write
+  (HTTP or Python-side control API) goes through the same code path, so both
+  emit identical watch events.
+* **resourceVersion.** One global integer, like etcd's revision.  Each write
+  that changes an object bumps it and appends a ``_HistoryEvent`` (type, new
+  object, previous object).  A write that changes nothing is a no-op: same
+  resourceVersion, no event (as the real API does for no-op updates).
+* **History window.** The history is a deque of at most ``max_history``
+  events.  Events older than the window, or dropped by ``compact()``, are
+  gone; a watch that starts before the oldest retained event gets the same
+  ``410 Expired`` ERROR event as kube-apiserver's watch cache.
+* **Watch fan-out.** Each watch request is served by its own handler thread
+  that keeps a cursor (last resourceVersion sent), waits on the condition for
+  new history, and filters events through the request's namespace and
+  label/field selectors.  Like the watch cache, an object that stops matching
+  a selector is reported as DELETED (previous content, new resourceVersion)
+  and one that starts matching as ADDED.  Output is newline-delimited JSON in
+  HTTP/1.1 chunked encoding.  ``drop_watches()`` shuts the sockets down without
+  the terminating zero-length chunk so clients see a truncated response.
+
+Copied from kube-apiserver
+--------------------------
+* list resourceVersion, label selectors (``=``, ``==``, ``!=``, ``in``,
+  ``notin``, exists, ``!``exists), field selectors with per-resource supported
+  fields (unsupported field labels are a 400 like the real API);
+* watch from a resourceVersion, from ""/"0" (synthetic ADDED first),
+  ``timeoutSeconds``, ``allowWatchBookmarks``, 410 Expired after compaction,
+  selector transitions reported as ADDED/DELETED;
+* status subresource isolation (main resource writes keep stored status,
+  ``/status`` writes keep everything except status; for core types the status
+  endpoint may also change labels and annotations, as the real strategies
+  allow), create-time status reset for pods, services and custom resources;
+* ``metadata.generation`` for custom resources and pods (bumped on spec
+  change and when deletion with finalizers starts);
+* strategic merge patch with the merge keys a controller typically touches
+  (conditions by ``type``, containers by ``name``, finalizers as a set,
+  ``$patch: delete``, ``$deleteFromPrimitiveList``), JSON merge patch,
+  JSON patch (422 on a failed ``test``), 415 for strategic merge on custom
+  resources;
+* optimistic concurrency: 409 on stale resourceVersion, 422 when a PUT to a
+  resource that disallows unconditional update omits it, 409 for a PUT with a
+  different uid, 422 for a PATCH that changes the uid, DELETE preconditions;
+* finalizers: delete sets ``deletionTimestamp``; the write that empties the
+  finalizers removes the object; no new finalizers once deletion started;
+* ``Status`` error bodies with reason, message, code and details;
+* timestamps in built-in types are re-encoded as Go would (``Z``, seconds for
+  metav1.Time, microseconds for MicroTime fields such as ``renewTime``), so a
+  read-modify-write of an unchanged object is a no-op, as on a real cluster.
+
+Not copied (known gaps)
+-----------------------
+* No authentication, authorization, admission, defaulting or schema
+  validation (names are not validated, unknown fields are stored verbatim).
+* Pods are deleted at once (no graceful termination period, there is no
+  kubelet); namespaces are deleted at once and do not cascade to contents.
+* core/v1 Events and events.k8s.io/v1 Events are stored separately, not as two
+  views of one resource.
+* ``limit`` is ignored (never a ``continue`` token); list ``resourceVersion``
+  and ``resourceVersionMatch`` are ignored (lists are always current);
+  ``sendInitialEvents`` is not supported; a watch from a resourceVersion in
+  the future starts from there instead of waiting/failing.
+* Server-side apply, ``dryRun``, ``deletecollection``, ``fieldManager``/
+  ``managedFields``, ``ownerReferences`` garbage collection, and protobuf are
+  not implemented.  Strategic merge only knows the merge keys listed in
+  ``_SMP_MERGE_KEYS``; other lists are replaced atomically.
+* Timestamp normalisation is a heuristic (any RFC 3339 string outside labels,
+  annotations and ConfigMap data); MicroTime fields are recognised by name.
+  ``stop()`` cuts open watches abruptly rather than ending them cleanly.
+* Which built-in resources allow an unconditional PUT is a per-type flag
+  (pods, services, configmaps, nodes, namespaces, events: yes; leases and
+  custom resources: no).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import re
+import select
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from kubernetes.client import Configuration
+
+JSON = dict[str, Any]
+
+# --------------------------------------------------------------------------
+# Resource registry
+# --------------------------------------------------------------------------
+
+_METADATA_FIELDS = ("metadata.name", "metadata.namespace")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    status_subresource: bool = False
+    custom: bool = False
+    has_generation: bool = False
+    # PUT without metadata.resourceVersion is accepted (last write wins).
+    unconditional_update: bool = True
+    # DELETE answers with the object rather than a Status (generic store flag).
+    return_deleted_object: bool = False
+    # Field selector labels beyond metadata.name/namespace -> JSON path.
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> str:
+        return f"{self.group}/{self.version}/{self.plural}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def field_paths(self) -> dict[str, str]:
+        paths = {f: f for f in _METADATA_FIELDS}
+        paths.update(dict(self.fields))
+        return paths
+
+
+_EVENT_FIELDS: tuple[tuple[str, str], ...] = (
+    *((f"involvedObject.{f}", f"involvedObject.{f}")
+      for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")),
+    ("reason", "reason"), ("type", "type"), ("source", "source.component"),
+    ("reportingComponent", "reportingComponent"),
+)
+
+RESOURCES: tuple[ResourceType, ...] = (
+    ResourceType("", "v1", "namespaces", "Namespace", namespaced=False,
+                 fields=(("status.phase", "status.phase"),)),
+    ResourceType("", "v1", "nodes", "Node", namespaced=False, status_subresource=True,
+                 fields=(("spec.unschedulable", "spec.unschedulable"),)),
+    ResourceType("", "v1", "pods", "Pod", status_subresource=True, has_generation=True,
+                 return_deleted_object=True,
+                 fields=tuple((f, f) for f in (
+                     "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                     "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+                     "status.podIP", "status.nominatedNodeName"))),
+    ResourceType("", "v1", "services", "Service", status_subresource=True,
+                 return_deleted_object=True,
+                 fields=(("spec.type", "spec.type"), ("spec.clusterIP", "spec.clusterIP"))),
+    ResourceType("", "v1", "configmaps", "ConfigMap"),
+    ResourceType("", "v1", "events", "Event", fields=_EVENT_FIELDS),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice",
+                 fields=(("addressType", "addressType"),)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", unconditional_update=False),
+    ResourceType("events.k8s.io", "v1", "events", "Event", fields=_EVENT_FIELDS),
+    ResourceType("negsync.io", "v1alpha1", "targetbindings", "TargetBinding",
+                 status_subresource=True, custom=True, has_generation=True,
+                 unconditional_update=False, return_deleted_object=True),
+    ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                 "MutatingWebhookConfiguration", namespaced=False, has_generation=True),
+)
+
+_BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+
+
+def resolve_resource(api_version: str, kind_or_plural: str) -> ResourceType:
+    """Find a resource type by apiVersion plus Kind, plural or lower-case kind."""
+    group, _, version = api_version.rpartition("/")
+    for r in RESOURCES:
+        if (r.group, r.version) == (group, version) and kind_or_plural in (
+            r.kind, r.plural, r.kind.lower()
+        ):
+            return r
+    raise KeyError(f"unknown resource {api_version} {kind_or_plural}")
+
+
+# --------------------------------------------------------------------------
+# Errors (metav1.Status)
+# --------------------------------------------------------------------------
+
+_REASONS = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+    405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType",
+    422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class ApiError(Exception):
+    """An API failure; ``status`` is the metav1.Status body sent to clients."""
+
+    def __init__(self, code: int, reason: str, message: str,
+                 details: JSON | None = None) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    @property
+    def status(self) -> JSON:
+        body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                      "status": "Failure", "message": self.message,
+                      "reason": self.reason, "code": self.code}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def _res_details(rt: ResourceType, name: str) -> JSON:
+    details: JSON = {"name": name, "kind": rt.plural}
+    if rt.group:
+        details["group"] = rt.group
+    return details
+
+
+def _not_found(rt: ResourceType, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{rt.qualified} "{name}" not found', _res_details(rt, name))
+
+
+def _conflict(rt: ResourceType, name: str, why: str) -> ApiError:
+    return ApiError(409, "Conflict",
+                    f'Operation cannot be fulfilled on {rt.qualified} "{name}": {why}',
+                    _res_details(rt, name))
+
+
+_STALE = "the object has been modified; please apply your changes to the latest version and try again"
+
+
+def _invalid(rt: ResourceType, name: str, path: str, value: Any, detail: str) -> ApiError:
+    msg = f"Invalid value: {json.dumps(value)}: {detail}"
+    details: JSON = {"name": name, "kind": rt.kind,
+                     "causes": [{"reason": "FieldValueInvalid", "message": msg, "field": path}]}
+    if rt.group:
+        details["group"] = rt.group
+    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {path}: {msg}', details)
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+# --------------------------------------------------------------------------
+# Selectors
+# --------------------------------------------------------------------------
+
+_KEY = r"[A-Za-z0-9][-A-Za-z0-9_./]*"
+_LABEL_RE = (
+    (re.compile(rf"^!\s*({_KEY})$"), "!exists"),
+    (re.compile(rf"^({_KEY})\s+(in|notin)\s+\((.*)\)$"), "set"),
+    (re.compile(rf"^({_KEY})\s*(==|!=|=)\s*([-A-Za-z0-9_.]*)$"), "eq"),
+    (re.compile(rf"^({_KEY})$"), "exists"),
+)
+
+
+@dataclass(frozen=True)
+class _Requirement:
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!exists"
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        present = self.key in labels
+        if self.op == "exists":
+            return present
+        if self.op == "!exists":
+            return not present
+        if self.op in ("=", "in"):
+            return present and labels[self.key] in self.values
+        # "!=" and "notin" match objects that lack the label, as in apimachinery.
+        return not present or labels[self.key] not in self.values
+
+
+def _split_terms(selector: str) -> list[str]:
+    terms: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            terms.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    terms.append("".join(cur).strip())
+    return [t for t in terms if t]
+
+
+def parse_label_selector(selector: str | None) -> list[_Requirement]:
+    reqs: list[_Requirement] = []
+    for term in _split_terms(selector or ""):
+        for pattern, kind in _LABEL_RE:
+            m = pattern.match(term)
+            if not m:
+                continue
+            if kind == "set":
+                values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
+                reqs.append(_Requirement(m.group(1), m.group(2), values))
+            elif kind == "eq":
+                op = "!=" if m.group(2) == "!=" else "="
+                reqs.append(_Requirement(m.group(1), op, frozenset([m.group(3)])))
+            else:
+                reqs.append(_Requirement(m.group(1), kind))
+            break
+        else:
+            raise _bad_request(f"unable to parse requirement: {term!r}")
+    return reqs
+
+
+def _lookup(obj: JSON, dotted: str) -> str:
+    cur: Any = obj
+    for part in dotted.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    if cur is None:
+        return "false" if dotted == "spec.hostNetwork" else ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def parse_field_selector(rt: ResourceType, selector: str | None) -> list[tuple[str, bool, str]]:
+    """Parse into (json path, negated, value); unknown labels are a 400 as in the API."""
+    supported = rt.field_paths()
+    out: list[tuple[str, bool, str]] = []
+    for term in _split_terms(selector or ""):
+        m = re.match(r"^([A-Za-z.]+)\s*(==|!=|=)\s*(.*)$", term)
+        if not m:
+            raise _bad_request(f"invalid field selector: {term!r}")
+        label, op, value = m.groups()
+        if label not in supported:
+            raise _bad_request(f'field label not supported: {label}')
+        out.append((supported[label], op == "!=", value))
+    return out
+
+
+@dataclass(frozen=True)
+class _Filter:
+    namespace: str | None
+    labels: list[_Requirement]
+    fields: list[tuple[str, bool, str]]
+
+    def matches(self, obj: JSON) -> bool:
+        meta = obj.get("metadata", {})
+        if self.namespace is not None and meta.get("namespace") != self.namespace:
+            return False
+        labels = meta.get("labels") or {}
+        if not all(r.matches(labels) for r in self.labels):
+            return False
+        return all((_lookup(obj, p) != v) if neg else (_lookup(obj, p) == v)
+                   for p, neg, v in self.fields)
+
+
+# --------------------------------------------------------------------------
+# Patches
+# --------------------------------------------------------------------------
+
+# Paths (dict keys only; list items add no segment) -> strategic merge key.
+_SMP_MERGE_KEYS: dict[str, str] = {
+    "metadata.ownerReferences": "uid",
+    "spec.containers": "name",
+    "spec.initContainers": "name",
+    "spec.ephemeralContainers": "name",
+    "spec.containers.env": "name",
+    "spec.initContainers.env": "name",
+    "spec.containers.ports": "containerPort",
+    "spec.containers.volumeMounts": "mountPath",
+    "spec.volumes": "name",
+    "spec.imagePullSecrets": "name",
+    "spec.ports": "port",
+    "spec.taints": "key",
+    "status.conditions": "type",
+    "status.containerStatuses": "name",
+    "status.initContainerStatuses": "name",
+    "status.addresses": "type",
+    "status.podIPs": "ip",
+}
+_SMP_PRIMITIVE_SETS = {"metadata.finalizers"}
+_DELETE_PRIMITIVE = "$deleteFromPrimitiveList/"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def strategic_merge(original: JSON, patch: JSON, path: str = "") -> JSON:
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    if patch.get("$patch") == "delete":
+        return {}
+    result = copy.deepcopy(original)
+    # Deletions first so "finalizers: [b]" plus "$deleteFromPrimitiveList: [a]" composes.
+    for k, v in patch.items():
+        if k.startswith(_DELETE_PRIMITIVE) and isinstance(v, list):
+            name = k[len(_DELETE_PRIMITIVE):]
+            if isinstance(result.get(name), list):
+                result[name] = [x for x in result[name] if x not in v]
+    for k, v in patch.items():
+        if k.startswith("$"):
+            continue
+        child = _join(path, k)
+        if v is None:
+            result.pop(k, None)
+        elif isinstance(v, dict):
+            base = result.get(k)
+            result[k] = strategic_merge(base if isinstance(base, dict) else {}, v, child)
+        elif isinstance(v, list):
+            base = result.get(k)
+            result[k] = _smp_list(base if isinstance(base, list) else [], v, child)
+        else:
+            result[k] = copy.deepcopy(v)
+    return result
+
+
+def _smp_list(original: list[Any], patch: list[Any], path: str) -> list[Any]:
+    if path in _SMP_PRIMITIVE_SETS:
+        merged = list(original)
+        merged.extend(x for x in patch if x not in merged)
+        return merged
+    key = _SMP_MERGE_KEYS.get(path)
+    if any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch):
+        key = None
+    if key is None:
+        return [strategic_merge({}, i, path) if isinstance(i, dict) else copy.deepcopy(i)
+                for i in patch
+                if not (isinstance(i, dict) and i.get("$patch") in ("replace", "delete"))]
+    result = copy.deepcopy(original)
+    for item in patch:
+        if not isinstance(item, dict):
+            result.append(copy.deepcopy(item))
+            continue
+        idx = next((n for n, r in enumerate(result)
+                    if isinstance(r, dict) and r.get(key) == item.get(key)), None)
+        if item.get("$patch") == "delete":
+            if idx is not None:
+                del result[idx]
+        elif idx is None:
+            result.append(strategic_merge({}, item, path))
+        else:
+            result[idx] = strategic_merge(result[idx], item, path)
+    return result
+
+
+def merge_patch(original: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(original) if isinstance(original, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = merge_patch(result.get(k), v)
+    return result
+
+
+class _JsonPatchError(Exception):
+    pass
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise _JsonPatchError(f"invalid JSON pointer {path!r}")
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def _walk(doc: Any, tokens: list[str]) -> Any:
+    for t in tokens:
+        if isinstance(doc, dict) and t in doc:
+            doc = doc[t]
+        elif isinstance(doc, list) and t.isdigit() and int(t) < len(doc):
+            doc = doc[int(t)]
+        else:
+            raise _JsonPatchError(f"path element {t!r} not found")
+    return doc
+
+
+def _jp_add(doc: Any, tokens: list[str], value: Any) -> Any:
+    if not tokens:
+        return value
+    parent, last = _walk(doc, tokens[:-1]), tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        if last == "-":
+            parent.append(value)
+        elif last.isdigit() and int(last) <= len(parent):
+            parent.insert(int(last), value)
+        else:
+            raise _JsonPatchError(f"index {last!r} out of range")
+    else:
+        raise _JsonPatchError("cannot add to a scalar")
+    return doc
+
+
+def _jp_remove(doc: Any, tokens: list[str]) -> Any:
+    if not tokens:
+        raise _JsonPatchError("cannot remove the document root")
+    parent, last = _walk(doc, tokens[:-1]), tokens[-1]
+    _walk(parent, [last])
+    if isinstance(parent, dict):
+        return parent.pop(last)
+    return parent.pop(int(last))
+
+
+def json_patch(document: Any, operations: list[Any]) -> Any:
+    """RFC 6902 JSON patch; raises _JsonPatchError when an operation cannot apply."""
+    doc = copy.deepcopy(document)
+    for op in operations:
+        if not isinstance(op, dict) or "op" not in op or "path" not in op:
+            raise _bad_request(f"invalid JSON patch operation: {op!r}")
+        kind, tokens = op["op"], _pointer(op["path"])
+        if kind == "add":
+            doc = _jp_add(doc, tokens, copy.deepcopy(op.get("value")))
+        elif kind == "remove":
+            _jp_remove(doc, tokens)
+        elif kind == "replace":
+            _walk(doc, tokens)
+            if tokens:
+                _jp_remove(doc, tokens)
+            doc = _jp_add(doc, tokens, copy.deepcopy(op.get("value")))
+        elif kind in ("move", "copy"):
+            src = _pointer(op.get("from", ""))
+            value = copy.deepcopy(_walk(doc, src))
+            if kind == "move":
+                _jp_remove(doc, src)
+            doc = _jp_add(doc, tokens, value)
+        elif kind == "test":
+            if _walk(doc, tokens) != op.get("value"):
+                raise _JsonPatchError(f"testing value {op['path']} failed")
+        else:
+            raise _bad_request(f"unsupported JSON patch operation {kind!r}")
+    return doc
+
+
+# --------------------------------------------------------------------------
+# Emulator
+# --------------------------------------------------------------------------
+
+
+class RecordedRequest(NamedTuple):
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str | None
+    body: Any
+
+
+@dataclass
+class _HistoryEvent:
+    rv: int
+    type: str  # ADDED | MODIFIED | DELETED
+    rt: ResourceType
+    obj: JSON
+    prev: JSON | None
+
+
+@dataclass
+class _Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+    retry_after: int | None
+    reason: str
+    message: str
+
+
+@dataclass(eq=False)
+class _Watcher:
+    sock: socket.socket
+    dropped: threading.Event = field(default_factory=threading.Event)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _generate_suffix() -> str:
+    # Same alphabet as apimachinery's rand.String (no vowels, no confusable digits).
+    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+# metav1.MicroTime fields; every other timestamp in a built-in type is a metav1.Time.
+_MICRO_TIME_KEYS = {"renewTime", "acquireTime", "eventTime", "lastObservedTime"}
+# Free-form string maps whose values must never be reinterpreted.
+_OPAQUE_KEYS = {"annotations", "labels", "data", "binaryData", "stringData"}
+
+
+def _normalize_times(value: Any, key: str = "") -> Any:
+    """Re-encode timestamps the way the API server does after decoding into Go types.
+
+    The Python client writes ``+00:00`` offsets (and microseconds for Time fields);
+    the real server stores second-precision ``Z`` times, so a read-modify-write of an
+    unchanged object is a no-op there and must be one here too.
+    """
+    if isinstance(value, dict):
+        return {k: v if k in _OPAQUE_KEYS else _normalize_times(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize_times(v, key) for v in value]
+    if isinstance(value, str) and _TIMESTAMP.match(value):
+        try:
+            when = datetime.fromisoformat(value).astimezone(UTC)
+        except ValueError:
+            return value
+        fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if key in _MICRO_TIME_KEYS else "%Y-%m-%dT%H:%M:%SZ"
+        return when.strftime(fmt)
+    return value
+
+
+def _spec_part(rt: ResourceType, obj: JSON) -> Any:
+    if rt.custom:
+        return {k: v for k, v in obj.items()
+                if k not in ("metadata", "status", "kind", "apiVersion")}
+    return obj.get("spec")
+
+
+class KubeApiEmulator:
+    """HTTP Kubernetes API emulator; see the module docstring for semantics."""
+
+    def __init__(self, *, bookmark_interval: float = 1.0, max_history: int = 10_000,
+                 max_watch_seconds: float = 1800.0) -> None:
+        self.bookmark_interval = bookmark_interval
+        self.max_history = max_history
+        self.max_watch_seconds = max_watch_seconds
+        self._cond = threading.Condition()
+        self._objects: dict[tuple[str, str, str], JSON] = {}
+        self._rv = 1
+        # Watches from a resourceVersion below this are 410 Expired.
+        self._compacted_rv = 1
+        self._history: deque[_HistoryEvent] = deque()
+        self._aux = threading.Lock()  # requests log, faults, connections, watchers
+        self._requests: list[RecordedRequest] = []
+        self._faults: list[_Fault] = []
+        self._latency = 0.0
+        self._watchers: set[_Watcher] = set()
+        self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._serve_thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> KubeApiEmulator:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), _Handler, self)
+        self._serve_thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="kubeapi-emulator", daemon=True)
+        self._serve_thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        server.shutdown()
+        with self._aux:
+            conns = list(self._connections)
+            threads = list(self._threads)
+        # Unblocks idle keep-alive handlers stuck in readline and live watches.
+        for sock in conns:
+            _shutdown(sock)
+        server.server_close()
+        deadline = time.monotonic() + 2.0
+        for t in [*threads, self._serve_thread]:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+        self._server = None
+        self._serve_thread = None
+
+    def __enter__(self) -> KubeApiEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def write_kubeconfig(self, path: str | Path) -> Path:
+        path = Path(path)
+        config = {
+            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [{"name": "emulator",
+                          "context": {"cluster": "emulator", "user": "emulator",
+                                      "namespace": "default"}}],
+            "current-context": "emulator",
+        }
+        # JSON is valid YAML, so the kubernetes config loader reads it as is.
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+    def client_configuration(self) -> Configuration:
+        from kubernetes import client  # kept local: the emulator itself is stdlib-only
+
+        # no_proxy keeps an HTTP(S)_PROXY from the environment away from loopback.
+        return client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+
+    # ----------------------------------------------------------- test controls
+
+    @property
+    def resource_version(self) -> int:
+        with self._cond:
+            return self._rv
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._aux:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._aux:
+            self._requests.clear()
+
+    def inject(self, method: str, path_regex: str, status: int, *, count: int = 1,
+               retry_after: int | None = None, body_reason: str | None = None,
+               message: str = "injected fault") -> None:
+        """Fail the next ``count`` requests whose method (or ``*``) and path match."""
+        fault = _Fault(method.upper(), re.compile(path_regex), status, count, retry_after,
+                       body_reason or _REASONS.get(status, "InternalError"), message)
+        with self._aux:
+            self._faults.append(fault)
+
+    def set_latency(self, seconds: float) -> None:
+        self._latency = seconds
+
+    def compact(self) -> int:
+        """Forget all history; watches from any older resourceVersion get 410."""
+        with self._cond:
+            self._history.clear()
+            self._compacted_rv = self._rv
+            self._cond.notify_all()
+            return self._rv
+
+    def drop_watches(self) -> int:
+        """Abruptly cut every open watch (no terminating chunk); returns how many."""
+        with self._aux:
+            watchers = list(self._watchers)
+        for w in watchers:
+            w.dropped.set()
+            _shutdown(w.sock)
+        return len(watchers)
+
+    @property
+    def watch_count(self) -> int:
+        with self._aux:
+            return len(self._watchers)
+
+    def wait_for_watches(self, count: int, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.watch_count >= count:
+                return True
+            time.sleep(0.01)
+        return self.watch_count >= count
+
+    # ------------------------------------------------------ Python-side CRUD
+
+    def create(self, obj: JSON) -> JSON:
+        """Store an object as-is (status included, unlike an HTTP create)."""
+        rt = resolve_resource(obj["apiVersion"], obj["kind"])
+        body = copy.deepcopy(obj)
+        meta = body.setdefault("metadata", {})
+        for k in ("resourceVersion", "uid", "creationTimestamp"):
+            meta.pop(k, None)
+        ns = meta.get("namespace") or "default" if rt.namespaced else ""
+        with self._cond:
+            return self._create(rt, ns, body, reset_status=False)
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
+        rt = resolve_resource(api_version, kind)
+        with self._cond:
+            obj = self._objects.get((rt.key, namespace or "" if rt.namespaced else "", name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list_objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[JSON]:
+        rt = resolve_resource(api_version, kind)
+        with self._cond:
+            return [copy.deepcopy(o) for o in self._select(rt, _Filter(namespace, [], []))]
+
+    def update(self, obj: JSON, *, subresource: str | None = None) -> JSON:
+        """PUT semantics; conditional only if the object carries a resourceVersion."""
+        rt = resolve_resource(obj["apiVersion"], obj["kind"])
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace") or "default" if rt.namespaced else ""
+        with self._cond:
+            return self._update(rt, ns, meta["name"], copy.deepcopy(obj), subresource,
+                                lenient=True)
+
+    def patch(self, api_version: str, kind: str, namespace: str | None, name: str,
+              patch: Any, *, patch_type: str = "merge", subresource: str | None = None) -> JSON:
+        rt = resolve_resource(api_version, kind)
+        ctype = {"merge": "application/merge-patch+json",
+                 "strategic": "application/strategic-merge-patch+json",
+                 "json": "application/json-patch+json"}[patch_type]
+        with self._cond:
+            return self._patch(rt, namespace or "" if rt.namespaced else "", name,
+                               ctype, patch, subresource)
+
+    def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str,
+                     status: JSON) -> JSON:
+        rt = resolve_resource(api_version, kind)
+        sub = "status" if rt.status_subresource else None
+        return self.patch(api_version, kind, namespace, name, {"status": status},
+                          subresource=sub)
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON:
+        rt = resolve_resource(api_version, kind)
+        with self._cond:
+            return self._delete(rt, namespace or "" if rt.namespaced else "", name, {})
+
+    # ----------------------------------------------------- storage internals
+    # All underscore methods below expect self._cond to be held.
+
+    def _select(self, rt: ResourceType, flt: _Filter) -> list[JSON]:
+        items = [o for (key, _, _), o in self._objects.items() if key == rt.key and flt.matches(o)]
+        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return items
+
+    def _record(self, rt: ResourceType, kind: str, obj: JSON, prev: JSON | None) -> None:
+        self._history.append(_HistoryEvent(self._rv, kind, rt, copy.deepcopy(obj), prev))
+        while len(self._history) > self.max_history:
+            self._compacted_rv = self._history.popleft().rv
+        self._cond.notify_all()
+
+    def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool) -> JSON:
+        if body.get("apiVersion", rt.api_version) != rt.api_version or \
+                body.get("kind", rt.kind) != rt.kind:
+            raise _bad_request(f"the API version in the data ({body.get('apiVersion')}) does "
+                               f"not match the expected API version ({rt.api_version})")
+        body["apiVersion"], body["kind"] = rt.api_version, rt.kind
+        if not rt.custom:
+            body = _normalize_times(body)
+        meta = body.setdefault("metadata", {})
+        if meta.get("resourceVersion"):
+            raise ApiError(500, "InternalError", "Internal error occurred: "
+                           "resourceVersion should not be set on objects to be created")
+        if rt.namespaced:
+            if meta.get("namespace") not in (None, "", namespace):
+                raise _bad_request("the namespace of the provided object does not match "
+                                   "the namespace sent on the request")
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise _invalid(rt, "", "metadata.name", "", "name or generateName is required")
+            for _ in range(100):
+                meta["name"] = meta["generateName"] + _generate_suffix()
+                if (rt.key, namespace, meta["name"]) not in self._objects:
+                    break
+        name = meta["name"]
+        if (rt.key, namespace, name) in self._objects:
+            raise ApiError(409, "AlreadyExists", f'{rt.qualified} "{name}" already exists',
+                           _res_details(rt, name))
+        for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _now()
+        if rt.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if reset_status:
+            # Mirrors PrepareForCreate: clients cannot create status, except for nodes.
+            if rt.plural == "pods":
+                body["status"] = {"phase": "Pending"}
+            elif rt.plural == "services":
+                body["status"] = {"loadBalancer": {}}
+            elif rt.plural == "namespaces":
+                body["status"] = {"phase": "Active"}
+            elif rt.custom:
+                body.pop("status", None)
+        self._rv += 1
+        meta["resourceVersion"] = str(self._rv)
+        self._objects[(rt.key, namespace, name)] = body
+        self._record(rt, "ADDED", body, None)
+        return copy.deepcopy(body)
+
+    def _existing(self, rt: ResourceType, namespace: str, name: str) -> JSON:
+        obj = self._objects.get((rt.key, namespace, name))
+        if obj is None:
+            raise _not_found(rt, name)
+        return obj
+
+    def _update(self, rt: ResourceType, namespace: str, name: str, body: JSON,
+                subresource: str | None, *, lenient: bool = False) -> JSON:
+        old = self._existing(rt, namespace, name)
+        if not isinstance(body, dict):
+            raise _bad_request("request body must be a JSON object")
+        meta = body.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise _bad_request(f"the name of the object ({meta.get('name')}) does not match "
+                               f"the name on the URL ({name})")
+        uid = meta.get("uid")
+        if uid and uid != old["metadata"]["uid"]:
+            raise _conflict(rt, name, f"Precondition failed: UID in precondition: {uid}, "
+                                      f"UID in object meta: {old['metadata']['uid']}")
+        rv = meta.get("resourceVersion")
+        if not rv and not (lenient or rt.unconditional_update):
+            raise _invalid(rt, name, "metadata.resourceVersion", 0,
+                           "must be specified for an update")
+        return self._commit(rt, old, body, subresource)
+
+    def _patch(self, rt: ResourceType, namespace: str, name: str, content_type: str,
+               patch: Any, subresource: str | None) -> JSON:
+        old = self._existing(rt, namespace, name)
+        ctype = content_type.split(";")[0].strip().lower()
+        if ctype == "application/json-patch+json":
+            if not isinstance(patch, list):
+                raise _bad_request("json patch must be a list of operations")
+            try:
+                patched = json_patch(old, patch)
+            except _JsonPatchError as exc:
+                # patch.go reports apply failures as a generic 422.
+                raise ApiError(422, "Invalid", str(exc)) from None
+        elif ctype == "application/merge-patch+json":
+            if not isinstance(patch, dict):
+                raise _bad_request("merge patch must be a JSON object")
+            patched = merge_patch(old, patch)
+        elif ctype == "application/strategic-merge-patch+json" and not rt.custom:
+            if not isinstance(patch, dict):
+                raise _bad_request("strategic merge patch must be a JSON object")
+            patched = strategic_merge(old, patch)
+        else:
+            accepted = ["application/json-patch+json", "application/merge-patch+json"]
+            if not rt.custom:
+                accepted.append("application/strategic-merge-patch+json")
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"the body of the request was in an unknown format - accepted "
+                           f"media types include: {', '.join(accepted)}")
+        if not isinstance(patched, dict):
+            raise ApiError(422, "Invalid", "patch produced a non-object document")
+        meta = patched.setdefault("metadata", {})
+        if meta.get("uid") != old["metadata"]["uid"]:
+            raise _invalid(rt, name, "metadata.uid", meta.get("uid"), "field is immutable")
+        if meta.get("name") != name:
+            raise _bad_request(f"the name of the object ({meta.get('name')}) does not match "
+                               f"the name on the URL ({name})")
+        return self._commit(rt, old, patched, subresource)
+
+    def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None) -> JSON:
+        """Apply update strategies, preconditions and store; no-op writes change nothing."""
+        meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
+        name = old_meta["name"]
+        rv = meta.get("resourceVersion")
+        if rv and rv != old_meta["resourceVersion"]:
+            raise _conflict(rt, name, _STALE)
+        if rt.namespaced and meta.get("namespace", old_meta["namespace"]) != old_meta["namespace"]:
+            raise _bad_request("the namespace of the provided object does not match the "
+                               "namespace sent on the request")
+        if subresource == "status":
+            # Status strategies keep everything but status (core types: labels too).
+            merged = copy.deepcopy(old)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            if not rt.custom:
+                for k in ("labels", "annotations"):
+                    if k in meta:
+                        merged["metadata"][k] = meta[k]
+                    else:
+                        merged["metadata"].pop(k, None)
+            new, meta = merged, merged["metadata"]
+        elif rt.status_subresource:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+        if not rt.custom:
+            new = _normalize_times(new)
+            meta = new["metadata"]
+        for k in ("uid", "creationTimestamp", "generation", "deletionTimestamp",
+                  "deletionGracePeriodSeconds", "namespace", "resourceVersion"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("selfLink", None)
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: '
+                               "metadata.finalizers: Forbidden: no new finalizers can be "
+                               "added if the object is being deleted")
+        if not meta.get("finalizers"):
+            meta.pop("finalizers", None)
+        if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, old):
+            meta["generation"] = int(old_meta.get("generation", 0)) + 1
+        if new == old:
+            return copy.deepcopy(old)
+        self._rv += 1
+        meta["resourceVersion"] = str(self._rv)
+        key = (rt.key, old_meta.get("namespace", ""), name)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            del self._objects[key]
+            self._record(rt, "DELETED", new, old)
+        else:
+            self._objects[key] = new
+            self._record(rt, "MODIFIED", new, old)
+        return copy.deepcopy(new)
+
+    def _delete(self, rt: ResourceType, namespace: str, name: str, options: JSON) -> JSON:
+        old = self._existing(rt, namespace, name)
+        old_meta = old["metadata"]
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != old_meta["uid"]:
+            raise _conflict(rt, name, f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                      f"UID in object meta: {old_meta['uid']}")
+        if pre.get("resourceVersion") and pre["resourceVersion"] != old_meta["resourceVersion"]:
+            raise _conflict(rt, name, "Precondition failed: ResourceVersion in precondition: "
+                            f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                            f"{old_meta['resourceVersion']}")
+        if old_meta.get("finalizers"):
+            if old_meta.get("deletionTimestamp"):
+                return copy.deepcopy(old)
+            new = copy.deepcopy(old)
+            new["metadata"]["deletionTimestamp"] = _now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            if rt.has_generation:
+                # rest.BeforeDelete bumps generation when graceful deletion starts.
+                new["metadata"]["generation"] = int(old_meta.get("generation", 0)) + 1
+            self._rv += 1
+            new["metadata"]["resourceVersion"] = str(self._rv)
+            self._objects[(rt.key, namespace, name)] = new
+            self._record(rt, "MODIFIED", new, old)
+            return copy.deepcopy(new)
+        del self._objects[(rt.key, namespace, name)]
+        self._rv += 1
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = str(self._rv)
+        self._record(rt, "DELETED", gone, old)
+        if rt.return_deleted_object:
+            return copy.deepcopy(gone)
+        details = _res_details(rt, name)
+        details["uid"] = old_meta["uid"]
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}
+
+    # ------------------------------------------------------------ HTTP glue
+
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
+        with self._aux:
+            for fault in self._faults:
+                if fault.method in ("*", method) and fault.pattern.search(path):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _watch_events(self, rt: ResourceType, flt: _Filter, since: int) -> Iterator[JSON]:
+        """Translate history after ``since`` into watch events for one watcher."""
+        pending: list[_HistoryEvent] = []
+        for ev in reversed(self._history):
+            if ev.rv <= since:
+                break
+            if ev.rt.key == rt.key:
+                pending.append(ev)
+        for ev in reversed(pending):
+            now_match = flt.matches(ev.obj)
+            was_match = ev.prev is not None and flt.matches(ev.prev)
+            if ev.type == "MODIFIED" and was_match and not now_match:
+                # Watch cache: previous content, labelled with the new resourceVersion.
+                gone = copy.deepcopy(ev.prev) if ev.prev else {}
+                gone.setdefault("metadata", {})["resourceVersion"] = str(ev.rv)
+                yield {"type": "DELETED", "object": gone}
+            elif ev.type == "MODIFIED" and now_match and not was_match:
+                yield {"type": "ADDED", "object": ev.obj}
+            elif now_match:
+                yield {"type": ev.type, "object": ev.obj}
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _too_old(requested: int, oldest: int) -> JSON:
+    return {"type": "ERROR", "object": ApiError(
+        410, "Expired", f"too old resource version: {requested} ({oldest})").status}
+
+
+# --------------------------------------------------------------------------
+# HTTP server
+# --------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler],
+                 emulator: KubeApiEmulator) -> None:
+        self.emulator = emulator
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Own thread bookkeeping (instead of ThreadingMixIn's) so stop() can join
+        # with a deadline after shutting every connection down.
+        em = self.emulator
+        thread = threading.Thread(target=self._serve_one, args=(request, client_address),
+                                  daemon=True)
+        with em._aux:
+            em._connections.add(request)
+            em._threads = [t for t in em._threads if t.is_alive()]
+            em._threads.append(thread)
+        thread.start()
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except OSError:
+            pass
+        finally:
+            with self.emulator._aux:
+                self.emulator._connections.discard(request)
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # client disconnects are routine in watch-heavy tests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "negsync-kubeapi-emulator"
+    timeout = 60  # safety net; stop() shuts sockets down explicitly
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    @property
+    def em(self) -> KubeApiEmulator:
+        return self.server.emulator
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # ------------------------------------------------------------- plumbing
+
+    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _bad_request("request body is not valid JSON") from None
+
+    def _dispatch(self, method: str) -> None:
+        em = self.em
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        ctype = self.headers.get("Content-Type")
+        body_error: ApiError | None = None
+        try:
+            body = self._read_body()
+        except ApiError as err:
+            body, body_error = None, err
+        with em._aux:
+            em._requests.append(RecordedRequest(method, path, query, ctype, body))
+        if em._latency:
+            time.sleep(em._latency)
+        fault = em._take_fault(method, path)
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            self._send_json(fault.status, ApiError(fault.status, fault.reason,
+                                                   fault.message).status, headers)
+            return
+        try:
+            if body_error is not None:
+                raise body_error
+            self._route(method, path, query, ctype, body)
+        except ApiError as err:
+            self._send_json(err.code, err.status)
+
+    def _route(self, method: str, path: str, query: dict[str, str], ctype: str | None,
+               body: Any) -> None:
+        is_group_version = path == "/api/v1" or (path.startswith("/apis/")
+                                                  and path.count("/") == 3)
+        if method == "GET" and (path in ("/api", "/apis", "/version") or is_group_version):
+            self._send_json(200, _discovery(path))
+            return
+        segs = path.strip("/").split("/")
+        if segs[0] == "api" and len(segs) >= 3:
+            group, version, rest = "", segs[1], segs[2:]
+        elif segs[0] == "apis" and len(segs) >= 4:
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            raise _not_found_path(path)
+        namespace: str | None = None
+        if (rest[0] == "namespaces" and len(rest) >= 3
+                and (group, version, rest[2]) in _BY_PATH):
+            namespace, rest = rest[1], rest[2:]
+        rt = _BY_PATH.get((group, version, rest[0]))
+        if rt is None or len(rest) > 3 or (namespace is not None and not rt.namespaced):
+            raise _not_found_path(path)
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) == 3 else None
+        if sub is not None and not (sub == "status" and (rt.status_subresource
+                                                        or rt.plural == "namespaces")):
+            raise _not_found_path(path)
+        if rt.namespaced and name is not None and namespace is None:
+            raise _not_found_path(path)
+        ns_key = namespace or "" if rt.namespaced else ""
+        em = self.em
+        if name is None:
+            if method == "GET":
+                flt = _Filter(namespace if rt.namespaced else None,
+                              parse_label_selector(query.get("labelSelector")),
+                              parse_field_selector(rt, query.get("fieldSelector")))
+                if query.get("watch") in ("true", "1", "True"):
+                    self._watch(rt, flt, query)
+                    return
+                with em._cond:
+                    items = [copy.deepcopy(o) for o in em._select(rt, flt)]
+                    rv = em._rv
+                if not rt.custom:
+                    # Built-in list items carry no kind/apiVersion on the wire.
+                    for item in items:
+                        item.pop("kind", None)
+                        item.pop("apiVersion", None)
+                self._send_json(200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
+                                      "metadata": {"resourceVersion": str(rv)},
+                                      "items": items})
+            elif method == "POST":
+                if not isinstance(body, dict):
+                    raise _bad_request("request body must be a JSON object")
+                if rt.namespaced and namespace is None:
+                    raise ApiError(405, "MethodNotAllowed", "create requires a namespace")
+                with em._cond:
+                    created = em._create(rt, ns_key, body, reset_status=True)
+                self._send_json(201, created)
+            else:
+                raise ApiError(405, "MethodNotAllowed",
+                               f"the server does not allow this method on {rt.qualified}")
+            return
+        with em._cond:
+            if method == "GET":
+                result = copy.deepcopy(em._existing(rt, ns_key, name))
+            elif method == "PUT":
+                result = em._update(rt, ns_key, name, body, sub)
+            elif method == "PATCH":
+                result = em._patch(rt, ns_key, name, ctype or "", body, sub)
+            elif method == "DELETE" and sub is None:
+                result = em._delete(rt, ns_key, name, body if isinstance(body, dict) else {})
+            else:
+                raise ApiError(405, "MethodNotAllowed", "method not allowed")
+        self._send_json(200, result)
+
+    # ---------------------------------------------------------------- watch
+
+    def _chunk(self, event: JSON) -> None:
+        data = (json.dumps(event, separators=(",", ":")) + "\n").encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _client_gone(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _watch(self, rt: ResourceType, flt: _Filter, query: dict[str, str]) -> None:
+        em = self.em
+        raw_rv = query.get("resourceVersion", "")
+        try:
+            # timeoutSeconds=0 means "server default", as in the real API.
+            timeout = float(query.get("timeoutSeconds") or 0) or em.max_watch_seconds
+            since = int(raw_rv) if raw_rv not in ("", "0") else None
+        except ValueError:
+            raise _bad_request(f"invalid resourceVersion or timeoutSeconds: {query}") from None
+        deadline = time.monotonic() + min(timeout, em.max_watch_seconds)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1", "True")
+        initial: list[JSON] = []
+        with em._cond:
+            if since is None:
+                initial = [{"type": "ADDED", "object": copy.deepcopy(o)}
+                           for o in em._select(rt, flt)]
+                cursor = em._rv
+            else:
+                cursor = since
+        watcher = _Watcher(self.connection)
+        with em._aux:
+            em._watchers.add(watcher)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.end_headers()
+            for ev in initial:
+                self._chunk(ev)
+            next_bookmark = time.monotonic() + em.bookmark_interval
+            while True:
+                if watcher.dropped.is_set() or em._stopping.is_set():
+                    raise ConnectionAbortedError("watch dropped")
+                with em._cond:
+                    if cursor < em._compacted_rv:
+                        expired: JSON | None = _too_old(cursor, em._compacted_rv + 1)
+                        events: list[JSON] = []
+                    else:
+                        expired = None
+                        events = [copy.deepcopy(e) for e in em._watch_events(rt, flt, cursor)]
+                        if not events:
+                            wait = min(0.1, max(0.0, deadline - time.monotonic()))
+                            if bookmarks:
+                                wait = min(wait, max(0.0, next_bookmark - time.monotonic()))
+                            em._cond.wait(wait)
+                            events = [copy.deepcopy(e)
+                                      for e in em._watch_events(rt, flt, cursor)]
+                        cursor = max(cursor, em._rv)
+                if expired is not None:
+                    self._chunk(expired)
+                    break
+                for ev in events:
+                    self._chunk(ev)
+                now = time.monotonic()
+                if bookmarks and now >= next_bookmark:
+                    self._chunk({"type": "BOOKMARK", "object": {
+                        "kind": rt.kind, "apiVersion": rt.api_version,
+                        "metadata": {"resourceVersion": str(cursor)}}})
+                    next_bookmark = now + em.bookmark_interval
+                if now >= deadline or self._client_gone():
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            # Dropped by drop_watches()/stop() or the client went away: no terminator.
+            self.close_connection = True
+            _shutdown(self.connection)
+        finally:
+            with em._aux:
+                em._watchers.discard(watcher)
+
+
+def _not_found_path(path: str) -> ApiError:
+    return ApiError(404, "NotFound", f"the server could not find the requested resource ({path})",
+                    {})
+
+
+def _discovery(path: str) -> JSON:
+    if path == "/version":
+        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-negsync-emulator",
+                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "",
+                "compiler": "gc", "platform": "linux/amd64"}
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+    if path == "/apis":
+        groups: dict[str, list[str]] = {}
+        for r in RESOURCES:
+            if r.group and r.version not in groups.setdefault(r.group, []):
+                groups[r.group].append(r.version)
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+             "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
+            for g, vs in groups.items()]}
+    group_version = "v1" if path == "/api/v1" else path[len("/apis/"):]
+    resources: list[JSON] = []
+    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    for r in RESOURCES:
+        if r.api_version != group_version:
+            continue
+        resources.append({"name": r.plural, "singularName": r.kind.lower(),
+                          "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs})
+        if r.status_subresource:
+            resources.append({"name": f"{r.plural}/status", "singularName": "",
+                              "namespaced": r.namespaced, "kind": r.kind,
+                              "verbs": ["get", "patch", "update"]})
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+            "resources": resources}

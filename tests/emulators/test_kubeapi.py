@@ -1,0 +1,597 @@
+"""Tests for the kube-apiserver emulator, driven through the real kubernetes client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from tests.emulators.kubeapi import KubeApiEmulator
+
+pytestmark = pytest.mark.timeout(10)
+
+NS = "default"
+TB = ("negsync.io", "v1alpha1")
+
+
+@pytest.fixture
+def emu() -> Iterator[KubeApiEmulator]:
+    with KubeApiEmulator(bookmark_interval=0.2) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def api(emu: KubeApiEmulator) -> Iterator[client.ApiClient]:
+    api_client = client.ApiClient(emu.client_configuration())
+    yield api_client
+    api_client.close()
+
+
+# API handles are typed Any: the v37 client's signatures want model instances and its
+# models are Optional everywhere, while these tests send plain dicts (accepted at runtime).
+@pytest.fixture
+def core(api: client.ApiClient) -> Any:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def custom(api: client.ApiClient) -> Any:
+    return client.CustomObjectsApi(api)
+
+
+def pod(name: str, labels: dict[str, str] | None = None, node: str | None = None, ns: str = NS) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "nginx"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels or {}}, "spec": spec}
+
+
+def binding(name: str, **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "negsync.io/v1alpha1", "kind": "TargetBinding",
+            "metadata": {"name": name, "namespace": NS, **extra}, "spec": {"port": 80}}
+
+
+def _name(event: dict[str, Any]) -> str:
+    obj = event["object"]
+    return str(obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name)
+
+
+def drain(func: Callable[..., Any], *args: Any, timeout: int = 1, **kwargs: Any) -> list[tuple[str, str]]:
+    """Run a watch to its server-side timeout; (type, name) for non-bookmark events."""
+    events = watch.Watch().stream(func, *args, timeout_seconds=timeout, _request_timeout=timeout + 4, **kwargs)
+    return [(e["type"], _name(e)) for e in events if e["type"] != "BOOKMARK"]
+
+
+def stored(emu: KubeApiEmulator, api_version: str, kind: str, name: str) -> dict[str, Any]:
+    obj = emu.get(api_version, kind, NS, name)
+    assert obj is not None
+    return obj
+
+
+def status_of(exc: ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(exc.body or "{}")
+    return body
+
+
+# ------------------------------------------------------------- list and watch
+
+
+def test_list_rv_then_watch_sees_exactly_later_changes(emu: KubeApiEmulator, core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    core.create_namespaced_pod(NS, pod("b"))
+    listed = core.list_namespaced_pod(NS)
+    rv = listed.metadata.resource_version
+    assert rv == str(emu.resource_version)
+    assert [p.metadata.name for p in listed.items] == ["a", "b"]
+
+    core.create_namespaced_pod(NS, pod("c"))
+    core.patch_namespaced_pod("a", NS, {"metadata": {"labels": {"x": "1"}}})
+    core.delete_namespaced_pod("b", NS)
+
+    def live_change() -> None:
+        time.sleep(0.2)
+        core.patch_namespaced_pod("c", NS, {"metadata": {"labels": {"y": "2"}}})
+
+    writer = threading.Thread(target=live_change)
+    writer.start()
+    events = drain(core.list_namespaced_pod, NS, resource_version=rv)
+    writer.join()
+    assert events == [("ADDED", "c"), ("MODIFIED", "a"), ("DELETED", "b"), ("MODIFIED", "c")]
+
+
+def test_watch_event_resource_versions_increase(emu: KubeApiEmulator, core: Any) -> None:
+    rv = core.list_namespaced_pod(NS).metadata.resource_version
+    core.create_namespaced_pod(NS, pod("a"))
+    core.delete_namespaced_pod("a", NS)
+    raw = list(watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=1,
+                                    _request_timeout=5, deserialize=False))
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in raw]
+    assert [e["type"] for e in raw] == ["ADDED", "DELETED"]
+    assert rvs == sorted(rvs) and rvs[-1] == emu.resource_version
+
+
+@pytest.mark.parametrize("rv", [None, "0"])
+def test_watch_without_rv_sends_current_state_then_live(core: Any, rv: str | None) -> None:
+    core.create_namespaced_pod(NS, pod("old"))
+    core.delete_namespaced_pod("old", NS)
+    core.create_namespaced_pod(NS, pod("a"))
+
+    def live_change() -> None:
+        time.sleep(0.2)
+        core.create_namespaced_pod(NS, pod("b"))
+
+    writer = threading.Thread(target=live_change)
+    writer.start()
+    kwargs: dict[str, Any] = {} if rv is None else {"resource_version": rv}
+    events = drain(core.list_namespaced_pod, NS, **kwargs)
+    writer.join()
+    assert events == [("ADDED", "a"), ("ADDED", "b")]
+
+
+def test_label_and_field_selectors_on_list(core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a", {"app": "web", "tier": "front"}, node="n1"))
+    core.create_namespaced_pod(NS, pod("b", {"app": "db"}, node="n2"))
+    core.create_namespaced_pod(NS, pod("c", {}))
+    core.create_namespaced_pod("other", pod("d", {"app": "web"}, node="n1", ns="other"))
+
+    def names(**kw: Any) -> list[str]:
+        return [p.metadata.name for p in core.list_pod_for_all_namespaces(**kw).items]
+
+    assert names(label_selector="app=web") == ["a", "d"]
+    assert names(label_selector="app==web,tier=front") == ["a"]
+    assert names(label_selector="app!=web") == ["b", "c"]
+    assert names(label_selector="app in (web, db)") == ["a", "b", "d"]
+    assert names(label_selector="app notin (web)") == ["b", "c"]
+    assert names(label_selector="tier") == ["a"]
+    assert names(label_selector="!app") == ["c"]
+    assert names(field_selector="spec.nodeName=n1") == ["a", "d"]
+    assert names(field_selector="spec.nodeName!=n1,metadata.namespace=default") == ["b", "c"]
+    assert names(field_selector="metadata.name=b") == ["b"]
+    assert [p.metadata.name for p in core.list_namespaced_pod("other").items] == ["d"]
+    with pytest.raises(ApiException) as err:
+        names(field_selector="spec.bogus=1")
+    assert err.value.status == 400
+
+
+def test_watch_selectors_report_transitions(core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a", {"app": "web"}))
+    core.create_namespaced_pod(NS, pod("b", {"app": "db"}, node="n1"))
+    rv = core.list_namespaced_pod(NS).metadata.resource_version
+    core.patch_namespaced_pod("a", NS, {"metadata": {"labels": {"app": "db"}}})  # leaves app=web
+    core.patch_namespaced_pod("b", NS, {"metadata": {"labels": {"app": "web"}}})  # enters app=web
+    core.patch_namespaced_pod("b", NS, {"metadata": {"labels": {"extra": "1"}}})
+    assert drain(core.list_namespaced_pod, NS, resource_version=rv, label_selector="app=web") == [
+        ("DELETED", "a"), ("ADDED", "b"), ("MODIFIED", "b")]
+    assert drain(core.list_namespaced_pod, NS, resource_version=rv, field_selector="spec.nodeName=n1") == [
+        ("MODIFIED", "b"), ("MODIFIED", "b")]
+
+
+def test_bookmarks_arrive(emu: KubeApiEmulator, core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    rv = core.list_namespaced_pod(NS).metadata.resource_version
+    events = list(watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=rv,
+                                       allow_watch_bookmarks=True, timeout_seconds=1, _request_timeout=5))
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert len(bookmarks) >= 2
+    assert bookmarks[-1]["object"] == {"kind": "Pod", "apiVersion": "v1",
+                                       "metadata": {"resourceVersion": str(emu.resource_version)}}
+    assert not drain(core.list_namespaced_pod, NS, resource_version=rv, timeout=1)  # none unless asked
+
+
+def test_compaction_expires_old_resource_versions(emu: KubeApiEmulator, core: Any) -> None:
+    old_rv = core.list_namespaced_pod(NS).metadata.resource_version
+    core.create_namespaced_pod(NS, pod("a"))
+    current = emu.compact()
+    with pytest.raises(ApiException) as err:
+        drain(core.list_namespaced_pod, NS, resource_version=old_rv)
+    assert err.value.status == 410
+    assert "too old resource version" in str(err.value.reason)
+
+    # Without timeout_seconds the client retries once on 410, then gives up.
+    emu.clear_requests()
+    with pytest.raises(ApiException) as err:
+        list(watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=old_rv, _request_timeout=5))
+    assert err.value.status == 410
+    assert len([r for r in emu.requests if r.query.get("watch") == "true"]) == 2
+
+    # Watching from the compaction point loses nothing, so it is allowed.
+    core.create_namespaced_pod(NS, pod("b"))
+    assert drain(core.list_namespaced_pod, NS, resource_version=str(current)) == [("ADDED", "b")]
+
+
+def test_bounded_history_window_expires_too(core: Any) -> None:
+    with KubeApiEmulator(max_history=3) as small:
+        api: Any = client.CoreV1Api(client.ApiClient(small.client_configuration()))
+        rv = api.list_namespaced_config_map(NS).metadata.resource_version
+        for i in range(4):
+            api.create_namespaced_config_map(NS, {"metadata": {"name": f"c{i}"}})
+        with pytest.raises(ApiException) as err:
+            drain(api.list_namespaced_config_map, NS, resource_version=rv)
+        assert err.value.status == 410
+
+
+def test_drop_watches_truncates_the_stream(emu: KubeApiEmulator, core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    stream = watch.Watch().stream(core.list_namespaced_pod, NS, timeout_seconds=5, _request_timeout=5)
+    first = next(stream)
+    assert (first["type"], first["object"].metadata.name) == ("ADDED", "a")
+    assert emu.watch_count == 1
+    assert emu.drop_watches() == 1
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        next(stream)
+    # The server still serves new requests after a drop.
+    assert core.read_namespaced_pod("a", NS).metadata.name == "a"
+
+
+def test_stop_ends_open_watches_promptly() -> None:
+    emulator = KubeApiEmulator().start()
+    core: Any = client.CoreV1Api(client.ApiClient(emulator.client_configuration()))
+    errors: list[BaseException] = []
+
+    def watcher() -> None:
+        try:
+            list(watch.Watch().stream(core.list_namespaced_pod, NS, timeout_seconds=60, _request_timeout=10))
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    assert emulator.wait_for_watches(1)
+    started = time.monotonic()
+    emulator.stop()
+    thread.join(3)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2.0
+    assert errors and isinstance(errors[0], urllib3.exceptions.HTTPError)
+
+
+# --------------------------------------------------------- writes and semantics
+
+
+def test_status_subresource_isolation_for_pods(core: Any) -> None:
+    created = core.create_namespaced_pod(NS, pod("a") | {"status": {"phase": "Running"}})
+    assert created.status.phase == "Pending"  # clients cannot create status
+    assert created.metadata.generation == 1
+
+    core.patch_namespaced_pod_status("a", NS, {"status": {"phase": "Running"},
+                                               "spec": {"nodeName": "sneaky"}})
+    after = core.read_namespaced_pod("a", NS)
+    assert after.status.phase == "Running" and after.spec.node_name is None
+
+    core.patch_namespaced_pod("a", NS, {"status": {"phase": "Failed"}, "metadata": {"labels": {"k": "v"}}})
+    after = core.read_namespaced_pod("a", NS)
+    assert after.status.phase == "Running" and after.metadata.labels == {"k": "v"}
+    assert after.metadata.generation == 1
+
+    core.patch_namespaced_pod("a", NS, {"spec": {"activeDeadlineSeconds": 5}})
+    assert core.read_namespaced_pod("a", NS).metadata.generation == 2
+
+    full = core.read_namespaced_pod("a", NS)
+    full.status.phase = "Succeeded"
+    full.spec.active_deadline_seconds = 9
+    replaced = core.replace_namespaced_pod("a", NS, full)
+    assert replaced.status.phase == "Running" and replaced.spec.active_deadline_seconds == 9
+
+
+def test_status_subresource_and_generation_for_custom_resources(custom: Any) -> None:
+    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t") | {"status": {"x": 1}})
+    assert obj["metadata"]["generation"] == 1 and "status" not in obj
+
+    obj = custom.patch_namespaced_custom_object_status(
+        *TB, NS, "targetbindings", "t", {"status": {"observed": 1}, "spec": {"port": 1}})
+    assert obj["status"] == {"observed": 1} and obj["spec"] == {"port": 80}
+    assert obj["metadata"]["generation"] == 1
+
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"status": {"observed": 9}})
+    assert obj["status"] == {"observed": 1}
+    assert obj["metadata"]["generation"] == 1
+
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 81}})
+    assert obj["metadata"]["generation"] == 2
+
+    obj["spec"]["port"] = 82
+    obj["status"] = {"observed": 2}
+    obj = custom.replace_namespaced_custom_object_status(*TB, NS, "targetbindings", "t", obj)
+    assert obj["spec"]["port"] == 81 and obj["status"] == {"observed": 2}
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_strategic_merge_of_pod_conditions(core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}]
+    core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": conditions}})
+    core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    got = {c.type: c.status for c in core.read_namespaced_pod("a", NS).status.conditions}
+    assert got == {"PodScheduled": "True", "Ready": "True"}
+
+    core.patch_namespaced_pod_status(
+        "a", NS, {"status": {"conditions": [{"type": "PodScheduled", "$patch": "delete"}]}})
+    assert [c.type for c in core.read_namespaced_pod("a", NS).status.conditions] == ["Ready"]
+
+
+def test_strategic_merge_of_finalizers_and_containers(core: Any) -> None:
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "c", "finalizers": ["a/x"]}, "data": {"k": "v"}})
+    core.patch_namespaced_config_map("c", NS, {"metadata": {"finalizers": ["b/y"]}, "data": {"k": None}})
+    cm = core.read_namespaced_config_map("c", NS)
+    assert cm.metadata.finalizers == ["a/x", "b/y"] and not cm.data
+    core.patch_namespaced_config_map("c", NS, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}})
+    assert core.read_namespaced_config_map("c", NS).metadata.finalizers == ["b/y"]
+
+    core.create_namespaced_pod(NS, pod("p"))
+    core.patch_namespaced_pod("p", NS, {"spec": {"containers": [{"name": "side", "image": "busybox"}]}})
+    assert [c.name for c in core.read_namespaced_pod("p", NS).spec.containers] == ["app", "side"]
+
+
+def test_json_patch_and_merge_patch(core: Any, custom: Any) -> None:
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "c"}, "data": {"k": "v"}})
+    patched = core.patch_namespaced_config_map("c", NS, [
+        {"op": "test", "path": "/data/k", "value": "v"},
+        {"op": "replace", "path": "/data/k", "value": "w"},
+        {"op": "add", "path": "/metadata/labels", "value": {"l": "1"}},
+    ])
+    assert patched.data == {"k": "w"} and patched.metadata.labels == {"l": "1"}
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_config_map("c", NS, [{"op": "test", "path": "/data/k", "value": "nope"}])
+    assert err.value.status == 422
+
+    custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t",
+                                                {"spec": {"port": None, "zones": ["a"]}})
+    assert obj["spec"] == {"zones": ["a"]}
+
+
+def test_strategic_merge_on_custom_resource_is_unsupported(custom: Any) -> None:
+    custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 1}},
+                                              _content_type="application/strategic-merge-patch+json")
+    assert err.value.status == 415
+
+
+def test_patch_preconditions(core: Any) -> None:
+    created = core.create_namespaced_pod(NS, pod("a"))
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod("a", NS, {"metadata": {"uid": "not-the-uid", "labels": {"x": "1"}}})
+    status = status_of(err.value)
+    assert err.value.status == 422 and status["reason"] == "Invalid"
+    assert "field is immutable" in status["message"]
+    assert status["kind"] == "Status" and status["status"] == "Failure" and status["details"]["name"] == "a"
+
+    core.patch_namespaced_pod("a", NS, {"metadata": {"uid": created.metadata.uid, "labels": {"x": "1"}}})
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod("a", NS, {"metadata": {"resourceVersion": created.metadata.resource_version,
+                                                         "labels": {"x": "2"}}})
+    assert err.value.status == 409 and status_of(err.value)["reason"] == "Conflict"
+    assert core.read_namespaced_pod("a", NS).metadata.labels == {"x": "1"}
+
+
+def test_lease_update_with_stale_resource_version_conflicts(api: client.ApiClient) -> None:
+    leases: Any = client.CoordinationV1Api(api)
+    lease = leases.create_namespaced_lease(NS, {"metadata": {"name": "leader"},
+                                                "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}})
+    stale = lease.metadata.resource_version
+    lease.spec.holder_identity = "b"
+    renewed = leases.replace_namespaced_lease("leader", NS, lease)
+    assert renewed.spec.holder_identity == "b" and renewed.metadata.resource_version != stale
+
+    lease.spec.holder_identity = "c"
+    lease.metadata.resource_version = stale
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease("leader", NS, lease)
+    assert err.value.status == 409
+    assert leases.read_namespaced_lease("leader", NS).spec.holder_identity == "b"
+
+    lease.metadata.resource_version = None
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease("leader", NS, lease)
+    assert err.value.status == 422
+
+
+def test_put_preconditions_on_custom_resources(custom: Any) -> None:
+    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
+    no_rv = json.loads(json.dumps(obj))
+    del no_rv["metadata"]["resourceVersion"]
+    with pytest.raises(ApiException) as err:
+        custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", no_rv)
+    assert err.value.status == 422
+
+    other_uid = json.loads(json.dumps(obj))
+    other_uid["metadata"]["uid"] = "different"
+    with pytest.raises(ApiException) as err:
+        custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", other_uid)
+    assert err.value.status == 409
+
+    obj["spec"]["port"] = 90
+    assert custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)["spec"]["port"] == 90
+    with pytest.raises(ApiException) as err:
+        custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)  # now stale
+    assert err.value.status == 409
+
+
+def test_create_generate_name_and_duplicates(core: Any) -> None:
+    a = core.create_namespaced_config_map(NS, {"metadata": {"generateName": "cfg-"}})
+    b = core.create_namespaced_config_map(NS, {"metadata": {"generateName": "cfg-"}})
+    assert a.metadata.name.startswith("cfg-") and a.metadata.name != b.metadata.name
+    assert a.metadata.uid and a.metadata.creation_timestamp and a.metadata.resource_version
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map(NS, {"metadata": {"name": a.metadata.name}})
+    assert err.value.status == 409 and status_of(err.value)["reason"] == "AlreadyExists"
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_config_map("missing", NS)
+    assert err.value.status == 404 and status_of(err.value)["details"] == {"name": "missing", "kind": "configmaps"}
+
+
+def test_delete_with_finalizers(emu: KubeApiEmulator, custom: Any) -> None:
+    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t", finalizers=["negsync.io/x"]))
+    rv = obj["metadata"]["resourceVersion"]
+    with pytest.raises(ApiException) as err:
+        custom.delete_namespaced_custom_object(*TB, NS, "targetbindings", "t",
+                                               body={"preconditions": {"uid": "wrong"}})
+    assert err.value.status == 409
+
+    pending = custom.delete_namespaced_custom_object(*TB, NS, "targetbindings", "t")
+    assert pending["metadata"]["deletionTimestamp"]
+    assert pending["metadata"]["generation"] == 2
+    still = custom.get_namespaced_custom_object(*TB, NS, "targetbindings", "t")
+    assert still["metadata"]["deletionTimestamp"]
+
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t",
+                                              {"metadata": {"finalizers": ["negsync.io/x", "new/one"]}})
+    assert err.value.status == 422
+
+    custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException) as err:
+        custom.get_namespaced_custom_object(*TB, NS, "targetbindings", "t")
+    assert err.value.status == 404
+    events = drain(custom.list_namespaced_custom_object, *TB, NS, "targetbindings", resource_version=rv)
+    assert events == [("MODIFIED", "t"), ("DELETED", "t")]
+
+
+def test_delete_without_finalizers_answers_like_the_api(core: Any) -> None:
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "c"}})
+    core.create_namespaced_pod(NS, pod("p"))
+    assert core.delete_namespaced_pod("p", NS).metadata.name == "p"  # pods return the object
+    result = core.api_client.call_api(*core.api_client.param_serialize(
+        "DELETE", "/api/v1/namespaces/{namespace}/configmaps/{name}", path_params={"namespace": NS, "name": "c"}))
+    result.read()
+    assert json.loads(result.data)["status"] == "Success"
+    assert core.list_namespaced_config_map(NS).items == []
+
+
+def test_noop_write_keeps_resource_version_and_emits_nothing(emu: KubeApiEmulator, core: Any) -> None:
+    cm = core.create_namespaced_config_map(NS, {"metadata": {"name": "c", "labels": {"a": "b"}}, "data": {"k": "v"}})
+    rv = cm.metadata.resource_version
+    same = core.patch_namespaced_config_map("c", NS, {"data": {"k": "v"}, "metadata": {"labels": {"a": "b"}}})
+    assert same.metadata.resource_version == rv
+    assert core.replace_namespaced_config_map("c", NS, cm).metadata.resource_version == rv
+    assert str(emu.resource_version) == rv
+    assert drain(core.list_namespaced_config_map, NS, resource_version=rv) == []
+
+
+def test_timestamps_are_normalised_like_go_types(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    condition = {"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T10:00:00.123+02:00"}
+    core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [condition]}})
+    read = core.read_namespaced_pod("a", NS)
+    assert stored(emu, "v1", "Pod", "a")["status"]["conditions"][0]["lastTransitionTime"] == "2024-01-01T08:00:00Z"
+    # Read-modify-write of an unchanged object: the client re-encodes times as +00:00.
+    rv = read.metadata.resource_version
+    assert core.replace_namespaced_pod("a", NS, read).metadata.resource_version == rv
+
+    leases: Any = client.CoordinationV1Api(api)
+    lease = leases.create_namespaced_lease(NS, {"metadata": {"name": "l"},
+                                                "spec": {"renewTime": "2024-01-01T00:00:00.5+00:00"}})
+    assert stored(emu, "coordination.k8s.io/v1", "Lease", "l")["spec"]["renewTime"] == "2024-01-01T00:00:00.500000Z"
+    assert lease.spec.renew_time.microsecond == 500000
+
+
+def test_injected_faults(emu: KubeApiEmulator, core: Any) -> None:
+    emu.inject("GET", r"/namespaces/default/pods$", 500)
+    with pytest.raises(ApiException) as err:
+        core.list_namespaced_pod(NS)
+    assert err.value.status == 500 and status_of(err.value)["reason"] == "InternalError"
+    core.list_namespaced_pod(NS)  # count=1: the next one succeeds
+
+    # POST is not idempotent, so urllib3 hands the 429 straight to the caller.
+    emu.inject("POST", r"/configmaps$", 429, count=2, retry_after=3)
+    for _ in range(2):
+        with pytest.raises(ApiException) as err:
+            core.create_namespaced_config_map(NS, {"metadata": {"name": "c"}})
+        assert err.value.status == 429 and err.value.headers is not None
+        assert err.value.headers["Retry-After"] == "3"
+        assert status_of(err.value)["reason"] == "TooManyRequests"
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "c"}})
+
+    # urllib3's default Retry honours Retry-After on 429/503 for GET: one transparent retry.
+    emu.clear_requests()
+    emu.inject("GET", r"/configmaps$", 429, retry_after=1)
+    started = time.monotonic()
+    assert [c.metadata.name for c in core.list_namespaced_config_map(NS).items] == ["c"]
+    assert time.monotonic() - started >= 0.9
+    assert [r.method for r in emu.requests] == ["GET", "GET"]
+
+
+def test_request_log_records_bodies_and_content_types(emu: KubeApiEmulator, core: Any) -> None:
+    core.create_namespaced_pod(NS, pod("a"))
+    core.patch_namespaced_pod("a", NS, {"metadata": {"labels": {"x": "y"}}})
+    last = emu.requests[-1]
+    assert last.method == "PATCH" and last.path == "/api/v1/namespaces/default/pods/a"
+    assert last.content_type == "application/strategic-merge-patch+json"
+    assert last.body == {"metadata": {"labels": {"x": "y"}}}
+
+
+# ----------------------------------------------------- other resources and API
+
+
+def test_python_side_api_shares_storage_and_events(emu: KubeApiEmulator, core: Any) -> None:
+    rv = core.list_namespaced_pod(NS).metadata.resource_version
+    emu.create(pod("a") | {"status": {"phase": "Running"}})
+    assert core.read_namespaced_pod("a", NS).status.phase == "Running"  # seeding status is allowed
+    emu.patch_status("v1", "Pod", NS, "a", {"podIP": "10.0.0.1"})
+    got = emu.get("v1", "pods", NS, "a")
+    assert got is not None and got["status"] == {"phase": "Running", "podIP": "10.0.0.1"}
+    got["metadata"]["labels"] = {"z": "1"}
+    emu.update(got)
+    assert [p["metadata"]["name"] for p in emu.list_objects("v1", "Pod")] == ["a"]
+    emu.delete("v1", "Pod", NS, "a")
+    assert emu.get("v1", "Pod", NS, "a") is None
+    events = drain(core.list_namespaced_pod, NS, resource_version=rv)
+    assert events == [("ADDED", "a"), ("MODIFIED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+
+
+def test_cluster_scoped_and_grouped_resources(api: client.ApiClient, core: Any) -> None:
+    core.create_namespace({"metadata": {"name": "team"}})
+    assert core.read_namespace("team").status.phase == "Active"
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    node = core.create_node({"metadata": {"name": "n1"}, "status": ready})
+    assert node.status.conditions[0].type == "Ready"  # nodes may set status on create
+    core.patch_node_status("n1", {"status": {"conditions": [{"type": "Ready", "status": "False"}]}})
+    assert core.read_node("n1").status.conditions[0].status == "False"
+
+    discovery: Any = client.DiscoveryV1Api(api)
+    discovery.create_namespaced_endpoint_slice(NS, {
+        "metadata": {"name": "svc-abc", "labels": {"kubernetes.io/service-name": "svc"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]})
+    slices = discovery.list_namespaced_endpoint_slice(NS, label_selector="kubernetes.io/service-name=svc")
+    assert [s.metadata.name for s in slices.items] == ["svc-abc"]
+
+    core.create_namespaced_service(NS, {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}})
+    core.patch_namespaced_service_status("svc", NS, {"status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}})
+    assert core.read_namespaced_service("svc", NS).status.load_balancer.ingress[0].ip == "1.2.3.4"
+
+    events: Any = client.EventsV1Api(api)
+    events.create_namespaced_event(NS, {"metadata": {"name": "e1"}, "eventTime": "2024-01-01T00:00:00.000000Z",
+                                        "reason": "Synced", "action": "Sync", "type": "Normal",
+                                        "reportingController": "negsync", "reportingInstance": "x"})
+    core.create_namespaced_event(NS, {"metadata": {"name": "e2"}, "involvedObject": {"kind": "Pod", "name": "p"},
+                                      "reason": "Synced"})
+    assert [e.metadata.name for e in core.list_namespaced_event(NS, field_selector="involvedObject.name=p").items] == [
+        "e2"]
+
+    webhooks: Any = client.AdmissionregistrationV1Api(api)
+    webhooks.create_mutating_webhook_configuration({"metadata": {"name": "negsync"}, "webhooks": []})
+    patched = webhooks.patch_mutating_webhook_configuration("negsync", {"metadata": {"labels": {"a": "b"}}})
+    assert patched.metadata.labels == {"a": "b"}
+
+    assert client.VersionApi(api).get_code().major == "1"
+    assert "negsync.io" in [g.name for g in client.ApisApi(api).get_api_versions().groups]
+
+
+def test_kubeconfig_points_at_the_emulator(emu: KubeApiEmulator, tmp_path: Path) -> None:
+    path = emu.write_kubeconfig(tmp_path / "kubeconfig")
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(path), client_configuration=configuration)
+    assert configuration.host == emu.url
+    configuration.no_proxy = "127.0.0.1,localhost"
+    with client.ApiClient(configuration) as api:
+        assert client.CoreV1Api(api).list_namespace().items == []
