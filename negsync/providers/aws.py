@@ -1,0 +1,687 @@
+"""The AWS provider: keep an existing ELBv2 target group of type ``ip`` equal to a Service's endpoints.
+
+This is negsync's counterpart of the AWS Load Balancer Controller's TargetGroupBinding.  A
+binding names a target group by ARN; negsync never creates or deletes target groups, it only
+registers and deregisters pod IPs in them.  One target group is one :class:`TargetRef`
+``("aws", <region>, <arn>)``; the generic reconciler computes the diff, cuts it into batches of
+:attr:`AwsProvider.max_batch_size` (200, the RegisterTargets limit) and calls :meth:`attach` /
+:meth:`detach` per batch.
+
+Design decisions a reader must know:
+
+* **Client.** boto3 ``elbv2`` (plus ``ec2`` for DescribeVpcs) with the default credential chain
+  — IRSA and EKS Pod Identity work without code here.  One client per (service, region),
+  created lazily under a lock because boto3 *sessions* are not thread-safe (clients are).  The
+  region comes from the ARN.  Retries are botocore's own (``standard`` or ``adaptive`` mode,
+  ``total_max_attempts``); negsync does not wrap a second retry loop around them — what escapes
+  botocore becomes :class:`TransientError` and the reconciler's back-off takes over.  Timeouts
+  are always on, so a hung connection cannot stall a worker thread.  The endpoint is botocore's
+  to pick: ``endpoint_url`` overrides it, else ``AWS_ENDPOINT_URL`` /
+  ``AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`` / ``AWS_ENDPOINT_URL_EC2`` (botocore's support).
+* **Pacing.** Every HTTP attempt — retries included — first takes a token from a per-region,
+  per-operation :class:`~negsync.providers.ratelimit.TokenBucket` (RegisterTargets and
+  DeregisterTargets 4/s burst 20, ``Describe*`` 50/s burst 200, as the LB Controller).  The hook
+  is botocore's ``before-send`` event, so a retry storm is paced like first attempts are.
+* **Validation lives here.** The real API rejects target IDs that are not IPs of the group's
+  family, ports outside 1-65535 and (IPv4) addresses outside the VPC, RFC 1918 and RFC 6598
+  ranges; moto accepts anything.  :meth:`attach` checks before calling AWS and raises
+  :class:`InvalidEndpoints` (a :class:`RejectedError` with ``.endpoints``) so the reconciler can
+  drop exactly those instead of bisecting.
+* **Availability zone.** IPs outside the VPC's CIDRs (primary, secondary and IPv6 associations
+  from DescribeVpcs) are registered with ``AvailabilityZone="all"``; for the rest AWS detects the
+  zone.  VPC CIDRs are cached for a few minutes, because EKS custom networking adds secondary
+  CIDRs to live VPCs; a rejected batch that used ``all`` drops the cache at once.
+* **Health.** DescribeTargetHealth is both the actual member set and the health:
+  initial/healthy/unhealthy/unused/draining map one-to-one onto :class:`Health`; ``unavailable``
+  is :attr:`Health.NO_HEALTH_CHECK` when the group has health checks disabled, else UNKNOWN.
+  Draining members do not count as present, so a reused pod IP is registered again.
+* **Ownership.** A binding owns its whole target group unless ``shared: true``; then the
+  reconciler's OwnershipStore limits detaches to what this binding registered.  Two bindings on
+  one group where either is not shared is a conflict: the process-wide :data:`CLAIMS` registry
+  lets the first binding keep the group and raises :class:`OwnershipConflict` (naming the holder)
+  for the second, from :meth:`ensure_target` — a condition, not a tug of war.
+
+Only this module imports boto3/botocore; everything above it sees :mod:`negsync.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import boto3
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from negsync import __version__
+from negsync.core.batching import chunks
+from negsync.core.bindings import AwsTargetGroupTarget, TargetSpec
+from negsync.core.clock import Clock, RealClock
+from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
+from negsync.errors import (
+    ConfigError,
+    InvalidTarget,
+    OwnershipConflict,
+    ProviderError,
+    RejectedError,
+    TargetNotFound,
+    TransientError,
+)
+from negsync.providers.ratelimit import RateLimits
+
+__all__ = [
+    "CLAIMS",
+    "DEFAULT_RATE_LIMITS",
+    "MAX_TARGETS_PER_CALL",
+    "AwsProvider",
+    "InvalidEndpoints",
+    "TargetGroupClaims",
+    "TargetGroupInfo",
+    "health_from_state",
+    "invalid_endpoints",
+]
+
+log = logging.getLogger(__name__)
+
+#: RegisterTargets / DeregisterTargets accept at most this many targets per call.
+MAX_TARGETS_PER_CALL: Final = 200
+
+#: Operation (or fnmatch pattern) → (tokens per second, burst); the LB Controller's defaults.
+DEFAULT_RATE_LIMITS: Final[Mapping[str, tuple[float, int]]] = {
+    "RegisterTargets": (4.0, 20),
+    "DeregisterTargets": (4.0, 20),
+    "Describe*": (50.0, 200),
+}
+
+RETRY_MODES: Final = ("standard", "adaptive")
+
+# How long one HTTP attempt may wait for a token before giving up as transient.  Generous: at
+# 4/s a full 200-call backlog drains in under a minute.
+_PACING_TIMEOUT: Final = 60.0
+# VPC CIDRs change (secondary CIDRs for pods), target group types do not: only the former expires.
+_VPC_CACHE_SECONDS: Final = 300.0
+
+# RFC 1918 and RFC 6598: the non-VPC IPv4 ranges an ``ip`` target group accepts (with AZ ``all``).
+_PRIVATE_V4: Final = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
+
+_THROTTLED: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+_TRANSIENT: Final = frozenset(
+    {
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ExpiredToken",  # IRSA/Pod Identity credentials rotate; botocore refreshes on the next try
+        "ExpiredTokenException",
+        "IDPCommunicationError",
+    }
+)
+_REJECTED: Final = frozenset(
+    {"ValidationError", "InvalidTarget", "InvalidParameterValue", "InvalidParameterCombination"}
+)
+_NOT_FOUND: Final = frozenset({"TargetGroupNotFound"})
+_DENIED: Final = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure", "InvalidClientTokenId"}
+)
+_UNUSABLE: Final = frozenset({"TooManyTargets", "InvalidVpcID.NotFound", "OperationNotPermitted"})
+
+_HEALTH_STATES: Final[Mapping[str, Health]] = {
+    "initial": Health.INITIAL,
+    "healthy": Health.HEALTHY,
+    "unhealthy": Health.UNHEALTHY,
+    "unused": Health.UNUSED,
+    "draining": Health.DRAINING,
+    # "unhealthy.draining" is the NLB's state for a draining target that also fails its checks.
+    "unhealthy.draining": Health.DRAINING,
+}
+
+
+class InvalidEndpoints(RejectedError):
+    """A batch holds endpoints the API would refuse; found by negsync before calling AWS.
+
+    ``endpoints`` lists exactly the bad members (the reconciler drops them without bisecting),
+    ``reasons`` says why for each.
+    """
+
+    def __init__(self, message: str, *, reasons: Mapping[TargetEndpoint, str]) -> None:
+        super().__init__(message)
+        self.reasons: dict[TargetEndpoint, str] = dict(reasons)
+        self.endpoints: tuple[TargetEndpoint, ...] = tuple(sorted(self.reasons))
+
+
+class _PacingTimeout(Exception):
+    """Raised from the before-send hook when no token arrives in time; becomes TransientError."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetGroupInfo:
+    """What DescribeTargetGroups says about a group, cached per ARN."""
+
+    arn: str
+    name: str
+    target_type: str
+    vpc_id: str
+    protocol: str
+    port: int | None
+    ip_family: str  # "ipv4" or "ipv6": the group's IpAddressType
+    health_check_enabled: bool
+    load_balancer_arns: tuple[str, ...] = ()
+
+
+def health_from_state(state: str, *, health_check_enabled: bool = True) -> Health:
+    """Map a DescribeTargetHealth state onto :class:`Health` (the readiness gate passes on HEALTHY)."""
+    if state == "unavailable":
+        # Reported when the group's health checks are disabled: the LB routes without checking.
+        return Health.NO_HEALTH_CHECK if not health_check_enabled else Health.UNKNOWN
+    return _HEALTH_STATES.get(state, Health.UNKNOWN)
+
+
+def _canonical_ip(ip: str) -> str:
+    """The compressed text form, so ``fd00:0::1`` from one side equals ``fd00::1`` from the other."""
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return ip  # left as is: attach reports it as invalid
+
+
+def _networks(cidrs: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def invalid_endpoints(
+    endpoints: Iterable[TargetEndpoint], *, family: str, vpc_cidrs: Iterable[str] = ()
+) -> dict[TargetEndpoint, str]:
+    """Endpoints RegisterTargets would refuse for an ``ip`` group of ``family``, with the reason.
+
+    Mirrors the documented rules: the ID is an IP address of the group's family; the port is
+    1-65535; an IPv4 target lies in the VPC, RFC 1918 or RFC 6598 space (no public addresses);
+    loopback, link-local, multicast and unspecified addresses are never targets.
+    """
+    networks = _networks(vpc_cidrs)
+    bad: dict[TargetEndpoint, str] = {}
+    want = 6 if family == "ipv6" else 4
+    for endpoint in endpoints:
+        port = endpoint.port
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            bad[endpoint] = f"port {port!r} is not in 1-65535"
+            continue
+        try:
+            address = ipaddress.ip_address(endpoint.ip)
+        except ValueError:
+            bad[endpoint] = f"{endpoint.ip!r} is not an IP address"
+            continue
+        if address.version != want:
+            bad[endpoint] = f"{endpoint.ip} is IPv{address.version}, the target group is {family}"
+        elif address.is_loopback or address.is_link_local or address.is_multicast or address.is_unspecified:
+            bad[endpoint] = f"{endpoint.ip} is a loopback, link-local, multicast or unspecified address"
+        elif (
+            isinstance(address, ipaddress.IPv4Address)
+            and not any(address in n for n in networks)
+            and not any(address in n for n in _PRIVATE_V4)
+        ):
+            bad[endpoint] = f"{endpoint.ip} is outside the VPC and the RFC 1918/6598 ranges"
+    return bad
+
+
+class TargetGroupClaims:
+    """Process-wide record of which binding manages which target group.
+
+    A binding holds at most one group (its spec names one ARN); claiming another drops the old
+    claim, so a spec edit moves the claim.  Several bindings may hold one group only if every one
+    of them is ``shared``; otherwise the first claimant keeps it and later ones get
+    :class:`OwnershipConflict`.  Claims live in memory: after a restart the first binding to
+    reconcile wins again (the kube layer can claim in creation order to make that deterministic).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_arn: dict[str, dict[BindingKey, bool]] = {}
+        self._by_binding: dict[BindingKey, str] = {}
+
+    def claim(self, arn: str, binding: BindingKey, *, shared: bool) -> None:
+        with self._lock:
+            holders = self._by_arn.get(arn, {})
+            for other, other_shared in sorted(holders.items()):
+                if other == binding or (shared and other_shared):
+                    continue
+                if not other_shared:
+                    why = f"binding {other} manages it without shared: true"
+                else:
+                    why = f"binding {other} shares it, but this binding does not set shared: true"
+                raise OwnershipConflict(
+                    f"target group {arn} is already in use: {why}; "
+                    "set spec.target.awsTargetGroup.shared: true on every binding of the group to share it"
+                )
+            previous = self._by_binding.get(binding)
+            if previous is not None and previous != arn:
+                self._drop(binding, previous)
+            self._by_arn.setdefault(arn, {})[binding] = shared
+            self._by_binding[binding] = arn
+
+    def release(self, binding: BindingKey) -> None:
+        """Forget the binding's claim (binding deleted, or moved to another provider)."""
+        with self._lock:
+            arn = self._by_binding.get(binding)
+            if arn is not None:
+                self._drop(binding, arn)
+
+    def _drop(self, binding: BindingKey, arn: str) -> None:
+        holders = self._by_arn.get(arn, {})
+        holders.pop(binding, None)
+        if not holders:
+            self._by_arn.pop(arn, None)
+        self._by_binding.pop(binding, None)
+
+    def holders(self, arn: str) -> dict[BindingKey, bool]:
+        """Bindings holding ``arn`` → whether each one shares it."""
+        with self._lock:
+            return dict(self._by_arn.get(arn, {}))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_arn.clear()
+            self._by_binding.clear()
+
+
+#: The registry every :class:`AwsProvider` in this process uses unless given its own.
+CLAIMS: Final = TargetGroupClaims()
+
+
+@dataclass(frozen=True, slots=True)
+class _VpcCidrs:
+    cidrs: tuple[str, ...]
+    expires: float
+
+
+class AwsProvider:
+    """:class:`~negsync.providers.base.TargetProvider` for ELBv2 target groups of type ``ip``."""
+
+    name: Final = "aws"
+    max_batch_size: Final = MAX_TARGETS_PER_CALL
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        max_attempts: int = 10,
+        retry_mode: str = "standard",
+        rate_limits: Mapping[str, tuple[float, int]] | None = None,
+        clock: Clock | None = None,
+        session: boto3.Session | None = None,
+        connect_timeout: float = 5,
+        read_timeout: float = 20,
+        claims: TargetGroupClaims | None = None,
+    ) -> None:
+        if retry_mode not in RETRY_MODES:
+            raise ConfigError("aws.retryMode", f"must be one of {', '.join(RETRY_MODES)}, got {retry_mode!r}")
+        if max_attempts < 1:
+            raise ConfigError("aws.maxAttempts", f"must be >= 1, got {max_attempts}")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ConfigError("aws.timeouts", "connect and read timeouts must be positive")
+        self.endpoint_url = endpoint_url or None
+        self.max_attempts = max_attempts
+        self.retry_mode = retry_mode
+        # User limits refine the defaults: overriding RegisterTargets keeps Describe* as it was.
+        self.rate_limits: dict[str, tuple[float, int]] = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
+        RateLimits(self.rate_limits)  # validate now, not on the first call
+        self._clock: Clock = clock or RealClock()
+        self._session = session
+        self._claims = claims if claims is not None else CLAIMS
+        self._config = Config(
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Worker threads share one client per region; the default pool of 10 would discard
+            # connections under load.
+            max_pool_connections=32,
+            user_agent_extra=f"negsync/{__version__}",
+        )
+        # Two locks: creating a client takes ~0.1 s and must not stall readers of the caches.
+        self._client_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._limits: dict[str, RateLimits] = {}
+        self._groups: dict[str, TargetGroupInfo] = {}
+        self._vpcs: dict[tuple[str, str], _VpcCidrs] = {}
+
+    # ----------------------------------------------------------------- clients and calls
+
+    def client(self, service: str, region: str) -> Any:
+        """The cached boto3 client for ``service`` ("elbv2" or "ec2") in ``region``."""
+        key = (service, region)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        with self._client_lock:  # boto3 sessions are not thread-safe; clients are
+            client = self._clients.get(key)
+            if client is None:
+                if self._session is None:
+                    self._session = boto3.Session()
+                client = self._session.client(
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=self._config
+                )
+                client.meta.events.register(
+                    "before-send", functools.partial(_pace, self._region_limits(region))
+                )
+                self._clients[key] = client
+        return client
+
+    def limits(self, region: str) -> RateLimits:
+        """The token buckets pacing ``region``: every client of the region shares them."""
+        with self._client_lock:
+            return self._region_limits(region)
+
+    def _region_limits(self, region: str) -> RateLimits:
+        # Called with the lock held.  Per region because AWS throttles per account and region.
+        limits = self._limits.get(region)
+        if limits is None:
+            limits = self._limits[region] = RateLimits(self.rate_limits, clock=self._clock)
+        return limits
+
+    def _call(self, service: str, region: str, operation: str, **params: Any) -> dict[str, Any]:
+        client = self.client(service, region)
+        what = f"{operation} in {region}"
+        try:
+            response: dict[str, Any] = getattr(client, xform_name(operation))(**params)
+            return response
+        except ClientError as err:
+            raise _translate(err, what) from err
+        except _PacingTimeout as err:
+            raise TransientError(f"{what}: no rate-limit token within {_PACING_TIMEOUT:g}s") from err
+        except (NoCredentialsError, PartialCredentialsError) as err:
+            raise ProviderError(
+                f"{what}: no usable AWS credentials (IRSA or Pod Identity set up?): {err}"
+            ) from err
+        except (BotoConnectionError, HTTPClientError) as err:  # refused, reset, connect/read time-outs
+            # botocore already retried these; what is left is an outage worth backing off from.
+            raise TransientError(f"{what}: {err}") from err
+        except BotoCoreError as err:
+            raise ProviderError(f"{what}: {err}") from err
+
+    # ----------------------------------------------------------------- cached descriptions
+
+    def describe_group(self, ref: TargetRef) -> TargetGroupInfo:
+        """DescribeTargetGroups once per ARN (a group's type, VPC and family cannot change)."""
+        arn = _check_ref(ref)
+        with self._lock:
+            cached = self._groups.get(arn)
+        if cached is not None:
+            return cached
+        try:
+            response = self._call("elbv2", ref.location, "DescribeTargetGroups", TargetGroupArns=[arn])
+        except TargetNotFound:
+            raise TargetNotFound(f"target group {arn} does not exist") from None
+        groups = response.get("TargetGroups") or []
+        if not groups:
+            raise TargetNotFound(f"target group {arn} does not exist")
+        raw = groups[0]
+        port = raw.get("Port")
+        info = TargetGroupInfo(
+            arn=arn,
+            name=str(raw.get("TargetGroupName", "")),
+            target_type=str(raw.get("TargetType", "instance")),
+            vpc_id=str(raw.get("VpcId", "")),
+            protocol=str(raw.get("Protocol", "")),
+            port=int(port) if port is not None else None,
+            ip_family="ipv6" if raw.get("IpAddressType") == "ipv6" else "ipv4",
+            health_check_enabled=bool(raw.get("HealthCheckEnabled", True)),
+            load_balancer_arns=tuple(raw.get("LoadBalancerArns") or ()),
+        )
+        with self._lock:
+            self._groups[arn] = info
+        return info
+
+    def vpc_cidrs(self, region: str, vpc_id: str) -> tuple[str, ...]:
+        """IPv4 and IPv6 CIDRs associated with the VPC (DescribeVpcs, cached for a few minutes)."""
+        key = (region, vpc_id)
+        now = self._clock.now()
+        with self._lock:
+            cached = self._vpcs.get(key)
+        if cached is not None and cached.expires > now:
+            return cached.cidrs
+        response = self._call("ec2", region, "DescribeVpcs", VpcIds=[vpc_id])
+        vpcs = response.get("Vpcs") or []
+        if not vpcs:
+            raise InvalidTarget(f"VPC {vpc_id} of the target group does not exist")
+        vpc = vpcs[0]
+        live = ("associated", "associating")
+        cidrs = {vpc["CidrBlock"]} if vpc.get("CidrBlock") else set()
+        for assoc in vpc.get("CidrBlockAssociationSet") or ():
+            if assoc.get("CidrBlockState", {}).get("State", "associated") in live:
+                cidrs.add(assoc["CidrBlock"])
+        for assoc in vpc.get("Ipv6CidrBlockAssociationSet") or ():
+            if assoc.get("Ipv6CidrBlockState", {}).get("State", "associated") in live:
+                cidrs.add(assoc["Ipv6CidrBlock"])
+        result = tuple(sorted(cidrs))
+        with self._lock:
+            self._vpcs[key] = _VpcCidrs(result, now + _VPC_CACHE_SECONDS)
+        return result
+
+    def _forget_vpc(self, region: str, vpc_id: str) -> None:
+        with self._lock:
+            self._vpcs.pop((region, vpc_id), None)
+
+    # ----------------------------------------------------------------- TargetProvider
+
+    def targets_for(
+        self, *, binding: BindingKey, spec: TargetSpec, endpoints: Iterable[Endpoint]
+    ) -> dict[TargetRef, set[TargetEndpoint]]:
+        """One ref, the target group, holding every desired endpoint — even none (scale to zero)."""
+        ref = self._ref(spec)
+        return {ref: {TargetEndpoint(_canonical_ip(e.ip), e.port) for e in endpoints}}
+
+    def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
+        """The group named by the spec: negsync never creates groups, so there is nothing else."""
+        return [self._ref(spec)]
+
+    def ensure_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> None:
+        """Check the group exists, is of type ``ip``, and claim it for ``binding``.
+
+        Raises TargetNotFound, InvalidTarget (type not ``ip``) or OwnershipConflict (another
+        binding holds the group and the two are not both ``shared``).
+        """
+        if self._ref(spec) != ref:
+            raise InvalidTarget(f"{ref} is not the target group of {spec}")
+        info = self.describe_group(ref)
+        if info.target_type != "ip":
+            raise InvalidTarget(
+                f"target group {info.name or ref.name} has target type {info.target_type!r}; "
+                "negsync registers pod IPs and needs a target group of type 'ip'"
+            )
+        assert isinstance(spec, AwsTargetGroupTarget)  # _ref checked it
+        self.claim(ref, binding=binding, shared=spec.shared)
+
+    def claim(self, ref: TargetRef, *, binding: BindingKey, shared: bool) -> None:
+        """Record that ``binding`` manages ``ref``; OwnershipConflict names the binding holding it."""
+        self._claims.claim(_check_ref(ref), binding, shared=shared)
+
+    def release(self, binding: BindingKey) -> None:
+        """Drop ``binding``'s claim (called when the binding is deleted)."""
+        self._claims.release(binding)
+
+    def list_endpoints(self, ref: TargetRef) -> dict[TargetEndpoint, Health]:
+        """Members and health from DescribeTargetHealth (one call: the API does not paginate it)."""
+        info = self.describe_group(ref)
+        response = self._call("elbv2", ref.location, "DescribeTargetHealth", TargetGroupArn=ref.name)
+        members: dict[TargetEndpoint, Health] = {}
+        for description in response.get("TargetHealthDescriptions") or ():
+            target = description.get("Target") or {}
+            port = target.get("Port", info.port)
+            if "Id" not in target or port is None:
+                continue
+            state = (description.get("TargetHealth") or {}).get("State", "")
+            members[TargetEndpoint(_canonical_ip(str(target["Id"])), int(port))] = health_from_state(
+                state, health_check_enabled=info.health_check_enabled
+            )
+        return members
+
+    def attach(self, ref: TargetRef, endpoints: Sequence[TargetEndpoint]) -> None:
+        """RegisterTargets, validated first and chunked to 200 (the reconciler chunks too)."""
+        if not endpoints:
+            return
+        info, cidrs = self._usable(ref)
+        bad = invalid_endpoints(endpoints, family=info.ip_family, vpc_cidrs=cidrs)
+        if bad:
+            sample = "; ".join(f"{e}: {why}" for e, why in sorted(bad.items())[:5])
+            group = info.name or ref.name
+            raise InvalidEndpoints(
+                f"{len(bad)} of {len(endpoints)} endpoints cannot be targets of {group}: {sample}",
+                reasons=bad,
+            )
+        networks = _networks(cidrs)
+        for batch in chunks(set(endpoints), limit=MAX_TARGETS_PER_CALL):
+            targets = [_description(e, networks) for e in batch]
+            try:
+                self._call("elbv2", ref.location, "RegisterTargets", TargetGroupArn=ref.name, Targets=targets)
+            except RejectedError:
+                if any("AvailabilityZone" in t for t in targets):
+                    # Perhaps the VPC gained a CIDR since we cached it and "all" is now wrong.
+                    log.info("RegisterTargets rejected on %s; re-reading the CIDRs of %s", ref, info.vpc_id)
+                    self._forget_vpc(ref.location, info.vpc_id)
+                raise
+
+    def detach(self, ref: TargetRef, endpoints: Sequence[TargetEndpoint]) -> None:
+        """DeregisterTargets in chunks of 200; members already gone are not an error."""
+        if not endpoints:
+            return
+        _, cidrs = self._usable(ref)
+        networks = _networks(cidrs)
+        for batch in chunks(set(endpoints), limit=MAX_TARGETS_PER_CALL):
+            try:
+                self._deregister(ref, batch, networks)
+            except RejectedError as err:
+                if _code(err) != "InvalidTarget":
+                    raise
+                # Detach must be idempotent (a lost response, another actor): retry with only the
+                # members still registered and not already draining.
+                present = self.list_endpoints(ref)
+                remaining = [e for e in batch if present.get(e, Health.DRAINING) is not Health.DRAINING]
+                if len(remaining) == len(batch):
+                    raise
+                log.debug(
+                    "%d of %d targets already gone from %s", len(batch) - len(remaining), len(batch), ref
+                )
+                if remaining:
+                    self._deregister(ref, remaining, networks)
+
+    def delete_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> bool:
+        """Release the claim; the group itself is not negsync's to delete, so always False."""
+        self.release(binding)
+        return False
+
+    # ----------------------------------------------------------------- helpers
+
+    def _ref(self, spec: TargetSpec) -> TargetRef:
+        if not isinstance(spec, AwsTargetGroupTarget):
+            raise InvalidTarget(f"the aws provider cannot manage a {spec.kind!r} target")
+        if not spec.region:
+            raise InvalidTarget(f"{spec.arn!r} is not an ELBv2 target group ARN")
+        return TargetRef("aws", spec.region, spec.arn)
+
+    def _usable(self, ref: TargetRef) -> tuple[TargetGroupInfo, tuple[str, ...]]:
+        info = self.describe_group(ref)
+        if info.target_type != "ip":
+            raise InvalidTarget(f"target group {info.name or ref.name} has target type {info.target_type!r}")
+        return info, self.vpc_cidrs(ref.location, info.vpc_id)
+
+    def _deregister(
+        self,
+        ref: TargetRef,
+        batch: Sequence[TargetEndpoint],
+        networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    ) -> None:
+        targets = [_description(e, networks) for e in batch]
+        self._call("elbv2", ref.location, "DeregisterTargets", TargetGroupArn=ref.name, Targets=targets)
+
+
+def _pace(limits: RateLimits, event_name: str = "", **_: Any) -> None:
+    """botocore ``before-send`` hook: take the operation's token before each HTTP attempt."""
+    operation = event_name.rsplit(".", 1)[-1]
+    if not limits.acquire(operation, timeout=_PACING_TIMEOUT):
+        raise _PacingTimeout(operation)
+
+
+def _description(
+    endpoint: TargetEndpoint, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> dict[str, Any]:
+    target: dict[str, Any] = {"Id": endpoint.ip, "Port": endpoint.port}
+    try:
+        address = ipaddress.ip_address(endpoint.ip)
+    except ValueError:
+        return target
+    if not any(address.version == n.version and address in n for n in networks):
+        # Required for IPs outside the VPC (peered VPCs, on-premises); "all" is the only value
+        # ALBs and NLBs accept there.  Inside the VPC the API derives the zone itself.
+        target["AvailabilityZone"] = "all"
+    return target
+
+
+def _check_ref(ref: TargetRef) -> str:
+    if ref.kind != "aws":
+        raise InvalidTarget(f"the aws provider cannot manage {ref}")
+    if AwsTargetGroupTarget(arn=ref.name).region != ref.location:
+        raise InvalidTarget(f"{ref}: the location must be the region of the target group ARN")
+    return ref.name
+
+
+def _code(err: BaseException) -> str:
+    cause = err.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _translate(err: ClientError, what: str) -> ProviderError:
+    """Map a botocore ClientError (after botocore's own retries) onto negsync's error hierarchy."""
+    error = err.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = f"{what}: {code}: {error.get('Message', '')}".rstrip(": ")
+    metadata = err.response.get("ResponseMetadata", {})
+    status = int(metadata.get("HTTPStatusCode") or 0)
+    if code in _THROTTLED or code in _TRANSIENT or status >= 500 or status == 429:
+        retry_after: float | None = None
+        header = (metadata.get("HTTPHeaders") or {}).get("retry-after")
+        try:
+            retry_after = float(header) if header is not None else None
+        except ValueError:
+            retry_after = None
+        return TransientError(message, retry_after=retry_after)
+    if code in _NOT_FOUND:
+        return TargetNotFound(message)
+    if code in _REJECTED:
+        return RejectedError(message)
+    if code in _DENIED:
+        return InvalidTarget(f"{message} (check the IAM policy in docs/aws.md)")
+    if code in _UNUSABLE:
+        return InvalidTarget(message)
+    return ProviderError(message)
