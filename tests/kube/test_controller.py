@@ -149,8 +149,10 @@ def test_bad_bindings_get_a_condition_and_an_event_and_others_keep_syncing(
         obj = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "bad") or {}
         return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
-    found = wait_for(lambda: conditions().get("Ready"), what="Ready condition on the bad binding")
-    assert found["status"] == "False" and found["reason"] == reason
+    # Level-based: whatever order the caches fill in, the condition converges on the real problem.
+    found = wait_for(lambda: (c := conditions().get("Ready")) and c["reason"] == reason and c,
+                     what=f"Ready condition {reason} on the bad binding")
+    assert found["status"] == "False"
     assert conditions()["Degraded"]["status"] == "True"
     events = kube.list_objects("v1", "Event", "shop")
     assert any(e["reason"] == reason and e["involvedObject"]["name"] == "bad" for e in events)
@@ -159,7 +161,7 @@ def test_bad_bindings_get_a_condition_and_an_event_and_others_keep_syncing(
 
 def test_gate_times_out_when_the_lb_never_reports_healthy(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
     provider = MemoryProvider(attach_delay=Fixed(3600))
-    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=1.0))
+    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=4.0))
     ctl.start()
     try:
         seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
