@@ -20,6 +20,8 @@ negsync_queue_depth                {key}      keys waiting in the work queue
 negsync_queue_wait                 s          how long the oldest waiting key has waited
 negsync_gate_latency               s          pod creation → readiness gate True
 negsync_detach_latency             s          detach call issued → completed
+negsync_attach_healthy_latency     s          attach call completed → first healthy report
+negsync_reaction_latency           s          endpoint change seen → cloud call issued
 negsync_leader                     1          1 while this replica leads
 =================================  =========  ==================================================
 """
@@ -74,7 +76,7 @@ class Telemetry:
             View(instrument_name="negsync_gate_latency", aggregation=ExplicitBucketHistogramAggregation(GATE_BUCKETS)),
             View(instrument_name="negsync_endpoints_per_call", aggregation=ExplicitBucketHistogramAggregation(SIZE_BUCKETS)),
             View(instrument_name="*duration", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
-            View(instrument_name="negsync_detach_latency", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
+            View(instrument_name="*_latency", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
         ]
         self._meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=views)
         meter = self._meter_provider.get_meter("negsync", __version__)
@@ -91,7 +93,12 @@ class Telemetry:
                                                    description="Pod creation to readiness gate True")
         self.detach_latency = meter.create_histogram("negsync_detach_latency", unit="s",
                                                      description="Detach call issued to detach completed")
+        self.attach_healthy_latency = meter.create_histogram(
+            "negsync_attach_healthy_latency", unit="s", description="Attach call completed to first healthy report")
+        self.reaction_latency = meter.create_histogram(
+            "negsync_reaction_latency", unit="s", description="Endpoint change seen to cloud call issued")
         self._lock = threading.Lock()
+        self._changed_at: dict[BindingKey, float] = {}
         self._bindings: dict[BindingKey, ReconcileResult] = {}
         self._degraded: dict[BindingKey, int] = {}
         self._queue_depth = 0
@@ -114,6 +121,15 @@ class Telemetry:
         return cls(provider=provider, otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
     # -- feeding -------------------------------------------------------------------------------
+    def note_change(self, key: BindingKey, at: float) -> None:
+        """An endpoint change for ``key`` was seen; the next call issued for it ends the interval."""
+        with self._lock:
+            self._changed_at.setdefault(key, at)
+
+    def take_change(self, key: BindingKey) -> float | None:
+        with self._lock:
+            return self._changed_at.pop(key, None)
+
     def record_result(self, result: ReconcileResult, seconds: float, degraded: int) -> None:
         attributes = {"binding": str(result.key), "provider": self.provider_name}
         self.reconcile_duration.record(seconds, attributes)
@@ -176,6 +192,16 @@ class _Observer:
             "negsync.target": str(ref), "negsync.endpoints": size, "negsync.outcome": outcome})
         span.end(end_time=end_ns)
 
+    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
+        changed = self._t.take_change(key)
+        if changed is not None:
+            operation = "detach" if detach else "attach"
+            self._t.reaction_latency.record(max(0.0, at - changed),
+                                            {"provider": self._t.provider_name, "operation": operation})
+
     def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
         if endpoints:
             self._t.detach_latency.record(done_at - issued_at, {"provider": self._t.provider_name})
+
+    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        self._t.attach_healthy_latency.record(max(0.0, seconds), {"provider": self._t.provider_name})

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -85,21 +85,58 @@ class ReconcileResult:
 
 
 class Observer(Protocol):
-    """Where the reconciler reports what it did; telemetry implements it."""
+    """Where the reconciler reports what it did; telemetry and drain tracking implement it."""
 
     def call_finished(
         self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str
     ) -> None: ...
 
+    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
+        """A transaction left for the cloud: the end of "endpoint change → call issued"."""
+        ...
+
     def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None: ...
+
+    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        """First healthy report for a member, ``seconds`` after its attach call completed."""
+        ...
 
 
 class NullObserver:
     def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
         return None
 
+    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
+        return None
+
     def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
         return None
+
+    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        return None
+
+
+class Observers:
+    """Fan one observer slot out to several (telemetry and drain tracking both listen)."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self._observers = observers
+
+    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
+        for observer in self._observers:
+            observer.call_finished(ref=ref, operation=operation, size=size, seconds=seconds, outcome=outcome)
+
+    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
+        for observer in self._observers:
+            observer.submitted(key=key, ref=ref, detach=detach, attach=attach, at=at)
+
+    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
+        for observer in self._observers:
+            observer.detached(ref=ref, endpoints=endpoints, issued_at=issued_at, done_at=done_at)
+
+    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        for observer in self._observers:
+            observer.became_healthy(ref=ref, endpoint=endpoint, seconds=seconds)
 
 
 @dataclass
@@ -161,6 +198,8 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
+        # Attach completion per member, until its first healthy report (attach → healthy latency).
+        self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
 
     # -- the level-based entry point ----------------------------------------------------------
     def reconcile(self, key: BindingKey) -> ReconcileResult:
@@ -301,8 +340,16 @@ class Reconciler:
             if not stale_health:
                 return members
         members = self._provider.list_endpoints(ref)
+        healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
             self._actual[ref] = (now, members)
+            for member, health in members.items():
+                if health is Health.HEALTHY:
+                    attached_at = self._attached_at.pop((ref, member), None)
+                    if attached_at is not None:
+                        healthy_now.append((member, now - attached_at))
+        for member, seconds in healthy_now:
+            self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
 
     # -- transactions -------------------------------------------------------------------------
@@ -310,6 +357,7 @@ class Reconciler:
         state.attaching |= plan.attach
         state.detaching |= plan.detach
         state.last_call = now
+        self._observer.submitted(key=key, ref=ref, detach=len(plan.detach), attach=len(plan.attach), at=now)
         future = self._pool.submit(self._transaction, key, spec, ref, plan)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
@@ -324,12 +372,19 @@ class Reconciler:
                 done = self._send("detach", ref, sorted(plan.detach), state)
                 if shared and self._ownership is not None:
                     self._ownership.forget(key, ref, done)
+                with self._lock:
+                    for member in done:
+                        self._attached_at.pop((ref, member), None)
                 self._observer.detached(ref=ref, endpoints=done, issued_at=issued, done_at=self._clock.now())
             if plan.attach:
                 if shared and self._ownership is not None:
                     # Recorded before the call: a lost response must not leak an unrecorded member.
                     self._ownership.remember(key, ref, plan.attach)
-                self._send("attach", ref, sorted(plan.attach), state)
+                attached = self._send("attach", ref, sorted(plan.attach), state)
+                done_at = self._clock.now()
+                with self._lock:
+                    for member in attached:
+                        self._attached_at[(ref, member)] = done_at
             with self._lock:
                 state.failures = 0
                 state.error = ""
@@ -426,15 +481,28 @@ class Reconciler:
         return True, tuple(retained)
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
-    def is_member(self, ip: str) -> bool:
-        """Whether any target still holds (or is being given) this IP, as far as negsync knows."""
+    def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:
+        """Whether a target of these bindings (default: all) holds, or is being given, this IP.
+
+        Reads the member cache and lists a target whose entry expired or was dropped by a write,
+        so "not held" is never answered from a missing cache entry.  A target that cannot be read
+        counts as holding the IP: callers use this to release draining pods, never too early.
+        """
         with self._lock:
-            for state in self._targets.values():
-                if any(m.ip == ip for m in state.attaching | state.detaching):
+            wanted = set(keys) if keys is not None else set(self._known)
+            if any(key not in self._known for key in wanted):
+                return True  # a binding not reconciled yet (e.g. just after a leader change): unknown
+            refs = {ref for key in wanted for ref in self._known.get(key, ())}
+            for (key, _), state in self._targets.items():
+                if key in wanted and any(m.ip == ip for m in state.attaching | state.detaching):
                     return True
-            for _, members in self._actual.values():
-                if any(m.ip == ip and h.counts_as_present for m, h in members.items()):
-                    return True
+        for ref in refs:
+            try:
+                members = self._members(ref, fresh=False)
+            except ProviderError:
+                return True
+            if any(m.ip == ip and h.counts_as_present for m, h in members.items()):
+                return True
         return False
 
     def in_flight(self) -> int:

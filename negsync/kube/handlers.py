@@ -27,9 +27,12 @@ def _removals(old: SliceRecord | None, new: SliceRecord | None) -> bool:
 
 
 class Handlers:
-    def __init__(self, *, caches: Caches, enqueue: Enqueue) -> None:
+    def __init__(self, *, caches: Caches, enqueue: Enqueue,
+                 endpoints_changed: Callable[[BindingKey], None] | None = None) -> None:
         self._caches = caches
         self._enqueue = enqueue
+        # Start of the "endpoint change → cloud call" interval (calibration and reaction metrics).
+        self._endpoints_changed = endpoints_changed or (lambda key: None)
 
     def _bindings_of_service(self, namespace: str, service: str) -> Iterable[BindingKey]:
         for record in self._caches.bindings.by_index("service", (namespace, service)):
@@ -40,6 +43,7 @@ class Handlers:
         services = {(r.namespace, r.service) for r in (old, new) if r is not None and r.service}
         for namespace, service in services:
             for key in self._bindings_of_service(namespace, service):
+                self._endpoints_changed(key)
                 self._enqueue(key, priority)
 
     def on_service(self, old: ServiceRecord | None, new: ServiceRecord | None) -> None:

@@ -1,0 +1,217 @@
+"""Drain-wait: let a pod's preStop hook wait for its real detach instead of a guessed sleep.
+
+``GET /drain-wait?pod=<namespace>/<name>&timeout=<seconds>`` answers ``200`` once every load
+balancer target of that pod has let go of it *and* a propagation margin has passed, ``504`` at the
+timeout.  Bad parameters are ``400``, an unknown pod ``404``, too many waiters ``429``.
+
+How "let go" is decided, level-based like everything else: the pod's IPs must not be a member (or
+an in-flight attach) of any target, as the leader's reconciler sees it.  A standby replica has no
+reconciler, so it asks the provider directly through a small shared TTL cache — a read-only call.
+The margin covers what the API cannot show: the load balancer's data plane still routing for a
+while after the control plane accepted the detach.  By default it is the measured p99 of
+detach-issued → detach-done for this provider (at least ``min_margin``); ``--drain-margin`` fixes it.
+
+Waiters sleep on a condition in their own HTTP threads and are woken when a detach completes; a
+semaphore caps how many wait at once, so drain-wait can never take threads or locks from the
+controller's own work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import cachetools
+
+from negsync.core.clock import Clock, RealClock
+from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
+
+log = logging.getLogger("negsync.draining")
+
+_POD = re.compile(r"^(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")
+MAX_TIMEOUT = 3600.0
+
+Reply = tuple[int, str, bytes]
+
+
+def _json(status: int, **body: Any) -> Reply:
+    return status, "application/json", (json.dumps(body) + "\n").encode()
+
+
+class DrainTracker:
+    """Remembers detach completions and their latency; an :class:`Observer` of the reconciler."""
+
+    def __init__(self, *, clock: Clock | None = None, samples: int = 512) -> None:
+        self._clock = clock or RealClock()
+        self._cond = threading.Condition()
+        self._latencies: deque[float] = deque(maxlen=samples)
+        self._detached_at: cachetools.TTLCache[str, float] = cachetools.TTLCache(
+            maxsize=200_000, ttl=3600, timer=self._clock.now)
+
+    # Observer interface ----------------------------------------------------------------------
+    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
+        return None
+
+    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
+        return None
+
+    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        return None
+
+    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
+        with self._cond:
+            if endpoints:
+                self._latencies.append(max(0.0, done_at - issued_at))
+            for member in endpoints:
+                self._detached_at[member.ip] = done_at
+            self._cond.notify_all()
+
+    # Queries ---------------------------------------------------------------------------------
+    def detached_at(self, ip: str) -> float | None:
+        with self._cond:
+            return self._detached_at.get(ip)
+
+    def p99(self) -> float | None:
+        with self._cond:
+            values = sorted(self._latencies)
+        if len(values) < 5:
+            return None
+        return values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+
+    def wait(self, timeout: float) -> None:
+        with self._cond:
+            self._clock.wait(self._cond, timeout)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class DrainWait:
+    """The ``/drain-wait`` route; ``holds(namespace, pod, ip)`` says whether a target still holds the IP."""
+
+    def __init__(
+        self,
+        *,
+        pod_ips: Callable[[str, str], Sequence[str] | None],
+        holds: Callable[[str, str, str], bool],
+        tracker: DrainTracker,
+        clock: Clock | None = None,
+        margin: float | None = None,
+        min_margin: float = 2.0,
+        fallback_margin: float = 10.0,
+        max_waiters: int = 256,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._pod_ips = pod_ips
+        self._holds = holds
+        self._tracker = tracker
+        self._clock = clock or RealClock()
+        self._margin = margin
+        self._min_margin = min_margin
+        self._fallback_margin = fallback_margin
+        self._slots = threading.BoundedSemaphore(max_waiters)
+        self._poll = poll_interval
+        self.waiting = 0
+        self._count_lock = threading.Lock()
+
+    def margin(self) -> float:
+        """Seconds to wait after the detach is seen done."""
+        if self._margin is not None:
+            return self._margin
+        measured = self._tracker.p99()
+        return max(self._min_margin, measured) if measured is not None else self._fallback_margin
+
+    def __call__(self, query: dict[str, list[str]]) -> Reply:
+        pods = query.get("pod") or []
+        if len(pods) != 1 or not _POD.match(pods[0]):
+            return _json(400, error="pod must be given once as <namespace>/<name>")
+        timeouts = query.get("timeout") or ["30"]
+        try:
+            timeout = float(timeouts[0])
+        except ValueError:
+            return _json(400, error=f"timeout must be a number of seconds, got {timeouts[0]!r}")
+        if len(timeouts) != 1 or not 0 < timeout <= MAX_TIMEOUT:
+            return _json(400, error=f"timeout must be > 0 and <= {MAX_TIMEOUT:.0f} seconds")
+        namespace, name = pods[0].split("/", 1)
+        ips = self._pod_ips(namespace, name)
+        if ips is None:
+            return _json(404, error=f"pod {namespace}/{name} is not known to negsync")
+        if not self._slots.acquire(blocking=False):
+            return _json(429, error="too many drain waiters; fall back to a sleep")
+        with self._count_lock:
+            self.waiting += 1
+        try:
+            return self._wait(namespace, name, list(ips), timeout)
+        finally:
+            with self._count_lock:
+                self.waiting -= 1
+            self._slots.release()
+
+    def _wait(self, namespace: str, name: str, ips: list[str], timeout: float) -> Reply:
+        started = self._clock.now()
+        deadline = started + timeout
+        clear_since: float | None = None
+        while True:
+            now = self._clock.now()
+            if any(self._holds(namespace, name, ip) for ip in ips):
+                clear_since = None
+            else:
+                if clear_since is None:
+                    # When we know the detach completion time, count the margin from there.
+                    known = [t for t in (self._tracker.detached_at(ip) for ip in ips) if t is not None]
+                    clear_since = min([now, *known]) if known else now
+                margin = self.margin()
+                if now - clear_since >= margin:
+                    waited = now - started
+                    log.info("drain complete", extra={"pod": f"{namespace}/{name}", "waited": round(waited, 3),
+                                                      "margin": margin})
+                    return _json(200, pod=f"{namespace}/{name}", detached=True, waited_seconds=round(waited, 3),
+                                 margin_seconds=margin)
+            if now >= deadline:
+                return _json(504, pod=f"{namespace}/{name}", detached=False,
+                             error=f"still attached (or within the propagation margin) after {timeout:.0f}s")
+            wake_in = min(self._poll, deadline - now)
+            if clear_since is not None:
+                wake_in = min(wake_in, max(0.0, clear_since + self.margin() - now))
+            self._tracker.wait(max(0.001, wake_in))
+
+
+class ProviderMembership:
+    """``holds`` for a standby replica: asks the provider (read-only) through a shared TTL cache."""
+
+    def __init__(self, *, provider: Any, targets_of_pod: Callable[[str, str], Sequence[TargetRef]],
+                 ttl: float = 2.0) -> None:
+        self._provider = provider
+        self._targets_of_pod = targets_of_pod
+        self._cache: cachetools.TTLCache[TargetRef, frozenset[str]] = cachetools.TTLCache(
+            maxsize=10_000, ttl=ttl, timer=time.monotonic)
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str, name: str, ip: str) -> bool:
+        try:
+            refs = self._targets_of_pod(namespace, name)
+        except Exception:
+            log.warning("targets of pod unknown", extra={"pod": f"{namespace}/{name}"})
+            return True  # unknown counts as still attached: never release early
+        for ref in refs:
+            with self._lock:
+                ips = self._cache.get(ref)
+            if ips is None:
+                try:
+                    members = self._provider.list_endpoints(ref)
+                except Exception:
+                    log.warning("membership check failed", extra={"target": str(ref)})
+                    return True
+                ips = frozenset(m.ip for m, h in members.items() if h.counts_as_present)
+                with self._lock:
+                    self._cache[ref] = ips
+            if ip in ips:
+                return True
+        return False

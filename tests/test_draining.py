@@ -1,0 +1,167 @@
+"""/drain-wait: parameter checks, limits, time-outs, and release only after the real detach + margin."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from negsync.controller import Controller, Settings
+from negsync.core.latency import Fixed
+from negsync.core.model import TargetEndpoint, TargetRef
+from negsync.draining import DrainTracker, DrainWait
+from negsync.providers.memory import MemoryProvider
+from negsync.serving import Servers
+from tests.emulators.kubeapi import KubeApiEmulator
+from tests.kube.conftest import binding, endpoint_slice, pod, service
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.held = {"10.0.0.1"}
+
+    def __call__(self, namespace: str, name: str, ip: str) -> bool:
+        return ip in self.held
+
+
+def route(holder: Holder, tracker: DrainTracker, **kwargs: Any) -> DrainWait:
+    pods = {("shop", "web-0"): ("10.0.0.1",)}
+    return DrainWait(pod_ips=lambda ns, n: pods.get((ns, n)), holds=holder, tracker=tracker, **kwargs)
+
+
+def body(reply: tuple[int, str, bytes]) -> dict[str, Any]:
+    return json.loads(reply[2])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{}, {"pod": ["web-0"]}, {"pod": ["shop/web-0", "shop/web-1"]}, {"pod": ["Shop/Web"]},
+     {"pod": ["shop/web-0"], "timeout": ["ten"]}, {"pod": ["shop/web-0"], "timeout": ["-1"]},
+     {"pod": ["shop/web-0"], "timeout": ["0"]}, {"pod": ["shop/web-0"], "timeout": ["99999"]}],
+)
+def test_bad_parameters_are_400_with_a_message(query: dict[str, list[str]]) -> None:
+    status, _, raw = route(Holder(), DrainTracker())(query)
+    assert status == 400
+    assert json.loads(raw)["error"]
+
+
+def test_unknown_pod_is_404() -> None:
+    status, _, _ = route(Holder(), DrainTracker())({"pod": ["shop/other"], "timeout": ["1"]})
+    assert status == 404
+
+
+def test_still_attached_at_the_timeout_is_504() -> None:
+    started = time.monotonic()
+    status, _, raw = route(Holder(), DrainTracker(), margin=0.0)({"pod": ["shop/web-0"], "timeout": ["0.3"]})
+    assert status == 504 and json.loads(raw)["detached"] is False
+    assert 0.25 <= time.monotonic() - started < 3
+
+
+def test_released_only_after_the_detach_and_the_margin() -> None:
+    holder, tracker = Holder(), DrainTracker()
+    wait = route(holder, tracker, margin=0.4)
+    replies: list[tuple[int, str, bytes]] = []
+    thread = threading.Thread(target=lambda: replies.append(wait({"pod": ["shop/web-0"], "timeout": ["10"]})))
+    thread.start()
+    time.sleep(0.3)
+    assert not replies
+    holder.held.clear()
+    detached = time.monotonic()
+    tracker.detached(ref=TargetRef("memory", "local", "x"), endpoints=[TargetEndpoint("10.0.0.1", 8080)],
+                     issued_at=detached - 0.1, done_at=detached)
+    thread.join(timeout=5)
+    assert replies and replies[0][0] == 200
+    assert time.monotonic() - detached >= 0.35
+    assert body(replies[0])["margin_seconds"] == 0.4
+
+
+def test_margin_defaults_to_the_measured_p99_of_detach_latency() -> None:
+    tracker = DrainTracker()
+    wait = route(Holder(), tracker, min_margin=0.5, fallback_margin=7.0)
+    assert wait.margin() == 7.0  # no samples yet
+    ref = TargetRef("memory", "local", "x")
+    for latency in [1.0] * 98 + [3.0, 3.0]:
+        tracker.detached(ref=ref, endpoints=[TargetEndpoint("10.9.9.9", 80)], issued_at=0.0, done_at=latency)
+    assert wait.margin() == 3.0
+    assert route(Holder(), tracker, margin=1.5).margin() == 1.5
+
+
+def test_waiters_beyond_the_limit_get_429_and_the_slot_is_freed() -> None:
+    holder = Holder()
+    wait = route(holder, DrainTracker(), margin=0.0, max_waiters=1)
+    first: list[int] = []
+    thread = threading.Thread(target=lambda: first.append(wait({"pod": ["shop/web-0"], "timeout": ["5"]})[0]))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while wait.waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert wait({"pod": ["shop/web-0"], "timeout": ["1"]})[0] == 429
+    holder.held.clear()
+    thread.join(timeout=5)
+    assert first == [200]
+    assert wait({"pod": ["shop/web-0"], "timeout": ["1"]})[0] == 200
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+    return value
+
+
+def test_end_to_end_a_pre_stop_hook_waits_for_the_real_detach(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    provider = MemoryProvider(call_latency=Fixed(0.0))
+    settings = Settings(workers=2, sync_min_interval=0.0, health_poll_interval=0.1, identity="t", watch_timeout=5)
+    controller = Controller(api_client=api_client, provider=provider, settings=settings)
+    servers = Servers(controller=controller, health_addr="127.0.0.1:0", telemetry=None,
+                      extra_routes={"/drain-wait": controller.drain_wait(margin=0.3)})
+    controller.start()
+    servers.start()
+    try:
+        kube.create(service())
+        kube.create(pod("web-0", ip="10.1.0.1"))
+        kube.create(pod("web-1", ip="10.1.0.2"))
+        ips = ["10.1.0.1", "10.1.0.2"]
+        kube.create(endpoint_slice("web-abc", ips, pods={"10.1.0.1": "web-0", "10.1.0.2": "web-1"}))
+        kube.create(binding(gate=False))
+        ref = TargetRef("memory", "local", "shop-web")
+        wait_for(lambda: provider.members(ref) == {TargetEndpoint(ip, 8080) for ip in ips})
+        url = f"http://127.0.0.1:{servers.ports[0]}/drain-wait?pod=shop/web-1&timeout=10"
+        outcome: dict[str, Any] = {}
+
+        def hook() -> None:
+            try:
+                with urllib.request.urlopen(url, timeout=15) as response:
+                    outcome["status"] = response.status
+                    outcome["body"] = json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                outcome["status"] = exc.code
+            outcome["at"] = time.monotonic()
+
+        provider.pause()  # the detach call will be held "in flight"
+        thread = threading.Thread(target=hook)
+        thread.start()
+        kube.update(endpoint_slice("web-abc", ips, terminating=("10.1.0.2",), pods={"10.1.0.1": "web-0", "10.1.0.2": "web-1"}))
+        time.sleep(0.6)
+        assert "status" not in outcome  # the detach has not completed: the hook keeps waiting
+        released = time.monotonic()
+        provider.resume()
+        thread.join(timeout=10)
+        assert outcome["status"] == 200 and outcome["body"]["detached"] is True
+        assert outcome["at"] - released >= 0.25  # the propagation margin was honoured
+        assert provider.members(ref) == {TargetEndpoint("10.1.0.1", 8080)}
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{servers.ports[0]}/drain-wait?pod=shop/nope&timeout=1", timeout=5)
+        assert info.value.code == 404
+    finally:
+        provider.resume()
+        servers.stop()
+        controller.stop(timeout=5)
