@@ -107,24 +107,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default: measured p99 of detach latency, at least 2s; 10s before any sample)")
     serve.add_argument("--max-drain-waiters", type=_positive_int, default=256,
                        help="concurrent /drain-wait requests; more get 429")
-    serve.add_argument("--webhook-addr", type=_address, default=":9443",
-                       help="HTTPS address of the readiness-gate injection webhook (port 0: off)")
+    serve.add_argument("--webhook-addr", type=_address, default=":0",
+                       help="HTTPS address of the readiness-gate injection webhook, e.g. :9443 as deploy/ sets it "
+                            "(default port 0: off, for runs outside a cluster)")
     serve.add_argument("--webhook-cert-dir", default=None,
                        help="directory with tls.crt/tls.key (e.g. from cert-manager); default: self-generated, "
                             "with the CA patched into the MutatingWebhookConfiguration")
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                       help="lowest level written to the JSON log on stderr")
     election = parser.add_argument_group("leader election")
     election.add_argument("--leader-elect", action="store_true", help="elect a leader on a Lease; only it writes")
     election.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE", "negsync-system"),
                           help="namespace of the Lease (and of ownership ConfigMaps)")
     election.add_argument("--leader-elect-id", default="negsync-controller", help="name of the Lease")
-    election.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0)
-    election.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0)
-    election.add_argument("--leader-elect-retry-period", type=_duration, default=2.0)
+    election.add_argument("--leader-elect-lease-duration", type=_duration, default=15.0,
+                          help="how long a Lease is valid without renewal (controller-runtime's default)")
+    election.add_argument("--leader-elect-renew-deadline", type=_duration, default=10.0,
+                          help="a leader that cannot renew within this steps down (before its Lease can expire)")
+    election.add_argument("--leader-elect-retry-period", type=_duration, default=2.0,
+                          help="how often to try to acquire or renew the Lease")
     cloud = parser.add_argument_group("clouds")
     cloud.add_argument("--aws-endpoint-url", default=None, help="ELBv2/EC2 endpoint (private endpoints, tests)")
     cloud.add_argument("--aws-max-attempts", type=_positive_int, default=10, help="botocore retry attempts")
-    cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard")
+    cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard",
+                       help="botocore retry mode")
     cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
     cloud.add_argument("--gcp-rate-limit", type=float, default=10.0, help="NEG API calls per second per project")
     cloud.add_argument("--memory-attach-delay", type=_duration, default=0.0,
@@ -704,6 +710,26 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -
                        rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock)
 
 
+def start_webhook_from_args(args: argparse.Namespace, *, controller: Controller, api_client: Any, provider: str) -> Any:
+    """The readiness-gate injection webhook, unless ``--webhook-addr`` has port 0."""
+    from negsync.serving import parse_address
+
+    if parse_address(args.webhook_addr)[1] == 0:
+        return None
+    from kubernetes import client
+
+    from negsync.kube.webhook import WebhookCertificateError, start_webhook
+
+    try:
+        return start_webhook(caches=controller.caches, address=args.webhook_addr, cert_dir=args.webhook_cert_dir,
+                             admission_api=client.AdmissionregistrationV1Api(api_client),
+                             # Every replica adds its own CA to the bundle (see negsync.kube.webhook).
+                             leader_patch=True, provider=provider,
+                             namespace=os.environ.get("POD_NAMESPACE", "negsync-system"))
+    except WebhookCertificateError as exc:
+        raise ConfigError("--webhook-cert-dir", str(exc)) from None
+
+
 def configure_logging(level: str) -> None:
     from negsync.logs import configure
 
@@ -734,6 +760,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    webhook = start_webhook_from_args(args, controller=controller, api_client=api_client, provider=provider.name)
     servers.start()
     controller.start()
     log.info("controller started", extra={"provider": provider.name, "namespace": settings.namespace or "*",
@@ -742,6 +769,8 @@ def run(args: argparse.Namespace) -> int:
         telemetry.sample(controller)
     controller.stop()
     servers.stop()
+    if webhook is not None:
+        webhook.stop()
     telemetry.shutdown()
     log.info("controller stopped")
     return 0

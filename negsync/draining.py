@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cachetools
@@ -155,32 +156,52 @@ class DrainWait:
             self._slots.release()
 
     def _wait(self, namespace: str, name: str, ips: list[str], timeout: float) -> Reply:
-        started = self._clock.now()
-        deadline = started + timeout
-        clear_since: float | None = None
+        progress = DrainProgress(started=self._clock.now(), deadline=self._clock.now() + timeout)
         while True:
-            now = self._clock.now()
-            if any(self._holds(namespace, name, ip) for ip in ips):
-                clear_since = None
-            else:
-                if clear_since is None:
-                    # When we know the detach completion time, count the margin from there.
-                    known = [t for t in (self._tracker.detached_at(ip) for ip in ips) if t is not None]
-                    clear_since = min([now, *known]) if known else now
-                margin = self.margin()
-                if now - clear_since >= margin:
-                    waited = now - started
-                    log.info("drain complete", extra={"pod": f"{namespace}/{name}", "waited": round(waited, 3),
-                                                      "margin": margin})
-                    return _json(200, pod=f"{namespace}/{name}", detached=True, waited_seconds=round(waited, 3),
-                                 margin_seconds=margin)
-            if now >= deadline:
-                return _json(504, pod=f"{namespace}/{name}", detached=False,
-                             error=f"still attached (or within the propagation margin) after {timeout:.0f}s")
-            wake_in = min(self._poll, deadline - now)
-            if clear_since is not None:
-                wake_in = min(wake_in, max(0.0, clear_since + self.margin() - now))
-            self._tracker.wait(max(0.001, wake_in))
+            reply = self.step(namespace, name, ips, progress)
+            if reply is not None:
+                return reply
+            self._tracker.wait(max(0.001, progress.wake_in))
+
+    def step(self, namespace: str, name: str, ips: Sequence[str], progress: DrainProgress) -> Reply | None:
+        """One look at the pod's detach state: a reply when done or timed out, else None.
+
+        Kept separate from the waiting so a virtual-time test can drive it one instant at a time.
+        """
+        now = self._clock.now()
+        if any(self._holds(namespace, name, ip) for ip in ips):
+            progress.clear_since = None
+        else:
+            if progress.clear_since is None:
+                # When we know the detach completion time, count the margin from there.
+                known = [t for t in (self._tracker.detached_at(ip) for ip in ips) if t is not None]
+                progress.clear_since = min([now, *known]) if known else now
+            margin = self.margin()
+            if now - progress.clear_since >= margin:
+                waited = now - progress.started
+                log.info("drain complete", extra={"pod": f"{namespace}/{name}", "waited": round(waited, 3),
+                                                  "margin": margin})
+                return _json(200, pod=f"{namespace}/{name}", detached=True, waited_seconds=round(waited, 3),
+                             margin_seconds=margin)
+        if now >= progress.deadline:
+            timeout = progress.deadline - progress.started
+            return _json(504, pod=f"{namespace}/{name}", detached=False,
+                         error=f"still attached (or within the propagation margin) after {timeout:.0f}s")
+        wake_in = min(self._poll, progress.deadline - now)
+        if progress.clear_since is not None:
+            wake_in = min(wake_in, max(0.0, progress.clear_since + self.margin() - now))
+        progress.wake_in = wake_in
+        return None
+
+
+@dataclass
+class DrainProgress:
+    """What one waiter knows between looks."""
+
+    started: float
+    deadline: float
+    clear_since: float | None = None
+    wake_in: float = 0.0
 
 
 class ProviderMembership:

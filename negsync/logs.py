@@ -16,8 +16,9 @@ from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SECRETS = [
-    re.compile(r"(?i)(aws_secret_access_key|secret[_-]?key|password|token|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    # Bearer first: the generic pattern would eat the word "Bearer" and leave the token.
     re.compile(r"(?i)bearer\s+[a-z0-9._~+/=-]+"),
+    re.compile(r"(?i)(aws_secret_access_key|secret[_-]?key|password|token|authorization)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
     re.compile(r"\bya29\.[A-Za-z0-9._-]+"),

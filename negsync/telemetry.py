@@ -76,7 +76,10 @@ class Telemetry:
             View(instrument_name="negsync_gate_latency", aggregation=ExplicitBucketHistogramAggregation(GATE_BUCKETS)),
             View(instrument_name="negsync_endpoints_per_call", aggregation=ExplicitBucketHistogramAggregation(SIZE_BUCKETS)),
             View(instrument_name="*duration", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
-            View(instrument_name="*_latency", aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS)),
+            # Named one by one: a wildcard would also match negsync_gate_latency, and two views on one
+            # instrument export the same series twice (an invalid Prometheus exposition).
+            *(View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(LATENCY_BUCKETS))
+              for name in ("negsync_detach_latency", "negsync_attach_healthy_latency", "negsync_reaction_latency")),
         ]
         self._meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=views)
         meter = self._meter_provider.get_meter("negsync", __version__)
@@ -165,6 +168,10 @@ class Telemetry:
     def exposition(self) -> bytes:
         """The Prometheus text exposition of every instrument."""
         return generate_latest(self.registry)
+
+    def add_span_processor(self, processor: Any) -> None:
+        """Attach another span processor (an exporter of the caller's choosing, or a test's)."""
+        self._tracer_provider.add_span_processor(processor)
 
     def shutdown(self) -> None:
         try:

@@ -172,6 +172,13 @@ class WorkQueue(Generic[K]):
                 return 0.0
             return self._clock.now() - min(self._added_at.values())
 
+    def busy(self) -> bool:
+        """Anything queued, processing, or delayed and already due (a quiescence check for tests)."""
+        with self._cond:
+            now = self._clock.now()
+            due = any(d <= now for d in self._delayed_due.values())
+            return bool(self._queued or self._processing or due)
+
     def is_processing(self, key: K) -> bool:
         with self._cond:
             return key in self._processing

@@ -505,6 +505,11 @@ class Reconciler:
                 return True
         return False
 
+    def busy(self) -> bool:
+        """Whether any transaction is still running (including its re-enqueue)."""
+        with self._lock:
+            return any(not f.done() for f in self._futures)
+
     def in_flight(self) -> int:
         with self._lock:
             return sum(len(s.attaching) + len(s.detaching) for s in self._targets.values())

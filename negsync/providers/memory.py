@@ -157,7 +157,8 @@ class MemoryProvider:
                 if current is None or current.detached_at != _NEVER:
                     continue
                 current.detached_at = now
-                current.unrouted_at = min(max(now, current.routed_at), now + float(self.detach_delay.sample(self._rng)))
+                # A member whose attach had not propagated yet is simply never routed (routed_at >= unrouted_at).
+                current.unrouted_at = now + float(self.detach_delay.sample(self._rng))
                 current.gone_at = now + self.deregistration_delay
             self._expire(pool, now)
             self.calls.append(Call("detach", ref, len(endpoints), started, now))

@@ -1,0 +1,435 @@
+"""The readiness-gate admission webhook: real AdmissionReview v1 requests over verified TLS."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from kubernetes import client
+
+from negsync.kube.caches import Caches, decode_binding, decode_service
+from negsync.kube.webhook import (
+    MAX_BODY,
+    MAX_BUNDLE_CAS,
+    SelfSignedCertificate,
+    WebhookCertificateError,
+    WebhookServer,
+    generate_serving_certificate,
+    merged_ca_bundle,
+    mutate,
+    patch_ca_bundle,
+    split_pem_certificates,
+    start_webhook,
+    write_serving_files,
+)
+from tests.emulators.kubeapi import KubeApiEmulator
+from tests.kube.conftest import binding, service
+
+GATE = "target-health.negsync.io/"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[bytes, bytes, bytes]:
+    return generate_serving_certificate(ip_addresses=["127.0.0.1"], dns_names=["localhost"])
+
+
+@pytest.fixture
+def caches() -> Caches:
+    caches = Caches()
+    put_service(caches, service("web", selector={"app": "web"}))
+    return caches
+
+
+def put_binding(caches: Caches, raw: dict[str, Any]) -> None:
+    caches.bindings.put((raw["metadata"]["namespace"], raw["metadata"]["name"]), decode_binding(raw))
+
+
+def put_service(caches: Caches, raw: dict[str, Any]) -> None:
+    caches.services.put((raw["metadata"]["namespace"], raw["metadata"]["name"]), decode_service(raw))
+
+
+@pytest.fixture
+def server(caches: Caches, pki: tuple[bytes, bytes, bytes], tmp_path: Path) -> Iterator[WebhookServer]:
+    _, cert_pem, key_pem = pki
+    write_serving_files(tmp_path, cert_pem=cert_pem, key_pem=key_pem)
+    webhook = WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path).start()
+    try:
+        yield webhook
+    finally:
+        webhook.stop()
+
+
+def tls_context(ca_pem: bytes) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_pem.decode())  # verification and hostname check ON
+
+
+def review(*, ns: str = "shop", labels: dict[str, str] | None = None, operation: str = "CREATE",
+           gates: list[str] | None = None, kind: str = "Pod") -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "web"}]}
+    if gates is not None:
+        spec["readinessGates"] = [{"conditionType": g} for g in gates]
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": kind},
+            "namespace": ns,
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            # As a ReplicaSet creates it: generateName, no name, no namespace in the object.
+            "object": {"apiVersion": "v1", "kind": kind,
+                       "metadata": {"generateName": "web-5d9c7-", "labels": labels or {"app": "web"}}, "spec": spec},
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
+
+
+def post(port: int, ca_pem: bytes, body: bytes, *, path: str = "/mutate-pods") -> tuple[int, bytes]:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=tls_context(ca_pem), timeout=5)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def admit(server: WebhookServer, ca_pem: bytes, request: dict[str, Any]) -> tuple[dict[str, Any], list[Any] | None]:
+    status, body = post(server.port, ca_pem, json.dumps(request).encode())
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    response = answer["response"]
+    assert response["uid"] == request["request"]["uid"]
+    assert response["allowed"] is True
+    if "patch" not in response:
+        assert "patchType" not in response
+        return response, None
+    assert response["patchType"] == "JSONPatch"
+    return response, json.loads(base64.b64decode(response["patch"]))
+
+
+# -- the patch over real TLS ---------------------------------------------------------------------
+
+
+def test_gate_added_for_selecting_binding(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web", svc="web"))
+    _, patch = admit(server, pki[0], review())
+    assert patch == [{"op": "add", "path": "/spec/readinessGates", "value": [{"conditionType": GATE + "web"}]}]
+
+
+def test_no_gate_when_readiness_gate_false(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web", gate=False))
+    assert admit(server, pki[0], review())[1] is None
+
+
+def test_no_gate_when_service_does_not_select_pod(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web"))
+    assert admit(server, pki[0], review(labels={"app": "api"}))[1] is None
+
+
+def test_no_gate_for_another_namespaces_binding(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_service(caches, service("web", ns="other"))
+    put_binding(caches, binding("web", ns="other"))
+    assert admit(server, pki[0], review(ns="shop"))[1] is None
+    _, patch = admit(server, pki[0], review(ns="other"))
+    assert patch is not None and patch[0]["value"] == [{"conditionType": GATE + "web"}]
+
+
+@pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
+def test_no_gate_for_other_operations(server: WebhookServer, caches: Caches, pki: Any, operation: str) -> None:
+    put_binding(caches, binding("web"))
+    assert admit(server, pki[0], review(operation=operation))[1] is None
+
+
+def test_no_gate_for_other_kinds(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web"))
+    assert admit(server, pki[0], review(kind="Deployment"))[1] is None
+
+
+def test_idempotent_when_gate_present(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web"))
+    assert admit(server, pki[0], review(gates=[GATE + "web"]))[1] is None
+
+
+def test_appends_when_readiness_gates_exist(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web"))
+    _, patch = admit(server, pki[0], review(gates=["example.com/other"]))
+    assert patch == [{"op": "add", "path": "/spec/readinessGates/-", "value": {"conditionType": GATE + "web"}}]
+
+
+def test_two_bindings_two_gates(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_service(caches, service("web-canary", selector={"app": "web"}))
+    put_binding(caches, binding("web", svc="web"))
+    put_binding(caches, binding("canary", svc="web-canary"))
+    _, patch = admit(server, pki[0], review())
+    assert patch == [{"op": "add", "path": "/spec/readinessGates",
+                      "value": [{"conditionType": GATE + "canary"}, {"conditionType": GATE + "web"}]}]
+    # One already present (a reinvocation): only the other is appended.
+    _, patch = admit(server, pki[0], review(gates=[GATE + "web"]))
+    assert patch == [{"op": "add", "path": "/spec/readinessGates/-", "value": {"conditionType": GATE + "canary"}}]
+
+
+def test_invalid_binding_spec_skipped(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("broken", target={"gcpNeg": {"project": "NOT VALID"}}))
+    put_binding(caches, binding("web"))
+    _, patch = admit(server, pki[0], review())
+    assert patch is not None and patch[0]["value"] == [{"conditionType": GATE + "web"}]
+
+
+def test_bindings_the_controller_would_never_gate_are_skipped(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    # Each of these would leave the pod un-Ready forever: the controller never writes their condition.
+    put_binding(caches, binding("no-service", svc="missing"))
+    put_binding(caches, binding("no-port", port="grpc"))
+    deleting = binding("deleting")
+    deleting["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    put_binding(caches, deleting)
+    put_binding(caches, binding("x" * 64))  # condition type name part > 63: the API would reject the pod
+    assert admit(server, pki[0], review())[1] is None
+
+
+def test_namespace_without_inject_label_gets_nothing(caches: Caches) -> None:
+    put_binding(caches, binding("web"))
+    request = review()
+    assert "patch" not in mutate(request, bindings=caches.bindings.values(), services=caches.services.get,
+                                 namespace_labels={"team": "shop"})["response"]
+    answer = mutate(request, bindings=caches.bindings.values(), services=caches.services.get,
+                    namespace_labels={"negsync.io/readiness-gate-inject": "enabled"})
+    assert "patch" in answer["response"]
+
+
+def test_provider_mismatch_skipped(caches: Caches) -> None:
+    put_binding(caches, binding("web"))  # a memory target
+    assert "patch" not in mutate(review(), bindings=caches.bindings.values(), services=caches.services.get,
+                                 provider="gcp")["response"]
+
+
+def test_internal_error_admits_without_patch(caches: Caches) -> None:
+    def broken(key: Any) -> Any:
+        raise RuntimeError("boom")
+
+    put_binding(caches, binding("web"))
+    request = review()
+    answer = mutate(request, bindings=caches.bindings.values(), services=broken)
+    assert answer["response"] == {"uid": request["request"]["uid"], "allowed": True}
+
+
+# -- HTTP edges -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"kind": "AdmissionReview"}',
+                                  json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                              "request": {"operation": "CREATE"}}).encode()])
+def test_malformed_body_is_400(server: WebhookServer, pki: Any, body: bytes) -> None:
+    status, text = post(server.port, pki[0], body)
+    assert status == 400, text
+
+
+def test_oversized_body_is_413(server: WebhookServer, pki: Any) -> None:
+    status, _ = post(server.port, pki[0], b" " * (MAX_BODY + 1))
+    assert status == 413
+
+
+def test_healthz_and_unknown_path(server: WebhookServer, pki: Any) -> None:
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=tls_context(pki[0]), timeout=5)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read() == b"ok\n"
+    conn.close()
+    assert post(server.port, pki[0], b"{}", path="/nope")[0] == 404
+
+
+def test_keep_alive_serves_several_reviews_on_one_connection(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    put_binding(caches, binding("web"))
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=tls_context(pki[0]), timeout=5)
+    try:
+        for _ in range(3):
+            conn.request("POST", "/mutate", body=json.dumps(review()).encode())
+            response = conn.getresponse()
+            assert response.status == 200 and "patch" in json.loads(response.read())["response"]
+    finally:
+        conn.close()
+
+
+def test_plain_http_to_tls_port_fails(server: WebhookServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    with pytest.raises((http.client.HTTPException, OSError)):
+        conn.request("POST", "/mutate-pods", body=b"{}")
+        conn.getresponse().read()
+    conn.close()
+
+
+def test_untrusted_ca_fails_verification(server: WebhookServer) -> None:
+    other_ca = generate_serving_certificate(ip_addresses=["127.0.0.1"])[0]
+    with pytest.raises(ssl.SSLCertVerificationError):
+        post(server.port, other_ca, b"{}")
+
+
+def test_silent_client_does_not_block_others(server: WebhookServer, caches: Caches, pki: Any) -> None:
+    # A connection that never starts its handshake holds only its own thread, not the accept loop.
+    idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        put_binding(caches, binding("web"))
+        assert admit(server, pki[0], review())[1] is not None
+    finally:
+        idle.close()
+
+
+def test_certificate_reloaded_when_files_change(server: WebhookServer, tmp_path: Path) -> None:
+    new_ca, cert_pem, key_pem = generate_serving_certificate(ip_addresses=["127.0.0.1"])
+    write_serving_files(tmp_path, cert_pem=cert_pem, key_pem=key_pem)
+    server.tls._checked = float("-inf")  # skip the check interval
+    assert post(server.port, new_ca, b"[]")[0] == 400  # handshake verified against the new CA
+
+
+def test_cert_dir_without_files_is_a_clear_error(caches: Caches, tmp_path: Path) -> None:
+    with pytest.raises(WebhookCertificateError):
+        WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path)
+
+
+def test_generated_certificate_names(pki: Any) -> None:
+    ca_pem, cert_pem, _ = pki
+    ca, leaf = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_certificate(cert_pem)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert leaf.issuer == ca.subject
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"negsync", "negsync.negsync-system", "negsync.negsync-system.svc",
+            "negsync.negsync-system.svc.cluster.local"} <= set(sans.get_values_for_type(x509.DNSName))
+
+
+# -- caBundle -------------------------------------------------------------------------------------
+
+
+def webhook_configuration(*, ca_bundle: str | None = None) -> dict[str, Any]:
+    client_config: dict[str, Any] = {"service": {"name": "negsync", "namespace": "negsync-system",
+                                                 "path": "/mutate-pods", "port": 443}}
+    if ca_bundle is not None:
+        client_config["caBundle"] = ca_bundle
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "negsync"},
+        "webhooks": [{"name": "readiness-gates.negsync.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                      "failurePolicy": "Ignore", "timeoutSeconds": 5, "clientConfig": client_config}],
+    }
+
+
+def bundle_of(kube: KubeApiEmulator) -> list[x509.Certificate]:
+    config = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
+    assert config is not None
+    return split_pem_certificates(base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]))
+
+
+def ca_cert(ca_pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(ca_pem)
+
+
+def patches(kube: KubeApiEmulator) -> int:
+    return sum(1 for r in kube.requests if r.method == "PATCH")
+
+
+def test_patch_ca_bundle_appends_each_replicas_ca(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(webhook_configuration())
+    api = client.AdmissionregistrationV1Api(api_client)
+    first, second = generate_serving_certificate()[0], generate_serving_certificate()[0]
+    assert patch_ca_bundle(admission_api=api, ca_pem=first)
+    assert bundle_of(kube) == [ca_cert(first)]
+    assert patch_ca_bundle(admission_api=api, ca_pem=second)
+    assert bundle_of(kube) == [ca_cert(first), ca_cert(second)]
+    writes = patches(kube)
+    assert patch_ca_bundle(admission_api=api, ca_pem=first) and patch_ca_bundle(admission_api=api, ca_pem=second)
+    assert patches(kube) == writes  # idempotent: no write when already trusted
+    assert next(r.content_type for r in kube.requests if r.method == "PATCH").startswith("application/json-patch+json")
+
+
+def test_patch_ca_bundle_bounded(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(webhook_configuration(ca_bundle=base64.b64encode(b"garbage").decode()))
+    api = client.AdmissionregistrationV1Api(api_client)
+    cas = [generate_serving_certificate()[0] for _ in range(MAX_BUNDLE_CAS + 2)]
+    for ca in cas:
+        assert patch_ca_bundle(admission_api=api, ca_pem=ca)
+    assert bundle_of(kube) == [ca_cert(ca) for ca in cas[-MAX_BUNDLE_CAS:]]
+    # An evicted replica re-asserting puts itself back (evicting the oldest), as its upkeep loop does.
+    assert patch_ca_bundle(admission_api=api, ca_pem=cas[0])
+    assert bundle_of(kube) == [ca_cert(ca) for ca in [*cas[-MAX_BUNDLE_CAS + 1:], cas[0]]]
+
+
+def test_patch_ca_bundle_retries_on_conflict(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(webhook_configuration())
+    kube.inject("PATCH", r"mutatingwebhookconfigurations/negsync", 409)
+    ca = generate_serving_certificate()[0]
+    assert patch_ca_bundle(admission_api=client.AdmissionregistrationV1Api(api_client), ca_pem=ca)
+    assert bundle_of(kube) == [ca_cert(ca)]
+
+
+def test_patch_ca_bundle_missing_configuration(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    ca = generate_serving_certificate()[0]
+    assert patch_ca_bundle(admission_api=client.AdmissionregistrationV1Api(api_client), ca_pem=ca) is False
+
+
+def test_merged_bundle_prunes_expired() -> None:
+    past = datetime.now(UTC) - timedelta(days=400)
+    expired = generate_serving_certificate(days=30, now=past)[0]
+    current = generate_serving_certificate()[0]
+    merged = merged_ca_bundle(expired, current)
+    assert split_pem_certificates(merged) == [ca_cert(current)]
+
+
+def test_start_webhook_self_generated(kube: KubeApiEmulator, api_client: client.ApiClient, caches: Caches) -> None:
+    kube.create(webhook_configuration())
+    put_binding(caches, binding("web"))
+    webhook = start_webhook(caches=caches, address="127.0.0.1:0", cert_dir=None,
+                            admission_api=client.AdmissionregistrationV1Api(api_client), leader_patch=True,
+                            ip_addresses=["127.0.0.1"])
+    try:
+        # The API server's view: trust exactly what the configuration's caBundle says.
+        config = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
+        assert config is not None
+        bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"])
+        status, body = post(webhook.port, bundle, json.dumps(review()).encode())
+        assert status == 200 and "patch" in json.loads(body)["response"]
+    finally:
+        webhook.stop()
+
+
+def test_start_webhook_cert_dir_does_not_patch(kube: KubeApiEmulator, api_client: client.ApiClient, caches: Caches,
+                                               pki: Any, tmp_path: Path) -> None:
+    kube.create(webhook_configuration())
+    write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
+    kube.clear_requests()
+    webhook = start_webhook(caches=caches, address="127.0.0.1:0", cert_dir=str(tmp_path),
+                            admission_api=client.AdmissionregistrationV1Api(api_client), leader_patch=True)
+    try:
+        assert post(webhook.port, pki[0], b"[]")[0] == 400
+        assert kube.requests == []  # cainjector owns the caBundle
+    finally:
+        webhook.stop()
+
+
+def test_rotation_adds_new_ca_before_swapping(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(webhook_configuration())
+    upkeep = SelfSignedCertificate.create(admission_api=client.AdmissionregistrationV1Api(api_client), days=30)
+    old_ca = upkeep.ca_pem
+    assert upkeep.tick()
+    assert upkeep.ca_pem == old_ca  # young: nothing rotated
+    assert upkeep.tick(now=datetime.now(UTC) + timedelta(days=25))
+    assert upkeep.ca_pem != old_ca
+    assert bundle_of(kube) == [ca_cert(old_ca), ca_cert(upkeep.ca_pem)]
+    leaf = x509.load_pem_x509_certificate((upkeep.directory / "tls.crt").read_bytes())
+    assert leaf.issuer == ca_cert(upkeep.ca_pem).subject
