@@ -1,12 +1,16 @@
-"""Benchmark: the vectorized engine against the per-request SimPy reference model.
+"""Benchmark 4 — simulator: the vectorized engine against the per-request SimPy reference model.
 
-Runs the same scenario for the same number of runs through both, takes the median wall time of
-a few repetitions, and prints a markdown table: engine seconds, reference seconds, speed ratio,
-mean failed requests from each (with the reference's standard error) and whether they agree
-within 4 standard errors.  Also times the default scenario's whole sweep (what ``make simulate``
-does).  Figures are reported, not asserted.
+Method.  For each scenario, both models run the same scenario for the same number of runs: the
+engine (``negsync.sim.engine.simulate``) takes the median wall time of a few repetitions, the
+reference (``tests/sim/reference.py``, one SimPy process per request) the median of
+``ref_reps`` (default 1: it is slow).  The speed ratio is computed from the two medians.  Agreement
+compares the reference's mean failed requests (with its standard error) against the engine's mean
+over 20,000 runs (its own noise removed): they agree when within 4 standard errors (+0.5 request).
+Also times the default scenario's whole sweep (what ``make simulate`` does).  Runs in-process:
+nothing here depends on RSS.
 
-    python benchmarks/simulator.py [--runs 3] [--reps 3] [--ref-reps 1]
+    python -m benchmarks --only simulator          (part of the suite)
+    python benchmarks/simulator.py [--runs 3] [--reps 5] [--ref-reps 1]   (the table alone)
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks import Row  # noqa: E402
 from negsync.sim.engine import simulate  # noqa: E402
 from negsync.sim.scenario import CAUSES, Scenario, load_path, load_study  # noqa: E402
 from negsync.sim.sweep import run_study  # noqa: E402
@@ -39,23 +45,49 @@ def _median_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return statistics.median(times), value
 
 
-def _row(name: str, s: Scenario, runs: int, reps: int, ref_reps: int) -> str:
+def compare(s: Scenario, runs: int, reps: int, ref_reps: int, precise_runs: int = 20_000) -> dict[str, Any]:
     engine_s, _ = _median_time(lambda: simulate(s, runs=runs), reps)
     ref_s, ref = _median_time(lambda: run_reference(s, runs=runs, seed=s.seed + 1), ref_reps)
     stats = mean_by_cause(ref)
     ref_mean = sum(m for m, _ in stats.values())
     ref_se = math.sqrt(sum(se**2 for _, se in stats.values()))
-    # agreement is judged against the engine's mean over many runs (its own noise removed)
-    precise = simulate(s, runs=20_000)
+    precise = simulate(s, runs=precise_runs)
     eng_mean = float(sum(precise.expected[c].mean() for c in CAUSES))
-    agree = "yes" if abs(ref_mean - eng_mean) <= 4 * ref_se + 0.5 else "NO"
-    return (f"| {name} | {runs} | {engine_s:.4f} | {ref_s:.2f} | {ref_s / engine_s:,.0f}x | "
-            f"{eng_mean:.1f} | {ref_mean:.1f} ± {ref_se:.1f} | {agree} |")
+    return {"engine_s": engine_s, "ref_s": ref_s, "ratio": ref_s / engine_s, "eng_mean": eng_mean,
+            "ref_mean": ref_mean, "ref_se": ref_se, "agree": abs(ref_mean - eng_mean) <= 4 * ref_se + 0.5}
+
+
+def scenarios(*, quick: bool) -> list[tuple[str, Scenario, int]]:
+    """(name, scenario, runs): the default study's base point and the three small test scenarios."""
+    small_runs = 20 if quick else 200
+    out: list[tuple[str, Scenario, int]] = []
+    if not quick:
+        out.append(("default (rolling-update, gcp-neg, preStop 15 s)", load_path(None).base, 3))
+    for kind in ("rolling-update", "scale-down", "node-drain"):
+        out.append((f"small {kind} (tests)", load_study({**BASE, "scenario": kind}).base, small_runs))
+    return out
+
+
+def run(*, quick: bool = False, repeat: int = 3, ref_reps: int = 1) -> list[Row]:
+    rows: list[Row] = []
+    for name, scenario, runs in scenarios(quick=quick):
+        c = compare(scenario, runs, max(repeat, 3), ref_reps, precise_runs=2_000 if quick else 20_000)
+        rows.append(Row(f"{name}, {runs} runs each: speed ratio (engine {c['engine_s']:.4f} s, reference {c['ref_s']:.2f} s)",
+                        f"{c['ratio']:,.0f}x"))
+        rows.append(Row(f"{name}: mean failed requests, engine vs reference ± se",
+                        f"{c['eng_mean']:.1f} vs {c['ref_mean']:.1f} ± {c['ref_se']:.1f}",
+                        "agree within 4 se", bool(c["agree"])))
+    if not quick:
+        default = load_path(None)
+        sweep_s, _ = _median_time(lambda: run_study(default), repeat)
+        rows.append(Row(f"default scenario, whole sweep ({len(default.points)} points x {default.base.runs} runs), engine",
+                        f"{sweep_s:.2f} s"))
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per model (equal for both)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per model for the default scenario (equal for both)")
     parser.add_argument("--small-runs", type=int, default=200, help="runs for the small scenarios")
     parser.add_argument("--reps", type=int, default=5, help="engine repetitions (median)")
     parser.add_argument("--ref-reps", type=int, default=1, help="reference repetitions (median)")
@@ -65,11 +97,13 @@ def main() -> int:
     print("| scenario | runs | engine s | reference s | ratio | mean failed (engine, 20k runs) "
           "| mean failed (reference ± se) | agree (4 se) |")
     print("|---|---|---|---|---|---|---|---|")
-    print(_row("default (rolling-update, gcp-neg, preStop 15 s)", default.base, args.runs, args.reps,
-               args.ref_reps))
-    for kind in ("rolling-update", "scale-down", "node-drain"):
-        small = load_study({**BASE, "scenario": kind}).base
-        print(_row(f"small {kind} (tests)", small, args.small_runs, args.reps, args.ref_reps))
+    cases = [("default (rolling-update, gcp-neg, preStop 15 s)", default.base, args.runs)]
+    cases += [(f"small {k} (tests)", load_study({**BASE, "scenario": k}).base, args.small_runs)
+              for k in ("rolling-update", "scale-down", "node-drain")]
+    for name, scenario, runs in cases:
+        c = compare(scenario, runs, args.reps, args.ref_reps)
+        print(f"| {name} | {runs} | {c['engine_s']:.4f} | {c['ref_s']:.2f} | {c['ratio']:,.0f}x | {c['eng_mean']:.1f} | "
+              f"{c['ref_mean']:.1f} ± {c['ref_se']:.1f} | {'yes' if c['agree'] else 'NO'} |")
     sweep_s, _ = _median_time(lambda: run_study(default), 3)
     print()
     print(f"default scenario, whole sweep ({len(default.points)} points x {default.base.runs} runs): "

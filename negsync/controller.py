@@ -227,6 +227,8 @@ class Controller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_results: dict[BindingKey, ReconcileResult] = {}
+        self._computing: dict[BindingKey, DesiredBinding | None] = {}
+        self._skipped: dict[BindingKey, int] = {}
         handlers = Handlers(caches=self.caches, enqueue=self._enqueue_from_watch,
                             endpoints_changed=self._endpoints_changed)
 
@@ -324,6 +326,21 @@ class Controller:
         engine.start()
         from negsync.kube.handlers import all_keys
 
+        for key in all_keys(self.caches):
+            engine.enqueue(key)
+        if self.leader is not None:
+            # The previous leader may still have had calls in flight that land after our first
+            # listing: look again once its lease would certainly have run out.
+            timer = threading.Timer(self.settings.lease_duration, self._relook, args=(engine,))
+            timer.daemon = True
+            timer.start()
+
+    def _relook(self, engine: Engine) -> None:
+        from negsync.kube.handlers import all_keys
+
+        if self.engine is not engine:
+            return
+        engine.reconciler.invalidate()
         for key in all_keys(self.caches):
             engine.enqueue(key)
 
@@ -444,6 +461,12 @@ class Controller:
 
     def _desired(self, key: BindingKey) -> DesiredBinding | None:
         """The reconciler's source: everything recomputed from the caches (level-based)."""
+        with self._lock:
+            if key in self._computing:
+                return self._computing[key]  # computed once at the start of this reconcile
+        return self._compute_desired(key)
+
+    def _compute_desired(self, key: BindingKey) -> DesiredBinding | None:
         record = self.caches.bindings.get((key.namespace, key.name))
         if record is None:
             return None
@@ -481,13 +504,10 @@ class Controller:
             result = self._reconcile(key)
         if result.synced:
             self.telemetry.take_change(key)  # the change needed no call: nothing to time
-        degraded = len(result.rejected) + self._skipped_count(key)
-        self.telemetry.record_result(result, self.clock.now() - started, degraded)
+        with self._lock:
+            skipped = self._skipped.get(key, 0)
+        self.telemetry.record_result(result, self.clock.now() - started, len(result.rejected) + skipped)
         return result
-
-    def _skipped_count(self, key: BindingKey) -> int:
-        desired = self._desired(key) if self.caches.bindings.get((key.namespace, key.name)) else None
-        return len(desired.skipped) if desired else 0
 
     def _reconcile(self, key: BindingKey) -> ReconcileResult:
         from negsync.kube.caches import FINALIZER
@@ -495,8 +515,11 @@ class Controller:
         from negsync.kube.status import Problem, binding_status
 
         engine = self.engine
-        if engine is None or (self.leader is not None and not self.leader.is_leader):
-            return ReconcileResult(key=key)  # not leading: standby never writes
+        if engine is None:
+            return ReconcileResult(key=key)
+        if self.leader is not None and not self.leader.is_leader:
+            # Not sure we still lead (renewal late, or the clock jumped): write nothing, but keep the key.
+            return ReconcileResult(key=key, requeue_after=self.settings.retry_period)
         record = self.caches.bindings.get((key.namespace, key.name))
         if record is None:
             return engine.reconciler.reconcile(key)
@@ -524,10 +547,18 @@ class Controller:
             return ReconcileResult(key=key, errors=(message,))
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
-        result = engine.reconciler.reconcile(key)
-        desired = self._desired(key)
+        desired = self._compute_desired(key)
+        with self._lock:
+            self._computing[key] = desired  # one worker per key: safe to hand to the reconciler's source
+        try:
+            result = engine.reconciler.reconcile(key)
+        finally:
+            with self._lock:
+                self._computing.pop(key, None)
         timeouts = self._update_gates(key, spec, desired, result) if spec is not None and spec.readiness_gate else 0
         self._report(ref, service, result, desired)
+        with self._lock:
+            self._skipped[key] = len(desired.skipped) if desired else 0
         links = sorted({self._link(t.ref) for t in result.targets})
         self._write_status(record, binding_status(
             generation=record.generation, previous=record.status, result=result,

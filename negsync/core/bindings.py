@@ -158,6 +158,9 @@ def _aws(raw: Mapping[str, Any]) -> AwsTargetGroupTarget:
 
 
 def _memory(raw: Mapping[str, Any]) -> MemoryTarget:
+    unknown = set(raw) - {"name"}
+    if unknown:
+        raise ConfigError(f"spec.target.memory.{sorted(unknown)[0]}", "unknown field")
     return MemoryTarget(name=_string(raw, "name", "spec.target.memory"))
 
 

@@ -47,7 +47,7 @@ def work_once(
     else:
         queue.forget(key)
     if result.requeue_after is not None and not result.finalized:
-        queue.add_after(key, result.requeue_after)
+        queue.add_after(key, result.requeue_after, priority=result.urgent)
     return True
 
 

@@ -73,6 +73,7 @@ class ReconcileResult:
     errors: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     requeue_after: float | None = None
+    urgent: bool = False  # a detach is waiting (min interval or back-off): re-queue in the priority lane
     finalized: bool = False
     retained: tuple[TargetRef, ...] = ()  # targets left in place on deletion (still in use)
 
@@ -221,10 +222,11 @@ class Reconciler:
         health: dict[TargetEndpoint, Health] = {}
         rejected: dict[TargetEndpoint, str] = {}
         requeue: list[float] = [self._resync]
+        urgent: list[bool] = []
         now = self._clock.now()
         for ref in sorted(refs):
             want = groups.get(ref, set())
-            status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts)
+            status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts, urgent)
             statuses.append(status)
         gates_pending = spec.readiness_gate and any(not h.lets_gate_pass for h in health.values())
         if gates_pending:
@@ -241,6 +243,7 @@ class Reconciler:
             errors=tuple(errors),
             conflicts=tuple(conflicts),
             requeue_after=min(requeue),
+            urgent=bool(urgent),
             finalized=finalized,
             retained=retained,
         )
@@ -276,6 +279,7 @@ class Reconciler:
         requeue: list[float],
         errors: list[str],
         conflicts: list[str],
+        urgent: list[bool],
     ) -> TargetStatus:
         with self._lock:
             state = self._targets.setdefault((key, ref), _Target())
@@ -310,9 +314,14 @@ class Reconciler:
             in_flight = state.attaching | state.detaching
             plan = diff(want, present, in_flight, owned=owned)
             if plan and not self._closed:
+                # A clock that stepped backwards must not park the target for the size of the step.
+                state.last_call = min(state.last_call, now)
+                state.not_before = min(state.not_before, now + self._retry_max)
                 wait = max(state.not_before, state.last_call + self._min_interval) - now
                 if wait > 0:
                     requeue.append(wait)
+                    if plan.detach:
+                        urgent.append(True)
                 elif state.busy:
                     # Coalesce: only a detach may overtake a call in flight; attaches wait for it.
                     if plan.detach and not state.detaching:

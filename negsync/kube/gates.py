@@ -108,6 +108,9 @@ class GateWriter:
             self._core.patch_namespaced_pod_status(
                 pod.name, pod.namespace, body, _request_timeout=self._timeout,
                 _content_type="application/strategic-merge-patch+json",
+                # The response is not needed, and decoding it into the client's model can fail on
+                # pods the model does not fully describe: the write itself succeeded.
+                _preload_content=False,
             )
         except ApiException as exc:
             if exc.status in (404, 409, 422):

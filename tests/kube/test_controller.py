@@ -170,7 +170,8 @@ def test_gate_times_out_when_the_lb_never_reports_healthy(kube: KubeApiEmulator,
         assert first["status"] == "False"
         done = wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True" and c, what="gate timeout")
         assert done["reason"] == "Timeout"
-        assert any(e["reason"] == "GateTimeout" for e in kube.list_objects("v1", "Event", "shop"))
+        wait_for(lambda: any(e["reason"] == "GateTimeout" for e in kube.list_objects("v1", "Event", "shop")),
+                 what="GateTimeout Event")
     finally:
         ctl.stop(timeout=5)
 
