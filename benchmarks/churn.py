@@ -11,7 +11,7 @@ event per line, as the API server sends them) into a temporary file:
 A fresh child interpreter (see :mod:`benchmarks`) seeds Services and TargetBindings straight into
 the caches, starts the :class:`~benchmarks.pipeline.Pipeline` (real decode path, caches, handlers,
 work queue, 4 workers, reconciler, 8 call threads, ``MemoryProvider`` with zero latency,
-min interval 0) and reads the file line by line through ``Watcher._handle`` as fast as it can.
+min interval 0) and reads the file line by line through ``Watcher.handle_event`` as fast as it can.
 The replay pauses once, after the load events, until every target holds its 50 members: that is
 where RSS is read (``VmRSS`` after − before, divided by S × E).  Then the churn events, then
 again until converged.  Figures:

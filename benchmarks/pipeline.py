@@ -2,15 +2,14 @@
 
 :class:`Pipeline` wires the same pieces :class:`negsync.controller.Controller` wires, minus the API
 client: a :class:`~negsync.kube.watching.Watcher` for EndpointSlices whose per-event path
-(``Watcher._handle``: decode → ``Store.put`` → change filter → handler) is called once per JSON
+(``Watcher.handle_event``: decode → ``Store.put`` → change filter → handler) is called once per JSON
 line, the :class:`~negsync.kube.caches.Caches`, the real :class:`~negsync.kube.handlers.Handlers`,
 an :class:`~negsync.core.engine.Engine` (work queue + workers) and a
 :class:`~negsync.core.reconciling.Reconciler` whose ``source`` is the controller's own
-``Controller._desired`` (bound to a shim holding the caches and the provider, so the desired
-endpoints are computed by exactly the controller's code).  Two private members are used on
-purpose: ``Watcher._handle`` (the real per-event path, with no socket around it) and
-``Controller._desired``/``_problem``/``_endpoints``; a public seam for both is proposed in
-docs/performance.md.  Status writes, readiness gates and Events (HTTP) are not part of it.
+``negsync.kube.desired.DesiredState`` (the controller's own computation, so the desired
+endpoints are computed by exactly the controller's code), fed through ``Watcher.handle_event``
+(the real per-event path, with no socket around it).  Status writes, readiness gates and Events
+(HTTP) are not part of it.
 
 Object shapes follow what the EndpointSlice controller writes: one slice per Service (E ≤ a few
 hundred in the benchmarks), ``nodeName``, ``zone`` and a Pod ``targetRef`` on every endpoint.
@@ -27,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from negsync.controller import Controller
 from negsync.core.engine import Engine
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 from negsync.core.reconciling import Reconciler
 from negsync.kube.caches import FINALIZER, Caches, decode_binding, decode_service, decode_slice, record_key
+from negsync.kube.desired import DesiredState
 from negsync.kube.handlers import Handlers
 from negsync.kube.watching import ResourceKind, Watcher
 from negsync.providers.memory import MemoryProvider
@@ -112,18 +111,13 @@ def target_ref(namespace: str, name: str) -> TargetRef:
 
 
 class _DesiredSource:
-    """``Controller._desired`` bound to the caches and provider, without a Kubernetes client."""
-
-    _desired = Controller._desired
-    _problem = Controller._problem
-    _endpoints = Controller._endpoints
+    """The controller's own desired-state computation over the benchmark's caches."""
 
     def __init__(self, caches: Caches, provider: MemoryProvider) -> None:
-        self.caches = caches
-        self.provider = provider
+        self._state = DesiredState(caches=caches, provider_name=provider.name)
 
     def __call__(self, key: BindingKey) -> Any:
-        return self._desired(key)
+        return self._state.compute(key)
 
 
 def _no_list(**_: Any) -> Any:
@@ -164,7 +158,7 @@ class Pipeline:
 
     def feed(self, line: str | bytes) -> None:
         """One watch-stream line through the real per-event path (json → decode → store → handler)."""
-        self.watcher._handle(json.loads(line))
+        self.watcher.handle_event(json.loads(line))
 
     def idle(self) -> bool:
         return self.engine.queue.drained(timeout=0.0) and self.engine.reconciler.in_flight() == 0

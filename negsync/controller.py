@@ -31,7 +31,6 @@ from typing import Any
 
 from negsync.core.bindings import BindingSpec, parse_binding_spec
 from negsync.core.clock import Clock, RealClock
-from negsync.core.endpoints import DesiredEndpoints, desired_endpoints
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Health
@@ -219,6 +218,9 @@ class Controller:
         discovery = client.DiscoveryV1Api(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.caches = Caches()
+        from negsync.kube.desired import DesiredState
+
+        self.desired_state = DesiredState(caches=self.caches, provider_name=provider.name)
         self.events = EventRecorder(core_api=self.core, host=settings.identity)
         self.gates = GateWriter(core_api=self.core)
         self.ownership = ownership or ConfigMapOwnershipStore(core_api=self.core, namespace=settings.lease_namespace)
@@ -438,63 +440,17 @@ class Controller:
 
     # -- one reconcile -------------------------------------------------------------------------
     def _problem(self, key: BindingKey) -> tuple[BindingSpec | None, Any, str, str]:
-        """(spec, service, reason, message); reason empty when the binding can be reconciled."""
-        record = self.caches.bindings.get((key.namespace, key.name))
-        assert record is not None
-        try:
-            spec = parse_binding_spec(record.spec)
-        except ConfigError as exc:
-            return None, None, "InvalidSpec", str(exc)
-        if spec.target.kind != self.provider.name:
-            return spec, None, "ProviderMismatch", (
-                f"spec.target is for {spec.target.kind!r} but this controller runs --provider={self.provider.name}")
-        service = self.caches.services.get((key.namespace, spec.service_name))
-        if service is None:
-            return spec, None, "ServiceNotFound", f"Service {key.namespace}/{spec.service_name} does not exist"
-        if not service.has_selector:
-            return spec, service, "ServiceWithoutSelector", (
-                f"Service {spec.service_name} has no selector: its endpoints are not pods negsync can gate")
-        if service.port_named(spec.service_port) is None:
-            return spec, service, "PortNotFound", (
-                f"Service {spec.service_name} has no port {spec.service_port!r} (spec.serviceRef.port)")
-        return spec, service, "", ""
+        return self.desired_state.problem(key)
 
     def _desired(self, key: BindingKey) -> DesiredBinding | None:
         """The reconciler's source: everything recomputed from the caches (level-based)."""
         with self._lock:
             if key in self._computing:
                 return self._computing[key]  # computed once at the start of this reconcile
-        return self._compute_desired(key)
+        return self.desired_state.compute(key)
 
     def _compute_desired(self, key: BindingKey) -> DesiredBinding | None:
-        record = self.caches.bindings.get((key.namespace, key.name))
-        if record is None:
-            return None
-        spec, service, reason, _ = self._problem(key)
-        if spec is None or (reason and not record.deleting):
-            return None
-        if record.deleting:
-            return DesiredBinding(key=key, spec=spec, deleting=True)
-        assert service is not None
-        port = service.port_named(spec.service_port)
-        assert port is not None
-        computed = self._endpoints(key, spec, port.name)
-        return DesiredBinding(key=key, spec=spec, endpoints=computed.endpoints, terminating=computed.terminating,
-                              skipped=computed.skipped)
-
-    def _endpoints(self, key: BindingKey, spec: BindingSpec, port_name: str) -> DesiredEndpoints:
-        slices = self.caches.slices.by_index("service", (key.namespace, spec.service_name))
-        gate = f"target-health.negsync.io/{key.name}"
-        gated = {(p.namespace, p.name) for p in self.caches.pods.by_index("binding", (key.namespace, key.name))
-                 if gate in p.gates} if spec.readiness_gate else set()
-        return desired_endpoints(
-            slices=slices,
-            port_name=port_name,
-            ip_family=spec.ip_family,
-            gated_pods=gated,
-            node_zones=_NodeZones(self.caches),
-            require_zone=self.provider.name == "gcp",
-        )
+        return self.desired_state.compute(key)
 
     def reconcile(self, key: BindingKey) -> ReconcileResult:
         started = self.clock.now()
@@ -664,25 +620,6 @@ class Controller:
             if exc.status != 404:
                 log.warning("status not written", extra={"binding": f"{record.namespace}/{record.name}",
                                                          "status": exc.status})
-
-
-class _NodeZones(Mapping[str, str]):
-    """Node name → zone, read through the node cache without copying it per reconcile."""
-
-    def __init__(self, caches: Any) -> None:
-        self._nodes = caches.nodes
-
-    def __getitem__(self, name: str) -> str:
-        node = self._nodes.get(("", name))
-        if node is None or not node.zone:
-            raise KeyError(name)
-        return str(node.zone)
-
-    def __iter__(self) -> Any:
-        return iter(n.name for n in self._nodes.values())
-
-    def __len__(self) -> int:
-        return len(self._nodes)
 
 
 def _wall_now() -> float:

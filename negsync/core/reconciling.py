@@ -201,6 +201,7 @@ class Reconciler:
         self._closed = False
         # Attach completion per member, until its first healthy report (attach → healthy latency).
         self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
+        self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
     # -- the level-based entry point ----------------------------------------------------------
     def reconcile(self, key: BindingKey) -> ReconcileResult:
@@ -288,6 +289,7 @@ class Reconciler:
                 del state.rejected[member]
             rejected.update(state.rejected)
             want = want - set(state.rejected)
+            seen = self._writes.get(ref, 0)
         members: dict[TargetEndpoint, Health] = {}
         try:
             if not state.ensured:
@@ -313,7 +315,10 @@ class Reconciler:
         with self._lock:
             in_flight = state.attaching | state.detaching
             plan = diff(want, present, in_flight, owned=owned)
-            if plan and not self._closed:
+            # A transaction finished after we listed: our list predates it, so the plan could repeat
+            # it.  Send nothing; that transaction re-queued the key and the next pass lists afresh.
+            stale = self._writes.get(ref, 0) != seen
+            if plan and not self._closed and not stale:
                 # A clock that stepped backwards must not park the target for the size of the step.
                 state.last_call = min(state.last_call, now)
                 state.not_before = min(state.not_before, now + self._retry_max)
@@ -348,10 +353,14 @@ class Reconciler:
             )
             if not stale_health:
                 return members
+        with self._lock:
+            version = self._writes.get(ref, 0)
         members = self._provider.list_endpoints(ref)
         healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
-            self._actual[ref] = (now, members)
+            # A write that finished while we listed makes this list stale: use it once, never cache it.
+            if self._writes.get(ref, 0) == version:
+                self._actual[ref] = (now, members)
             for member, health in members.items():
                 if health is Health.HEALTHY:
                     attached_at = self._attached_at.pop((ref, member), None)
@@ -413,6 +422,7 @@ class Reconciler:
             with self._lock:
                 state.attaching -= plan.attach
                 state.detaching -= plan.detach
+                self._writes[ref] = self._writes.get(ref, 0) + 1
                 self._actual.pop(ref, None)
                 closed = self._closed
             if not closed:

@@ -187,6 +187,10 @@ class Watcher(Generic[R]):
             log.warning("undecodable object skipped", extra={"kind": self.kind.name}, exc_info=True)
             return None
 
+    def handle_event(self, event: Mapping[str, Any]) -> None:
+        """Apply one decoded watch event (the per-event path; benchmarks replay streams through it)."""
+        self._handle(event)
+
     def _handle(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
         obj = event.get("object") or {}
