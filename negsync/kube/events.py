@@ -1,7 +1,9 @@
 """Kubernetes Events on TargetBindings and Services, de-duplicated.
 
 A controller that re-queues a failing binding every few seconds must not write an Event every
-few seconds: the same (object, reason, message) is recorded once per ``dedupe_seconds``.  Event
+few seconds: the same (object, reason, message) is created once per ``dedupe_seconds``; repeats
+within that window bump the existing Event's ``count`` and ``lastTimestamp`` (a PATCH, at most
+once per ``bump_seconds``), as kubectl's event aggregation expects.  Event
 writes are best effort — a failure to record an Event is logged and never fails a reconcile.
 Messages are written verbatim, so callers must never put a credential in one (the telemetry
 tests grep a whole run's output for planted fake credentials).
@@ -33,13 +35,15 @@ class ObjectRef(NamedTuple):
 
 class EventRecorder:
     def __init__(self, *, core_api: Any, dedupe_seconds: float = 600.0, request_timeout: float = 10.0,
-                 host: str = "") -> None:
+                 host: str = "", bump_seconds: float = 60.0) -> None:
         self._core = core_api
         self._timeout = request_timeout
         self._host = host
-        self._seen: cachetools.TTLCache[tuple[ObjectRef, str, str], float] = cachetools.TTLCache(
+        # key -> [event name, count, last bump]
+        self._seen: cachetools.TTLCache[tuple[ObjectRef, str, str], list[Any]] = cachetools.TTLCache(
             maxsize=100_000, ttl=dedupe_seconds, timer=time.monotonic
         )
+        self._bump_seconds = bump_seconds
         self._lock = threading.Lock()
         self.recorded: list[tuple[ObjectRef, str, str, str]] = []  # (ref, type, reason, message), for tests
 
@@ -51,16 +55,26 @@ class EventRecorder:
 
     def record(self, ref: ObjectRef, event_type: str, reason: str, message: str) -> None:
         key = (ref, reason, message)
-        with self._lock:
-            if key in self._seen:
-                return
-            self._seen[key] = time.monotonic()
-            self.recorded.append((ref, event_type, reason, message))
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None:
+                seen[1] += 1
+                if time.monotonic() - seen[2] < self._bump_seconds:
+                    return
+                seen[2] = time.monotonic()
+                name, count = seen[0], seen[1]
+            else:
+                name, count = f"{ref.name}.{uuid.uuid4().hex[:16]}", 0
+                self._seen[key] = [name, 1, time.monotonic()]
+                self.recorded.append((ref, event_type, reason, message))
+        if count:
+            self._bump(ref.namespace, name, count, now)
+            return
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{uuid.uuid4().hex[:16]}", "namespace": ref.namespace},
+            "metadata": {"name": name, "namespace": ref.namespace},
             "involvedObject": {
                 "apiVersion": ref.api_version,
                 "kind": ref.kind,
@@ -82,3 +96,10 @@ class EventRecorder:
             self._core.create_namespaced_event(ref.namespace, body, _request_timeout=self._timeout)
         except Exception as exc:
             log.warning("event not recorded", extra={"reason": reason, "error": type(exc).__name__})
+
+    def _bump(self, namespace: str, name: str, count: int, now: str) -> None:
+        try:
+            self._core.patch_namespaced_event(name, namespace, {"count": count, "lastTimestamp": now},
+                                              _request_timeout=self._timeout, _preload_content=False)
+        except Exception as exc:
+            log.debug("event count not bumped", extra={"event": name, "error": type(exc).__name__})

@@ -52,6 +52,7 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], tuple[frozenset[str], frozenset[st
     ("negsync.io", "targetbindings"): (frozenset({"get", "list", "watch", "patch"}), None),
     ("negsync.io", "targetbindings/status"): (frozenset({"patch"}), None),
     ("", "events"): (frozenset({"create", "patch"}), None),
+    ("", "namespaces"): (frozenset({"get"}), frozenset({"kube-system"})),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): (frozenset({"get", "patch"}), frozenset({"negsync"})),
 }
 EXPECTED_NAMESPACED_RULES: dict[tuple[str, str], tuple[frozenset[str], frozenset[str] | None]] = {
