@@ -130,6 +130,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument("--aws-max-attempts", type=_positive_int, default=10, help="botocore retry attempts")
     cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard",
                        help="botocore retry mode")
+    cloud.add_argument("--aws-rate-limits", default="",
+                       help="client-side token buckets per ELBv2 operation, e.g. 'RegisterTargets=4:20,Describe*=50:200' "
+                            "(rate per second:burst; default: the AWS LB Controller's)")
     cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
     cloud.add_argument("--gcp-rate-limit", type=float, default=10.0, help="NEG API calls per second per project")
     cloud.add_argument("--memory-attach-delay", type=_duration, default=0.0,
@@ -210,8 +213,9 @@ class Controller:
         from negsync.draining import DrainTracker
 
         self.drain_tracker = DrainTracker(clock=self.clock)
+        self.detach_timings = DetachTimings(clock=self.clock)
         listeners = [o for o in (observer, getattr(telemetry, "observer", None)) if o is not None]
-        self._observer = Observers(*listeners, self.drain_tracker)
+        self._observer = Observers(*listeners, self.drain_tracker, self.detach_timings)
         self.telemetry = telemetry
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -384,6 +388,7 @@ class Controller:
             engine.enqueue(key, 0.0, priority)
 
     def _endpoints_changed(self, key: BindingKey) -> None:
+        self.detach_timings.changed(key)
         if self.telemetry is not None:
             self.telemetry.note_change(key, self.clock.now())
 
@@ -516,9 +521,13 @@ class Controller:
         with self._lock:
             self._skipped[key] = len(desired.skipped) if desired else 0
         links = sorted({self._link(t.ref) for t in result.targets})
-        self._write_status(record, binding_status(
+        status = binding_status(
             generation=record.generation, previous=record.status, result=result,
-            skipped=desired.skipped if desired else (), target_links=links, gate_timeouts=timeouts))
+            skipped=desired.skipped if desired else (), target_links=links, gate_timeouts=timeouts)
+        last_detach = self.detach_timings.last(key)
+        if last_detach is not None:
+            status["lastDetach"] = last_detach
+        self._write_status(record, status)
         with self._lock:
             self.last_results[key] = result
         return result
@@ -622,6 +631,56 @@ class Controller:
                                                          "status": exc.status})
 
 
+class DetachTimings:
+    """Per binding: how long its last detach took from the slice change to the call, and the call.
+
+    An observer of the reconciler; the figures land in ``status.lastDetach`` so ``kubectl get -o yaml``
+    shows them without a metrics stack (the histograms carry the same figures per provider).
+    """
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed: dict[BindingKey, float] = {}
+        self._issued: dict[Any, tuple[BindingKey, float, float | None]] = {}  # ref -> (key, issued, reaction)
+        self._last: dict[BindingKey, dict[str, Any]] = {}
+
+    def changed(self, key: BindingKey) -> None:
+        with self._lock:
+            self._changed.setdefault(key, self._clock.now())
+
+    def call_finished(self, *, ref: Any, operation: str, size: int, seconds: float, outcome: str) -> None:
+        return None
+
+    def became_healthy(self, *, ref: Any, endpoint: Any, seconds: float) -> None:
+        return None
+
+    def submitted(self, *, key: BindingKey, ref: Any, detach: int, attach: int, at: float) -> None:
+        with self._lock:
+            changed = self._changed.pop(key, None)
+            if detach:
+                self._issued[ref] = (key, at, None if changed is None else max(0.0, at - changed))
+
+    def detached(self, *, ref: Any, endpoints: Any, issued_at: float, done_at: float) -> None:
+        import datetime as dt
+
+        with self._lock:
+            entry = self._issued.pop(ref, None)
+            if entry is None or not endpoints:
+                return
+            key, _, reaction = entry
+            record: dict[str, Any] = {"callSeconds": round(max(0.0, done_at - issued_at), 3),
+                                      "completedAt": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            if reaction is not None:
+                record["changeToCallSeconds"] = round(reaction, 3)
+            self._last[key] = record
+
+    def last(self, key: BindingKey) -> dict[str, Any] | None:
+        with self._lock:
+            value = self._last.get(key)
+            return dict(value) if value else None
+
+
 def _wall_now() -> float:
     import time
 
@@ -669,8 +728,11 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -
     if args.provider == "aws":
         from negsync.providers.aws import AwsProvider
 
+        from negsync.providers.ratelimit import parse_rate_limits
+
+        limits = parse_rate_limits(args.aws_rate_limits, field="--aws-rate-limits") if args.aws_rate_limits else None
         return AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
-                           retry_mode=args.aws_retry_mode, clock=clock)
+                           retry_mode=args.aws_retry_mode, rate_limits=limits, clock=clock)
     from negsync.providers.gcp import GcpProvider
 
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),

@@ -107,6 +107,10 @@ def test_terminating_endpoints_are_detached(kube: KubeApiEmulator, controller: C
     kube.update({**endpoint_slice("web-abc", ips, terminating=("10.1.0.2",)),
                  "metadata": {**endpoint_slice("web-abc", ips)["metadata"]}})
     wait_for(lambda: provider.members(REF) == members("10.1.0.1"), what="terminating endpoint detached")
+    # Per binding: slice change -> detach call issued, and the call itself, on the status.
+    last = wait_for(lambda: ((kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") or {})
+                             .get("status") or {}).get("lastDetach"), what="status.lastDetach")
+    assert 0 <= last["changeToCallSeconds"] < 5 and last["callSeconds"] >= 0 and last["completedAt"]
 
 
 def test_deleting_the_binding_cleans_up_and_releases_the_finalizer(kube: KubeApiEmulator, controller: Controller,
