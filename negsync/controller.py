@@ -727,7 +727,6 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -
                               health_checking=not args.memory_no_health_check)
     if args.provider == "aws":
         from negsync.providers.aws import AwsProvider
-
         from negsync.providers.ratelimit import parse_rate_limits
 
         limits = parse_rate_limits(args.aws_rate_limits, field="--aws-rate-limits") if args.aws_rate_limits else None
