@@ -39,7 +39,7 @@ class Call(NamedTuple):
     finished: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     attached_at: float
     routed_at: float  # first new request routed (attach propagated)
@@ -83,6 +83,7 @@ class MemoryProvider:
         self._zonal = zonal
         self._lock = threading.RLock()
         self._pools: dict[TargetRef, _Pool] = {}
+        self._by_name: dict[str, set[TargetRef]] = {}  # so a lookup by pool name is not a scan of every pool
         self._running = threading.Event()
         self._running.set()
         self._failures: list[tuple[str, ProviderError]] = []
@@ -116,11 +117,11 @@ class MemoryProvider:
     def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
         name = self._pool_name(binding, spec)
         with self._lock:
-            return [ref for ref, pool in self._pools.items() if ref.name == name and pool.owner in (binding, None)]
+            return sorted(ref for ref in self._by_name.get(name, ()) if self._pools[ref].owner in (binding, None))
 
     def ensure_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> None:
         with self._lock:
-            pool = self._pools.setdefault(ref, _Pool(owner=None if spec.shared else binding))
+            pool = self._pool(ref, owner=None if spec.shared else binding)
             if not spec.shared and pool.owner not in (binding, None):
                 raise OwnershipConflict(f"{ref} is owned by binding {pool.owner}")
 
@@ -173,6 +174,7 @@ class MemoryProvider:
             if any(m.detached_at == _NEVER for m in pool.members.values()):
                 raise ProviderError(f"{ref} still has members")
             del self._pools[ref]
+            self._by_name.get(ref.name, set()).discard(ref)
             return True
 
     # -- the cloud's side, for tests, demos and the end-to-end checks -------------------------
@@ -199,13 +201,13 @@ class MemoryProvider:
         """A target (or members) that somebody else put there, for ownership tests."""
         now = self._clock.now()
         with self._lock:
-            pool = self._pools.setdefault(ref, _Pool(owner=owner))
+            pool = self._pool(ref, owner=owner)
             for member in members:
                 pool.members[member] = _Member(attached_at=now, routed_at=now, healthy_at=now)
 
     def set_in_use(self, ref: TargetRef, in_use: bool = True) -> None:
         with self._lock:
-            self._pools.setdefault(ref, _Pool(owner=None)).in_use = in_use
+            self._pool(ref, owner=None).in_use = in_use
 
     def pause(self) -> None:
         """Hold every attach and detach that starts from now on until :meth:`resume`."""
@@ -245,6 +247,13 @@ class MemoryProvider:
         if bad and operation == "attach":
             raise RejectedError(f"invalid endpoint(s): {', '.join(sorted(map(str, bad)))}")
         return started
+
+    def _pool(self, ref: TargetRef, *, owner: BindingKey | None) -> _Pool:
+        pool = self._pools.get(ref)
+        if pool is None:
+            pool = self._pools[ref] = _Pool(owner=owner)
+            self._by_name.setdefault(ref.name, set()).add(ref)
+        return pool
 
     def _existing(self, ref: TargetRef) -> _Pool:
         pool = self._pools.get(ref)
