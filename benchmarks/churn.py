@@ -11,7 +11,8 @@ event per line, as the API server sends them) into a temporary file:
 A fresh child interpreter (see :mod:`benchmarks`) seeds Services and TargetBindings straight into
 the caches, starts the :class:`~benchmarks.pipeline.Pipeline` (real decode path, caches, handlers,
 work queue, 4 workers, reconciler, 8 call threads, ``MemoryProvider`` with zero latency,
-the controller's default ``--sync-min-interval`` of 0.5 s) and reads the file line by line through ``Watcher.handle_event`` as fast as it can.
+the controller's default ``--sync-min-interval`` of 0.5 s) and reads the file line by line through
+``Watcher.handle_event`` as fast as it can.
 The replay pauses once, after the load events, until every target holds its 50 members: that is
 where RSS is read (``VmRSS`` after − before, divided by S × E).  Then the churn events, then
 again until converged.  Figures:
