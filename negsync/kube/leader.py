@@ -106,20 +106,15 @@ class LeaderElector:
         if holder and holder != self.identity and not expired:
             return False
         transitions = (spec.lease_transitions if spec else 0) or 0
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace,
-                         "resourceVersion": lease.metadata.resource_version},
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                "acquireTime": _micro_time(now) if holder != self.identity else (
-                    _micro_time(_parse(spec.acquire_time) or now) if spec else _micro_time(now)),
-                "renewTime": _micro_time(now),
-                "leaseTransitions": transitions + (1 if holder != self.identity else 0),
-            },
-        }
+        acquired = now if holder != self.identity or not spec else (_parse(spec.acquire_time) or now)
+        body = self._body(
+            resource_version=lease.metadata.resource_version,
+            holder=self.identity,
+            duration=max(1, round(self.lease_duration)),
+            acquire=_micro_time(acquired),
+            renew=_micro_time(now),
+            transitions=transitions + (1 if holder != self.identity else 0),
+        )
         try:
             self._api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self._timeout)
         except ApiException as exc:
@@ -129,19 +124,22 @@ class LeaderElector:
         self.observed_holder = self.identity
         return True
 
-    def _create(self, now: datetime) -> bool:
-        body = {
+    def _body(self, *, resource_version: str | None, holder: str | None, duration: int, acquire: str | None,
+              renew: str, transitions: int) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version  # optimistic concurrency: 409 if someone wrote first
+        return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, round(self.lease_duration)),
-                "acquireTime": _micro_time(now),
-                "renewTime": _micro_time(now),
-                "leaseTransitions": 0,
-            },
+            "metadata": metadata,
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "acquireTime": acquire,
+                     "renewTime": renew, "leaseTransitions": transitions},
         }
+
+    def _create(self, now: datetime) -> bool:
+        body = self._body(resource_version=None, holder=self.identity, duration=max(1, round(self.lease_duration)),
+                          acquire=_micro_time(now), renew=_micro_time(now), transitions=0)
         try:
             self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout)
         except ApiException as exc:
@@ -191,19 +189,9 @@ class LeaderElector:
             lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
             if not lease.spec or lease.spec.holder_identity != self.identity:
                 return
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "resourceVersion": lease.metadata.resource_version},
-                "spec": {
-                    "holderIdentity": None,
-                    "leaseDurationSeconds": 1,
-                    "acquireTime": None,
-                    "renewTime": _micro_time(self._wall()),
-                    "leaseTransitions": lease.spec.lease_transitions or 0,
-                },
-            }
+            body = self._body(resource_version=lease.metadata.resource_version, holder=None, duration=1,
+                              acquire=None, renew=_micro_time(self._wall()),
+                              transitions=lease.spec.lease_transitions or 0)
             self._api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self._timeout)
             log.info("lease released", extra={"identity": self.identity})
         except Exception:

@@ -72,24 +72,7 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**base)
 
 
-# -- the cluster --------------------------------------------------------------------------------
-@pytest.fixture
-def kube() -> Iterator[KubeApiEmulator]:
-    emulator = KubeApiEmulator(bookmark_interval=0.2)
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
-def api_client(kube: KubeApiEmulator) -> Iterator[client.ApiClient]:
-    api = client.ApiClient(kube.client_configuration())
-    try:
-        yield api
-    finally:
-        api.close()
+# -- the cluster: `kube` and `api_client` come from tests/conftest.py -----------------------------
 
 
 def slice_of(ips: Sequence[str], *, terminating: Sequence[str] = ()) -> dict[str, Any]:
