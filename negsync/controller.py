@@ -134,6 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="client-side token buckets per ELBv2 operation, e.g. 'RegisterTargets=4:20,Describe*=50:200' "
                             "(rate per second:burst; default: the AWS LB Controller's)")
     cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
+    cloud.add_argument("--gcp-anonymous", action="store_true",
+                       help="send no Google credentials (only with --gcp-compute-endpoint: a private or test endpoint)")
     cloud.add_argument("--gcp-rate-limit", type=float, default=10.0, help="NEG API calls per second per project")
     cloud.add_argument("--memory-attach-delay", type=_duration, default=0.0,
                        help="memory provider: seconds from attach to healthy")
@@ -719,7 +721,26 @@ def cluster_uid(api_client: Any, given: str) -> str:
         return "unknown"
 
 
-def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -> TargetProvider:
+class NodeInstances:
+    """Node name → GCE instance name from the node's providerID ``gce://<project>/<zone>/<instance>``.
+
+    Bound to the controller's node cache once the controller exists (the provider is built first).
+    """
+
+    def __init__(self) -> None:
+        self.caches: Any = None
+
+    def __call__(self, node: str) -> str | None:
+        record = self.caches.nodes.get(("", node)) if self.caches is not None else None
+        if record is None:
+            return None  # not seen yet: skipped now, the node's arrival re-queues every binding
+        if not record.provider_id.startswith("gce://"):
+            return node  # self-managed VMs without a providerID: the node name is the instance name
+        return str(record.provider_id.rstrip("/").rsplit("/", 1)[-1]) or None
+
+
+def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
+                   instances: NodeInstances | None = None) -> TargetProvider:
     if args.provider == "memory":
         from negsync.providers.memory import MemoryProvider
 
@@ -736,7 +757,8 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock) -
 
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),
                        compute_endpoint=args.gcp_compute_endpoint,
-                       rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock)
+                       rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock,
+                       anonymous=args.gcp_anonymous, instance_for_node=instances)
 
 
 def start_webhook_from_args(args: argparse.Namespace, *, controller: Controller, api_client: Any, provider: str) -> Any:
@@ -770,13 +792,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_args(args)
     api_client = load_api_client(args.kubeconfig)
     clock = RealClock()
-    provider = build_provider(args, api_client=api_client, clock=clock)
+    instances = NodeInstances()
+    provider = build_provider(args, api_client=api_client, clock=clock, instances=instances)
     from negsync.serving import Servers
     from negsync.telemetry import Telemetry
 
     telemetry = Telemetry.setup(metrics_addr=args.metrics_addr, provider=provider.name)
     controller = Controller(api_client=api_client, provider=provider, settings=settings, clock=clock,
                             telemetry=telemetry)
+    instances.caches = controller.caches
     servers = Servers(controller=controller, health_addr=args.health_addr, metrics_addr=args.metrics_addr,
                       telemetry=telemetry,
                       extra_routes={"/drain-wait": controller.drain_wait(margin=args.drain_margin,

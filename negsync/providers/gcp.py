@@ -346,8 +346,11 @@ class GcpProvider:
         instance_for_node: Callable[[str], str | None] | None = None,
         health_check_known: Callable[[TargetRef], bool] | None = None,
         ownership_ttl: float = 0.0,
+        anonymous: bool = False,
     ) -> None:
         """``credentials=None`` uses application default credentials (fails fast with ConfigError).
+
+        ``anonymous`` sends no credentials at all: only for a private or test ``compute_endpoint``.
 
         ``compute_endpoint`` replaces ``https://compute.googleapis.com/compute/v1/`` whole (the
         client's ``api_endpoint`` semantics), e.g. ``https://compute-p.example/compute/v1/``.
@@ -373,6 +376,12 @@ class GcpProvider:
         self._instance_for_node = instance_for_node
         self._health_check_known = health_check_known
         self._ownership_ttl = ownership_ttl
+        if anonymous:
+            if not compute_endpoint:
+                raise ConfigError("gcp.anonymous", "only allowed with a private or test compute endpoint")
+            import google.auth.credentials
+
+            credentials = google.auth.credentials.AnonymousCredentials()
         if credentials is None:
             try:
                 credentials, _ = google.auth.default(scopes=list(SCOPES))
