@@ -466,7 +466,9 @@ class Controller:
         with self.telemetry.tracer.start_as_current_span("reconcile", attributes={"negsync.binding": str(key)}):
             result = self._reconcile(key)
         if result.synced:
-            self.telemetry.take_change(key)  # the change needed no call: nothing to time
+            # The change needed no call: nothing to time. A change seen while this reconcile ran is
+            # left for the reconcile it triggered.
+            self.telemetry.take_change(key, noted_before=started)
         with self._lock:
             skipped = self._skipped.get(key, 0)
         self.telemetry.record_result(result, self.clock.now() - started, len(result.rejected) + skipped)

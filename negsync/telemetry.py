@@ -129,9 +129,13 @@ class Telemetry:
         with self._lock:
             self._changed_at.setdefault(key, at)
 
-    def take_change(self, key: BindingKey) -> float | None:
+    def take_change(self, key: BindingKey, *, noted_before: float | None = None) -> float | None:
+        """Pop the pending change time; with ``noted_before``, only a change seen before that instant."""
         with self._lock:
-            return self._changed_at.pop(key, None)
+            changed = self._changed_at.get(key)
+            if changed is None or (noted_before is not None and changed > noted_before):
+                return None
+            return self._changed_at.pop(key)
 
     def record_result(self, result: ReconcileResult, seconds: float, degraded: int) -> None:
         attributes = {"binding": str(result.key), "provider": self.provider_name}
@@ -191,7 +195,8 @@ class _Observer:
         attributes = {"provider": self._t.provider_name, "operation": operation, "outcome": outcome}
         self._t.cloud_calls.add(1, attributes)
         self._t.cloud_call_duration.record(seconds, attributes)
-        self._t.endpoints_per_call.record(size, {"provider": self._t.provider_name, "operation": operation})
+        if operation in ("attach", "detach"):
+            self._t.endpoints_per_call.record(size, {"provider": self._t.provider_name, "operation": operation})
         import time
 
         end_ns = time.time_ns()

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import cachetools
 
@@ -39,6 +39,8 @@ from negsync.core.endpoints import Skipped
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
 from negsync.errors import OwnershipConflict, ProviderError, RejectedError, TransientError
 from negsync.providers.base import OwnershipStore, TargetProvider
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +295,7 @@ class Reconciler:
         members: dict[TargetEndpoint, Health] = {}
         try:
             if not state.ensured:
-                self._provider.ensure_target(ref, binding=key, spec=spec.target)
+                self._timed("ensure", ref, lambda: self._provider.ensure_target(ref, binding=key, spec=spec.target))
                 with self._lock:
                     state.ensured = True
                     if state.error.startswith("conflict:"):
@@ -355,7 +357,7 @@ class Reconciler:
                 return members
         with self._lock:
             version = self._writes.get(ref, 0)
-        members = self._provider.list_endpoints(ref)
+        members = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
         healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
             # A write that finished while we listed makes this list stale: use it once, never cache it.
@@ -369,6 +371,20 @@ class Reconciler:
         for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
+
+    def _timed(self, operation: str, ref: TargetRef, call: Callable[[], _T]) -> _T:
+        """A read or set-up call, reported like attach/detach so failed reads show in the call metrics."""
+        started = self._clock.now()
+        try:
+            value = call()
+        except ProviderError as exc:
+            outcome = "conflict" if isinstance(exc, OwnershipConflict) else "error"
+            self._observer.call_finished(ref=ref, operation=operation, size=0, seconds=self._clock.now() - started,
+                                         outcome=outcome)
+            raise
+        self._observer.call_finished(ref=ref, operation=operation, size=0, seconds=self._clock.now() - started,
+                                     outcome="ok")
+        return value
 
     # -- transactions -------------------------------------------------------------------------
     def _submit(self, key: BindingKey, spec: BindingSpec, ref: TargetRef, state: _Target, plan: Plan, now: float) -> None:

@@ -87,6 +87,7 @@ class Watcher(Generic[R]):
         self.synced = threading.Event()
         self.relists = 0
         self._response: Any = None
+        self._interrupted = False
 
     # -- one step ------------------------------------------------------------------------------
     def _call(self, **kwargs: Any) -> Any:
@@ -151,6 +152,8 @@ class Watcher(Generic[R]):
             retry_after = _retry_after(exc)
             self._back_off(f"API error {exc.status}", retry_after)
         except (Urllib3Error, OSError) as exc:
+            if self._interrupted:
+                return  # our own shutdown cut the stream: nothing to report, nothing to wait for
             # Dropped connections and read time-outs: resume from the same resourceVersion.
             self._back_off(f"{type(exc).__name__}: {exc}", None)
 
@@ -168,6 +171,7 @@ class Watcher(Generic[R]):
 
     def interrupt(self) -> None:
         """Unblock a stream in progress (used on shutdown)."""
+        self._interrupted = True
         response = self._response
         if response is not None:
             try:
