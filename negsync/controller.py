@@ -575,8 +575,8 @@ class Controller:
             pod = self.caches.pods.get((endpoint.pod.namespace, endpoint.pod.name))
             if pod is None or kind not in pod.gates:
                 continue
-            if endpoint.pod.uid and pod.uid and endpoint.pod.uid != pod.uid:
-                continue  # the slice still names an earlier pod of that name
+            if pod.ips and endpoint.ip not in pod.ips:
+                continue  # the slice still names an earlier pod of that name (a re-created pod has a new IP)
             wanted = gate_condition(health=health.get((endpoint.ip, endpoint.port), Health.INITIAL),
                                     pod_age=wall - pod.created if pod.created else 0.0,
                                     timeout=self.settings.gate_timeout, target=target)

@@ -70,7 +70,10 @@ class SliceEndpoint:
     terminating: bool
     node: str
     zone: str
-    pod: PodRef | None
+    # The pod's name only: its namespace is the slice's, and its UID is not needed because gates
+    # check the pod's current IPs instead (a re-created pod has a new UID *and* a new IP).  That is
+    # ~150 B less per cached endpoint, which matters at 100k endpoints.
+    pod_name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +115,7 @@ def decode_slice(raw: Mapping[str, Any]) -> SliceRecord:
         serving = conditions.get("serving")
         terminating = conditions.get("terminating") is True
         ref = ep.get("targetRef") or {}
-        pod = (
-            PodRef(sys.intern(str(ref.get("namespace") or meta.get("namespace") or "")), str(ref["name"]),
-                   str(ref.get("uid") or ""))
-            if ref.get("kind", "Pod") == "Pod" and ref.get("name")
-            else None
-        )
+        pod_name = str(ref["name"]) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else None
         for address in ep.get("addresses") or []:
             endpoints.append(
                 SliceEndpoint(
@@ -128,11 +126,11 @@ def decode_slice(raw: Mapping[str, Any]) -> SliceRecord:
                     # Interned: 100k endpoints share a few hundred node and zone names.
                     node=sys.intern(str(ep.get("nodeName") or "")),
                     zone=sys.intern(str(ep.get("zone") or "")),
-                    pod=pod,
+                    pod_name=pod_name,
                 )
             )
     return SliceRecord(
-        namespace=str(meta.get("namespace") or ""),
+        namespace=sys.intern(str(meta.get("namespace") or "")),
         name=str(meta.get("name") or ""),
         service=str(labels.get(SERVICE_NAME_LABEL) or ""),
         address_type=str(raw.get("addressType") or ""),
@@ -192,12 +190,13 @@ def desired_endpoints(
             if require_zone and not zone:
                 skipped.append(Skipped(ep.address, f"no zone on the endpoint or its node {ep.node!r}"))
                 continue
+            pod = PodRef(record.namespace, ep.pod_name) if ep.pod_name else None
             endpoint = Endpoint(
                 ip=ep.address,
                 port=port,
                 zone=zone,
                 node=ep.node,
-                pod=ep.pod,
+                pod=pod,
                 ready=ep.ready,
                 serving=ep.serving,
                 terminating=ep.terminating,
@@ -206,7 +205,7 @@ def desired_endpoints(
             if ep.terminating:
                 terminating[key] = endpoint
                 continue
-            gated = ep.pod is not None and (ep.pod.namespace, ep.pod.name) in gated_pods
+            gated = pod is not None and (pod.namespace, pod.name) in gated_pods
             if not (ep.ready or gated):
                 continue
             previous = chosen.get(key)
