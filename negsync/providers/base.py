@@ -18,7 +18,7 @@ This module imports no SDK, so the pure core may depend on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from negsync.core.bindings import TargetSpec
@@ -113,10 +113,3 @@ class MemoryOwnershipStore:
     def forget(self, binding: BindingKey, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> None:
         self._owned[(binding, ref)] = self.owned(binding, ref) - frozenset(endpoints)
 
-
-def health_summary(members: Mapping[TargetEndpoint, Health]) -> dict[str, int]:
-    """Counts for a binding's status: registered, healthy and draining members."""
-    registered = sum(1 for h in members.values() if h.counts_as_present)
-    healthy = sum(1 for h in members.values() if h.lets_gate_pass)
-    draining = sum(1 for h in members.values() if h is Health.DRAINING)
-    return {"registered": registered, "healthy": healthy, "draining": draining}
