@@ -20,7 +20,8 @@ from negsync.errors import ConfigError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("negsync.sim.command", "model LB membership latency during rollouts and recommend drain settings"),
     "controller": ("negsync.controller", "run the syncer against a Kubernetes cluster"),
-    "calibrate": ("negsync.calibration", "turn measured latencies into simulator distributions"),
+    "calibrate": ("negsync.calibration.command",
+                  "calibrate the simulator from LB access logs and negsync's timeline, or its metrics"),
 }
 
 

@@ -217,7 +217,10 @@ class Controller:
         self.drain_tracker = DrainTracker(clock=self.clock)
         self.detach_timings = DetachTimings(clock=self.clock)
         listeners = [o for o in (observer, getattr(telemetry, "observer", None)) if o is not None]
-        self._observer = Observers(*listeners, self.drain_tracker, self.detach_timings)
+        from negsync.calibration.timeline import TimelineLog
+
+        # Per-endpoint JSON log lines that `negsync calibrate --timeline` joins with LB access logs.
+        self._observer = Observers(*listeners, self.drain_tracker, self.detach_timings, TimelineLog(clock=self.clock))
         self.telemetry = telemetry
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)

@@ -108,7 +108,7 @@ def _new_pod_lags(s: Scenario, streams: Streams, shape: tuple[int, int]) -> tupl
     gate = streams.draw("gate_reaction", s.controller.reaction, shape)
     routed = startup + react + attach
     hc = s.lb.health_check
-    if hc is not None:
+    if hc is not None and not s.lb.attach_delay_includes_health_check:
         # first check after registration, then healthy_threshold - 1 more passing checks
         routed = routed + wait * hc.interval + (hc.healthy_threshold - 1) * hc.interval
     available = routed + gate if s.controller.readiness_gate else startup

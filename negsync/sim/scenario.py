@@ -46,7 +46,10 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "workload": (
         "replicas", "max_surge", "max_unavailable", "remove", "pods_per_node", "startup", "shutdown",
     ),
-    "lb": ("preset", "attach_delay", "detach_delay", "health_check", "deregistration_delay"),
+    "lb": (
+        "preset", "attach_delay", "detach_delay", "health_check", "deregistration_delay",
+        "attach_delay_includes_health_check",
+    ),
     "lb.health_check": ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"),
     "controller": ("reaction", "readiness_gate"),
     "drain": ("pre_stop_sleep", "termination_grace_period"),
@@ -100,6 +103,9 @@ class LoadBalancer:
     detach_delay: Distribution
     health_check: HealthCheck | None
     deregistration_delay: float
+    # True when attach_delay was measured up to the first routed request (negsync calibrate):
+    # it already holds the health-check wait, which the engine then does not add again.
+    attach_delay_includes_health_check: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,12 +323,16 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
             healthy_threshold=_int(hc["healthy_threshold"], "lb.health_check.healthy_threshold", low=1),
             unhealthy_threshold=_int(hc["unhealthy_threshold"], "lb.health_check.unhealthy_threshold", low=1),
         )
+    includes_hc = lb_raw.get("attach_delay_includes_health_check", False)
+    if not isinstance(includes_hc, bool):
+        raise ConfigError("lb.attach_delay_includes_health_check", f"must be true or false, got {includes_hc!r}")
     lb = LoadBalancer(
         preset=lb_raw["preset"],
         attach_delay=dist(lb_raw["attach_delay"], "lb.attach_delay"),
         detach_delay=dist(lb_raw["detach_delay"], "lb.detach_delay"),
         health_check=health,
         deregistration_delay=_number(lb_raw["deregistration_delay"], "lb.deregistration_delay"),
+        attach_delay_includes_health_check=includes_hc,
     )
 
     c = resolved["controller"]

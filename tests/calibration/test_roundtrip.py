@@ -1,0 +1,106 @@
+"""The calibration round trip: logs generated from known delays calibrate back to those delays.
+
+Tolerance: each delay is seen only when a request arrives, so with ``rps`` requests per second to
+an endpoint every calibrated sample is off by about ``1 / rps`` (here 5 rps: 0.2 s on average,
+the last detach request early, the first attach request late).  Stated bound: the sorted
+calibrated samples are within 0.5 s of the sorted true delays at the median and within 2 s
+everywhere; p50 and p90 within 0.5 s.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from negsync.cli import main
+from negsync.sim.engine import Streams, build_timeline
+from negsync.sim.scenario import load_study
+from tests.calibration.synthetic import Rollout, alb_lines, gcp_entries, rollout
+
+MEDIAN_TOLERANCE = 0.5
+MAX_TOLERANCE = 2.0
+
+
+def write_inputs(tmp_path: Path, data: Rollout, fmt: str) -> tuple[Path, Path]:
+    timeline = tmp_path / "controller.log"
+    timeline.write_text("\n".join(data.timeline) + "\n")
+    if fmt == "alb":
+        log = tmp_path / "alb.log.gz"
+        with gzip.open(log, "wt") as handle:
+            handle.write("\n".join(alb_lines(data.requests)) + "\n")
+    elif fmt == "gcp-array":  # gcloud logging read --format=json; serverIp without a port
+        log = tmp_path / "gcp.json"
+        log.write_text(json.dumps(gcp_entries(data.requests), indent=1))
+    else:  # a Cloud Storage sink: JSON lines, serverIp with a port
+        log = tmp_path / "gcp.jsonl"
+        log.write_text("\n".join(json.dumps(e) for e in gcp_entries(data.requests, with_port=True)) + "\n")
+    return log, timeline
+
+
+def assert_close(calibrated: list[float], truth: np.ndarray) -> None:
+    got, want = np.sort(np.asarray(calibrated)), np.sort(truth)
+    assert got.size == want.size
+    error = np.abs(got - want)
+    assert float(np.median(error)) < MEDIAN_TOLERANCE, error
+    assert float(error.max()) < MAX_TOLERANCE, error
+    for q in (0.5, 0.9):
+        assert abs(np.quantile(got, q) - np.quantile(want, q)) < MEDIAN_TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["alb", "gcp-array", "gcp-lines"])
+def test_access_logs_and_timeline_calibrate_back_to_the_known_delays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    data = rollout()
+    log, timeline = write_inputs(tmp_path, data, fmt)
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", "--access-log", str(log), "--timeline", str(timeline), "--out", str(out)]) == 0
+    scenario = yaml.safe_load(out.read_text())
+    lb = scenario["lb"]
+    assert lb["detach_delay"]["dist"] == "empirical" and lb["attach_delay"]["dist"] == "empirical"
+    assert_close(lb["detach_delay"]["samples"], data.detach_delay)
+    assert_close(lb["attach_delay"]["samples"], data.attach_delay)
+    # The attach observable contains the health-check wait: the scenario says so.
+    assert lb["attach_delay_includes_health_check"] is True
+    err = capsys.readouterr().err
+    assert "calibrated lb.detach_delay: 40 samples" in err and "detach propagation" in err
+    assert "not calibrated controller.reaction" in err
+    # The simulator takes what calibrate wrote.
+    assert load_study(scenario).points
+
+
+def test_the_provider_flag_forces_the_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = rollout(endpoints=20)
+    log, timeline = write_inputs(tmp_path, data, "alb")
+    assert main(["calibrate", "--access-log", str(log), "--timeline", str(timeline), "--provider", "gcp"]) == 2
+    assert "--access-log" in capsys.readouterr().err
+    assert main(["calibrate", "--access-log", str(log), "--timeline", str(timeline), "--provider", "aws"]) == 0
+
+
+def test_a_calibrated_attach_delay_is_not_followed_by_another_health_check_wait() -> None:
+    """Engine meaning: with the flag, new pods are routed at startup + reaction + attach_delay, nothing more."""
+    raw = {
+        "scenario": "node-drain", "runs": 50, "traffic": {"rps": 100}, "workload": {"replicas": 4, "pods_per_node": 1},
+        "lb": {"preset": "aws-alb", "attach_delay": {"dist": "fixed", "value": 30}},
+        "controller": {"reaction": {"dist": "fixed", "value": 1}},
+    }
+    measured = {**raw, "lb": {**raw["lb"], "attach_delay_includes_health_check": True}}
+    for scenario, extra in ((measured, (0.0, 0.0)), (raw, (1e-9, 15.0))):
+        s = load_study(scenario).base
+        timeline = build_timeline(s, 50, Streams(1))
+        routed = timeline.a[:, timeline.removed:]
+        lag = routed - 31.0  # startup 0 + reaction 1 + attach 30
+        assert extra[0] <= lag.min() and lag.max() <= extra[1] + 1e-9
+
+
+def test_sparse_traffic_and_few_samples_are_warned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = rollout(endpoints=8, rps=0.3, seed=3)
+    log, timeline = write_inputs(tmp_path, data, "alb")
+    assert main(["calibrate", "--access-log", str(log), "--timeline", str(timeline)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: lb.detach_delay: only" in err and "fewer than 20" in err
+    assert "requests reach an endpoint every" in err
