@@ -104,3 +104,16 @@ def test_sparse_traffic_and_few_samples_are_warned(tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "warning: lb.detach_delay: only" in err and "fewer than 20" in err
     assert "requests reach an endpoint every" in err
+
+
+def test_the_timeline_can_come_from_stdin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kubectl logs ... | negsync calibrate --timeline - ...`."""
+    import io
+
+    data = rollout(endpoints=20)
+    log, timeline = write_inputs(tmp_path, data, "alb")
+    monkeypatch.setattr("sys.stdin", io.StringIO(timeline.read_text()))
+    assert main(["calibrate", "--access-log", str(log), "--timeline", "-"]) == 0
+    written = yaml.safe_load(capsys.readouterr().out)
+    assert_close(written["lb"]["detach_delay"]["samples"], data.detach_delay)
