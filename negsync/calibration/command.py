@@ -39,18 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", default=None,
                         help="Prometheus text exposition (file or http(s) URL, e.g. the controller's /metrics) "
                              "or a CSV with a field,seconds header")
-    parser.add_argument("--access-log", dest="access_logs", type=Path, action="append", default=[],
+    parser.add_argument("--access-log", dest="access_logs", type=Path, action="extend", nargs="+", default=[],
                         metavar="FILE",
-                        help="LB request log: AWS ALB access log (plain or .gz) or GCP LB request log entries "
-                             "exported from Cloud Logging as JSON; repeat for several files (needs --timeline)")
-    parser.add_argument("--timeline", dest="timelines", action="append", default=[], metavar="FILE",
-                        help="the controller's log holding its 'endpoint timeline' lines ('-' for stdin); "
-                             "repeatable (needs --access-log)")
+                        help="LB request logs: AWS ALB access logs (plain or .gz) or GCP LB request log entries "
+                             "exported from Cloud Logging as JSON; one or more files (needs --timeline)")
+    parser.add_argument("--timeline", dest="timelines", action="extend", nargs="+", default=[], metavar="FILE",
+                        help="the controller's logs holding its 'endpoint timeline' lines ('-' for stdin); "
+                             "one or more files (needs --access-log)")
     parser.add_argument("--provider", default=None,
                         help="gcp or aws: the access-log format (default: detected per file); with --from, only "
                              "series with this provider label (gcp, aws, memory)")
     parser.add_argument("--endpoint-field", default=accesslogs.DEFAULT_GCP_ENDPOINT_FIELD,
-                        help="dotted path of the backend endpoint in a GCP log entry (default: %(default)s)")
+                        help="dotted path of the backend endpoint in a GCP log entry")
     parser.add_argument("--scenario", type=Path, default=None,
                         help="base scenario file (default: the packaged default scenario)")
     parser.add_argument("--out", type=Path, default=None, help="write the calibrated scenario here (default: stdout)")

@@ -117,3 +117,45 @@ def test_the_timeline_can_come_from_stdin(tmp_path: Path, capsys: pytest.Capture
     assert main(["calibrate", "--access-log", str(log), "--timeline", "-"]) == 0
     written = yaml.safe_load(capsys.readouterr().out)
     assert_close(written["lb"]["detach_delay"]["samples"], data.detach_delay)
+
+
+def test_calibrated_attach_reproduces_the_true_attach_to_routed_time_in_the_engine(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Health-check wait counted once: truth (programming delay + checks) → observed → calibrated → same lag."""
+    truth = {
+        "scenario": "node-drain", "runs": 2000, "seed": 5, "traffic": {"rps": 100},
+        "workload": {"replicas": 4, "pods_per_node": 1}, "lb": {"preset": "gcp-neg"},
+        "controller": {"reaction": {"dist": "fixed", "value": 1}},
+    }
+
+    def routed_lag(raw: dict[str, object], seed: int) -> np.ndarray:
+        s = load_study(raw).base
+        tl = build_timeline(s, s.runs, Streams(seed))
+        return tl.a[:, tl.removed:].ravel() - 1.0  # minus startup 0 and reaction 1: attach done -> routed
+
+    observed = routed_lag(truth, 1)  # what access logs would show for 2000 attaches
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(truth))
+    samples = tmp_path / "attach.csv"
+    samples.write_text("field,seconds\n" + "".join(f"lb.attach_delay,{v:.4f}\n" for v in observed))
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", "--from", str(samples), "--scenario", str(base), "--out", str(out)]) == 0
+    calibrated = yaml.safe_load(out.read_text())
+    again = routed_lag(calibrated, 2)
+    for q in (0.1, 0.5, 0.9):
+        assert abs(np.quantile(again, q) - np.quantile(observed, q)) < 0.05 * np.quantile(observed, q) + 0.5
+    # Without the flag the engine would add the health-check wait a second time (mean 7.5 s here).
+    del calibrated["lb"]["attach_delay_includes_health_check"]
+    assert np.median(routed_lag(calibrated, 2)) - np.median(observed) > 5.0
+
+
+def test_several_log_files_as_a_shell_glob_gives_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = rollout(endpoints=20)
+    lines = alb_lines(data.requests)
+    parts = [tmp_path / f"part-{i}.log" for i in range(3)]
+    for i, part in enumerate(parts):  # ALB writes one file per node and 5 minutes
+        part.write_text("\n".join(lines[i::3]) + "\n")
+    _, timeline = write_inputs(tmp_path, data, "alb")
+    assert main(["calibrate", "--access-log", *map(str, parts), "--timeline", str(timeline)]) == 0
+    written = yaml.safe_load(capsys.readouterr().out)
+    assert_close(written["lb"]["detach_delay"]["samples"], data.detach_delay)
