@@ -3,14 +3,18 @@
 Per timeline event of an endpoint (events of one endpoint in time order):
 
 * a **detach** (issued ``I``, done ``D``): the last request routed to the endpoint before its next
-  attach (a reused pod IP) gives ``lb.detach_delay = last − I`` and detach propagation
-  ``last − D``.  Skipped, and counted, when the last request came before ``I`` (the endpoint
+  attach (a reused pod IP; from :data:`ATTACH_LOOKBACK` before it) gives ``lb.detach_delay = last − I``
+  and detach propagation ``last − D``.  Skipped, and counted, when the last request came before ``I`` (the endpoint
   stopped getting traffic before the detach: failed health checks, or too little traffic) or when
   the logs end within :data:`END_MARGIN` s of it (the LB may have routed more after the logs end);
 * an **attach** (done ``A``): the first request routed to it at or after
   ``max(A − ATTACH_LOOKBACK, previous event)`` and before its next detach gives
   ``lb.attach_delay = max(0, first − A)``.  Skipped when the logs start after ``A``, or when no
   request reached it.
+
+A pod IP reused by a new pod while the LB still routes to the old one cannot be split between
+them: when less than :data:`REUSE_GAP` s of silence separates the two pods' traffic, both events
+are skipped and counted.
 
 Resolution: a request log only shows routing when a request arrives.  With ``r`` requests per
 second to an endpoint, the last request comes on average ``1/r`` before the LB stops routing and
@@ -34,6 +38,8 @@ ATTACH_LOOKBACK = 5.0  # an LB may route before the attach call's response reach
 END_MARGIN = 5.0
 MAX_RELATIVE_GAP = 0.1
 GAP_WINDOW = 60.0  # seconds of traffic around an event used to measure the endpoint's request gap
+REUSE_GAP = 5.0  # a reused pod IP needs this quiet time between its two pods' traffic to tell them apart
+REUSED = "pod IP reused while the LB still routed to its previous pod (ambiguous)"
 
 
 @dataclass(slots=True)
@@ -86,7 +92,10 @@ def _detach(out: Propagation, event: EndpointEvent, later: list[EndpointEvent], 
     if event.start < requests.start:
         out.skip("detach before the request logs start")
         return
-    upto = int(np.searchsorted(times, reattached, side="left"))
+    upto = int(np.searchsorted(times, reattached - ATTACH_LOOKBACK, side="left"))
+    if upto > 0 and reattached - ATTACH_LOOKBACK - times[upto - 1] < REUSE_GAP:
+        out.skip(REUSED)
+        return
     if upto == 0 or times[upto - 1] < event.start:
         out.skip("no request after the detach was issued (health check or too little traffic)")
         return
@@ -109,7 +118,11 @@ def _attach(out: Propagation, event: EndpointEvent, earlier: list[EndpointEvent]
         return
     previous = max((e.end for e in earlier), default=-np.inf)
     until = next((e.start for e in later if e.kind == "detach"), np.inf)
-    lo = int(np.searchsorted(times, max(event.start - ATTACH_LOOKBACK, previous), side="left"))
+    lower = max(event.start - ATTACH_LOOKBACK, previous)
+    lo = int(np.searchsorted(times, lower, side="left"))
+    if any(e.kind == "detach" for e in earlier) and lo > 0 and lower - times[lo - 1] < REUSE_GAP:
+        out.skip(REUSED)
+        return
     if lo >= times.size or times[lo] >= until:
         out.skip("no request after the attach")
         return

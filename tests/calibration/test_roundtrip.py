@@ -159,3 +159,37 @@ def test_several_log_files_as_a_shell_glob_gives_them(tmp_path: Path, capsys: py
     assert main(["calibrate", "--access-log", *map(str, parts), "--timeline", str(timeline)]) == 0
     written = yaml.safe_load(capsys.readouterr().out)
     assert_close(written["lb"]["detach_delay"]["samples"], data.detach_delay)
+
+
+def test_a_reused_pod_ip_is_measured_when_separable_and_skipped_when_not(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json as json_
+
+    from tests.calibration.synthetic import T0, iso
+
+    def line(**fields: object) -> str:
+        return json_.dumps({"msg": "endpoint timeline", "target": "t", **fields})
+
+    requests: list[tuple[float, str]] = []
+    timeline = []
+    rng = np.random.default_rng(1)
+    for n, gap in enumerate((60.0, 2.0)):  # new pod on the same IP 60 s / 2 s after the old one's detach
+        ip = f"10.7.0.{n + 1}:8080"
+        issued = T0 + 100 + 200 * n
+        stop = issued + 10.0  # the LB routes to the old pod for 10 s after the detach
+        attached = issued + gap
+        start = attached + 20.0  # ... and to the new pod from 20 s after its attach
+        requests += [(float(t), ip) for t in np.sort(rng.uniform(issued - 20, stop, 300))]
+        requests += [(float(t), ip) for t in np.sort(rng.uniform(start, start + 30, 300))]
+        timeline += [line(event="detach", endpoint=ip, detach_issued=iso(issued), detach_done=iso(issued + 0.1)),
+                     line(event="attach", endpoint=ip, attach_done=iso(attached), first_healthy=iso(start))]
+    requests += [(float(t), "10.9.0.1:8080") for t in np.arange(T0, T0 + 600, 0.5)]
+    log = tmp_path / "alb.log"
+    log.write_text("\n".join(alb_lines(sorted(requests))) + "\n")
+    (tmp_path / "t.log").write_text("\n".join(timeline) + "\n")
+    assert main(["calibrate", "--access-log", str(log), "--timeline", str(tmp_path / "t.log")]) == 0
+    captured = capsys.readouterr()
+    lb = yaml.safe_load(captured.out)["lb"]
+    assert lb["detach_delay"]["samples"] == pytest.approx([10.0], abs=0.3)
+    assert lb["attach_delay"]["samples"] == pytest.approx([20.0], abs=0.3)
+    assert "note: 2 timeline events gave no sample: pod IP reused while the LB still routed" in captured.err
