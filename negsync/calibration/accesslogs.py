@@ -55,6 +55,11 @@ DEFAULT_GCP_ENDPOINT_FIELD = "httpRequest.serverIp"
 FLAG = "--access-log"
 
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+# The current format up to request_creation_time in one match (fast path); other entries are tokenized.
+_ALB_ENTRY = re.compile(
+    r'(\S+) (\S+) \S+ \S+ (\S+) (\S+) (\S+) (\S+) \S+ \S+ \S+ \S+ '
+    + " ".join([_QUOTED] * 2) + r' \S+ \S+ \S+ ' + " ".join([_QUOTED] * 3) + r' \S+ (\S+)(?: |$)')
 _ALB_TYPES = {"http", "https", "h2", "grpcs", "ws", "wss"}
 _ALB_MIN_FIELDS = 12  # type .. sent_bytes: older entries end soon after
 
@@ -133,30 +138,43 @@ NO_ENDPOINT_FIELD = "without the endpoint field"
 # --------------------------------------------------------------------------- AWS ALB
 
 
+def _alb_fields(line: str) -> tuple[str, str, str, str, str, str, str | None] | None:
+    """type, time, target:port, the three processing times, request_creation_time (None if absent)."""
+    match = _ALB_ENTRY.match(line)
+    if match:
+        kind, responded, target, request, target_time, response, created = match.groups()
+        return kind, responded, target, request, target_time, response, created
+    tokens = [bare or quoted for quoted, bare in _TOKEN.findall(line)]
+    if len(tokens) < _ALB_MIN_FIELDS:
+        return None
+    created = tokens[21] if len(tokens) > 21 else None
+    return tokens[0], tokens[1], tokens[4], tokens[5], tokens[6], tokens[7], created
+
+
 def _alb_instants(path: Path) -> Iterator[Routed]:
     for number, line in enumerate(_open_lines(path), start=1):
         if not line.strip():
             continue
-        tokens = [bare or quoted for quoted, bare in _TOKEN.findall(line)]
         where = f"{path} line {number}"
-        if len(tokens) < _ALB_MIN_FIELDS or tokens[0] not in _ALB_TYPES:
+        fields = _alb_fields(line)
+        if fields is None or fields[0] not in _ALB_TYPES:
             raise ConfigError(FLAG, f"{where}: not an ALB access log entry (expected 'type time elb "
                                     "client:port target:port ...', type one of http, https, h2, grpcs, ws, wss)")
-        target = tokens[4]
+        _, responded, target, *processing, created = fields
         if target == "-":
             yield NO_TARGET
             continue
         if ":" not in target:
             raise ConfigError(FLAG, f"{where}: target:port must be 'ip:port' or '-', got {target!r}")
-        times = [_seconds(tokens[i], where=where, name=name)
-                 for i, name in ((5, "request_processing_time"), (6, "target_processing_time"),
-                                 (7, "response_processing_time"))]
-        if len(tokens) > 21 and tokens[21] != "-":
-            received = parse_instant(tokens[21], field=f"{FLAG} {where}: request_creation_time")
-            routed = received + max(0.0, times[0])
+        request, target_time, response = (
+            _seconds(token, where=where, name=name) for token, name in zip(
+                processing, ("request_processing_time", "target_processing_time", "response_processing_time"),
+                strict=True))
+        if created is not None and created != "-":
+            routed = parse_instant(created, field=f"{FLAG} {where}: request_creation_time") + max(0.0, request)
         else:
-            responded = parse_instant(tokens[1], field=f"{FLAG} {where}: time")
-            routed = responded - sum(max(0.0, t) for t in times[1:])
+            routed = (parse_instant(responded, field=f"{FLAG} {where}: time")
+                      - max(0.0, target_time) - max(0.0, response))
         yield _normal_endpoint(target), routed
 
 

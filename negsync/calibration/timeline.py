@@ -86,6 +86,12 @@ def parse_instant(value: Any, *, field: str) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ConfigError(field, f"must be an RFC 3339 time or epoch seconds, got {value!r}")
+    try:  # the common case, fast: what AWS, Cloud Logging and the timeline itself write
+        parsed = dt.datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            return parsed.timestamp()
+    except ValueError:
+        pass
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
