@@ -1,9 +1,16 @@
 """The level-based reconciler: one binding key in, cloud calls out, a status record back.
 
 ``reconcile(key)`` never asks what changed.  It recomputes the desired members of every target
-from the caches (through ``source``), reads the actual members from the provider (a TTL cache,
-dropped for a target whenever negsync itself writes to it), diffs them, and *submits* the plan as a
-transaction to a small pool of call threads.  It does not wait for the calls.
+from the caches (through ``source``), reads the actual members from its member cache, diffs them,
+and *submits* the plan as a transaction to a small pool of call threads.  It does not wait for the
+calls.
+
+The member cache is kept the way the GKE transaction syncer keeps its endpoint state: a completed
+attach/detach is applied to it, so negsync's own writes cost no read.  The provider is listed only
+when the entry is older than the resync period, after a call failed or its outcome is uncertain
+(the entry is dropped), and for gate health polls — at most once per target per poll interval.
+A listing that a write overtook (a transaction finished while it was in flight) is used once and
+never cached, and a plan computed from it is not sent.
 
 The decision a reader must know — coalescing, after the GKE NEG "transaction syncer": while a
 transaction is in flight on a target, the members it carries are excluded from further diffs and
@@ -28,8 +35,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
-
-import cachetools
 
 from negsync.core.batching import chunks, halves
 from negsync.core.bindings import BindingSpec
@@ -195,9 +200,9 @@ class Reconciler:
         # Keyed by binding too: two bindings naming one target must each prove ownership.
         self._targets: dict[tuple[BindingKey, TargetRef], _Target] = {}
         self._known: dict[BindingKey, set[TargetRef]] = {}
-        self._actual: cachetools.TTLCache[TargetRef, tuple[float, dict[TargetEndpoint, Health]]] = (
-            cachetools.TTLCache(maxsize=1_000_000, ttl=resync_period, timer=self._clock.now)
-        )
+        # ref → (listed at, members).  A plain dict, not a TTLCache: applying our own writes must
+        # not restart the entry's age, or a busy target would never be listed again.
+        self._actual: dict[TargetRef, tuple[float, Mapping[TargetEndpoint, Health]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
@@ -292,7 +297,7 @@ class Reconciler:
             rejected.update(state.rejected)
             want = want - set(state.rejected)
             seen = self._writes.get(ref, 0)
-        members: dict[TargetEndpoint, Health] = {}
+        members: Mapping[TargetEndpoint, Health] = {}
         try:
             if not state.ensured:
                 self._timed("ensure", ref, lambda: self._provider.ensure_target(ref, binding=key, spec=spec.target))
@@ -344,20 +349,22 @@ class Reconciler:
         draining = sum(1 for h in members.values() if h is Health.DRAINING)
         return TargetStatus(ref, len(want), registered, healthy, draining, pending, error=error)
 
-    def _members(self, ref: TargetRef, *, fresh: bool) -> dict[TargetEndpoint, Health]:
+    def _members(self, ref: TargetRef, *, fresh: bool) -> Mapping[TargetEndpoint, Health]:
         now = self._clock.now()
         with self._lock:
             cached = self._actual.get(ref)
         if cached is not None:
             listed_at, members = cached
-            stale_health = fresh and now - listed_at >= self._poll and any(
-                not h.lets_gate_pass for h in members.values()
-            )
-            if not stale_health:
+            age = now - listed_at
+            # age < 0: the clock stepped back; the entry is as old as we can tell, i.e. expired.
+            expired = age >= self._resync or age < 0
+            stale_health = fresh and age >= self._poll and any(not h.lets_gate_pass for h in members.values())
+            if not expired and not stale_health:
                 return members
         with self._lock:
             version = self._writes.get(ref, 0)
-        members = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
+        listed = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
+        members = listed
         healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
             # A write that finished while we listed makes this list stale: use it once, never cache it.
@@ -400,10 +407,13 @@ class Reconciler:
         state = self._targets[(key, ref)]
         shared = spec.target.shared and self._ownership is not None
         delay = 0.0
+        detached: list[TargetEndpoint] = []
+        attached: list[TargetEndpoint] = []
+        certain = False  # every call answered: the cache may take the outcome instead of a listing
         try:
             if plan.detach:
                 issued = self._clock.now()
-                done = self._send("detach", ref, sorted(plan.detach), state)
+                done = detached = self._send("detach", ref, sorted(plan.detach), state)
                 if shared and self._ownership is not None:
                     self._ownership.forget(key, ref, done)
                 with self._lock:
@@ -422,6 +432,7 @@ class Reconciler:
             with self._lock:
                 state.failures = 0
                 state.error = ""
+            certain = True
         except OwnershipConflict as exc:
             with self._lock:
                 state.error = f"conflict: {exc}"
@@ -439,10 +450,32 @@ class Reconciler:
                 state.attaching -= plan.attach
                 state.detaching -= plan.detach
                 self._writes[ref] = self._writes.get(ref, 0) + 1
-                self._actual.pop(ref, None)
+                if certain:
+                    self._apply_own_write(ref, detached=detached, attached=attached)
+                else:
+                    self._actual.pop(ref, None)  # an error or an unknown outcome: list next time
                 closed = self._closed
             if not closed:
                 self._enqueue(key, delay, bool(plan.detach) and delay == 0)
+
+    def _apply_own_write(
+        self, ref: TargetRef, *, detached: Sequence[TargetEndpoint], attached: Sequence[TargetEndpoint]
+    ) -> None:
+        """Fold a completed transaction into the member cache (caller holds the lock).
+
+        A new mapping replaces the entry (readers may be iterating the old one), keeping the
+        listing's timestamp so the resync period still forces a real listing.
+        """
+        cached = self._actual.get(ref)
+        if cached is None:
+            return  # nothing cached: the next reconcile lists anyway
+        listed_at, members = cached
+        updated = dict(members)
+        for member in detached:
+            updated.pop(member, None)
+        for member in attached:
+            updated.setdefault(member, Health.INITIAL)
+        self._actual[ref] = (listed_at, updated)
 
     def _send(self, operation: str, ref: TargetRef, members: Sequence[TargetEndpoint], state: _Target) -> list[TargetEndpoint]:
         """Send in chunks; bisect rejected chunks.  Returns the members that went through."""

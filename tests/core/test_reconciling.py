@@ -10,8 +10,10 @@ from collections.abc import Callable
 import pytest
 
 from negsync.core.bindings import BindingSpec, MemoryTarget
+from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
-from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
+from negsync.core.latency import Fixed
+from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
 from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.base import MemoryOwnershipStore
@@ -201,3 +203,103 @@ def test_deleting_a_binding_detaches_then_removes_its_target(world: World) -> No
     world.engine.enqueue(KEY)
     world.wait(lambda: any(r.finalized for r in world.results))
     assert REF not in world.provider.targets()
+
+
+class ListCountingProvider(MemoryProvider):
+    """The memory provider, counting member listings (its ``calls`` log records writes only)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.lists = 0
+
+    def list_endpoints(self, ref: TargetRef) -> dict[TargetEndpoint, Health]:
+        self.lists += 1
+        return super().list_endpoints(ref)
+
+
+def direct(
+    provider: MemoryProvider, clock: VirtualClock, **kwargs: object
+) -> tuple[Reconciler, dict[BindingKey, DesiredBinding]]:
+    """A reconciler driven by hand: reconcile, then wait for its transaction, no engine in between."""
+    desired: dict[BindingKey, DesiredBinding] = {}
+    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None, clock=clock, seed=1,
+                            **kwargs)  # type: ignore[arg-type]
+    return reconciler, desired
+
+
+def settle(reconciler: Reconciler) -> None:
+    deadline = time.monotonic() + 5
+    while reconciler.busy():
+        assert time.monotonic() < deadline, "transaction did not finish"
+        time.sleep(0.002)
+
+
+def test_own_writes_update_the_member_cache_so_no_listing_follows_them() -> None:
+    # Issue 18: every own write dropped the cache, so each churn round cost a listing per target.
+    clock = VirtualClock()
+    provider = ListCountingProvider(clock=clock)
+    reconciler, desired = direct(provider, clock, resync_period=300.0)
+    try:
+        for round_ in range(5):
+            desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(10, start=round_ * 3))
+            reconciler.reconcile(KEY)
+            settle(reconciler)
+            clock.advance(1.0)
+        result = reconciler.reconcile(KEY)
+        assert provider.members(REF) == members(endpoints(10, start=12))
+        assert provider.lists == 1  # the first reconcile's listing only
+        assert result.synced and result.count("registered") == 10
+    finally:
+        reconciler.close()
+
+
+def test_the_member_cache_is_listed_again_after_the_resync_period_and_after_an_error() -> None:
+    clock = VirtualClock()
+    provider = ListCountingProvider(clock=clock)
+    reconciler, desired = direct(provider, clock, resync_period=60.0, retry_base=0.0, retry_max=0.0)
+    try:
+        desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(3))
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        clock.advance(59.0)
+        reconciler.reconcile(KEY)
+        assert provider.lists == 1  # own write applied; the listing is 59 s old
+        clock.advance(1.0)
+        reconciler.reconcile(KEY)
+        assert provider.lists == 2  # the resync period forces a real listing
+        # Somebody else removed a member: the resync listing sees it and it is re-attached.
+        provider.detach(REF, [TargetEndpoint(endpoints(3)[0].ip, 8080)])
+        clock.advance(60.0)
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        assert provider.members(REF) == members(endpoints(3))
+        # A failed call leaves the outcome unknown: the next reconcile lists.
+        lists = provider.lists
+        provider.fail_next("attach", TransientError("timed out"))
+        desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(4))
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        reconciler.reconcile(KEY)
+        assert provider.lists == lists + 1
+    finally:
+        reconciler.close()
+
+
+def test_gate_health_polls_list_at_most_once_per_poll_interval() -> None:
+    clock = VirtualClock()
+    provider = ListCountingProvider(clock=clock, attach_delay=Fixed(30.0))
+    reconciler, desired = direct(provider, clock, health_poll_interval=5.0)
+    try:
+        desired[KEY] = DesiredBinding(key=KEY, spec=spec(gate=True), endpoints=endpoints(3))
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        for _ in range(20):  # many reconciles within one poll interval (other endpoints changing)
+            clock.advance(0.2)
+            reconciler.reconcile(KEY)
+        assert provider.lists == 1
+        clock.advance(1.0)  # 5 s after the listing
+        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY)
+        assert provider.lists == 2
+    finally:
+        reconciler.close()
