@@ -36,8 +36,12 @@ def test_default_prints_table_then_recommendation(capsys: pytest.CaptureFixture[
     assert _run(["--runs", "100"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split()[0] == "drain.pre_stop_sleep"
-    assert len(out) == 2 + 7 + 1
+    assert out[0].split()[-1] == "point"
+    rows = [line for line in out[2:] if line.endswith((" grid", " refined"))]
+    assert sum(line.endswith(" grid") for line in rows) == 7
     assert out[-1].startswith("recommendation: drain.pre_stop_sleep=")
+    assert any(line.startswith("simulated pair: ") for line in out)
+    assert any(line.startswith("uncertainty: ") for line in out)
 
 
 def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,8 +56,12 @@ def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.Captur
     assert "mean" in point["min_capacity"]
     rec = doc["recommendation"]
     assert set(rec) >= {"drain.pre_stop_sleep", "drain.termination_grace_period", "reason"}
-    assert rec["drain.pre_stop_sleep"] == 60
-    assert rec["drain.termination_grace_period"] > 60
+    assert rec["refinement"]["bracket"] == [10, 60] and rec["refinement"]["resolution"] == 1
+    assert 10 < rec["drain.pre_stop_sleep"] <= 60
+    assert rec["drain.termination_grace_period"] > rec["drain.pre_stop_sleep"]
+    assert rec["simulated"]["params"] == {"drain.pre_stop_sleep": rec["drain.pre_stop_sleep"],
+                                          "drain.termination_grace_period": rec["drain.termination_grace_period"]}
+    assert rec["simulated"]["meets_objective"] is True
 
 
 def test_unreachable_objective_gives_null_recommendation(
