@@ -158,7 +158,7 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
             "drain.pre_stop_sleep does not change when it stops; the grace period decides (sweep "
             "drain.termination_grace_period to see it)",
         ))
-    if base.runs * (1 - q) < 1:
+    if q < 1 and base.runs * (1 - q) < 1:
         cautions.append(Caution(
             "few_runs",
             f"with {base.runs} runs the {qname} is the worst run; raise runs to at least "

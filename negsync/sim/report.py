@@ -332,7 +332,7 @@ def _heatmap(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], dec
     value = decision.values.get(x_path)
     if value is not None:
         position = float(np.interp(float(value), xs, range(len(xs))))
-        handles.append(ax.axvline(position, color="tab:green", linestyle="--", linewidth=2,
+        handles.append(ax.axvline(position, color="tab:blue", linestyle="--", linewidth=2.5,
                                   label=f"recommended {x_path} = {value} {unit(x_path)}"))
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
 
