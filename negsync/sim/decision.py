@@ -270,8 +270,8 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
         cautions.append(Caution(
             "rare_large_failures",
             f"the objective holds at the {qname}, but {pair.p_any:.1%} of runs still fail requests and the "
-            f"worst loses {pair.failed_max}; set objective.quantile higher (0.999, or 1 for the worst run) if "
-            "rare large failures matter",
+            f"worst loses {pair.failed_max}; set objective.quantile higher "
+            f"({'0.999, or ' if q < 0.999 else ''}1 for the worst run) if rare large failures matter",
         ))
 
     # step 5: bootstrap over runs
