@@ -187,10 +187,16 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
                 f"(best point {where}) or change the scenario",
             ))
         cautions.extend(_no_capacity(best, where))
-        reason = (
-            f"no swept value meets the objective ({objective}): the best point, {where}, has "
-            f"{qname} = {best.failed_at_objective}; extend the sweep or change the scenario"
-        )
+        if study.swept:
+            reason = (
+                f"no swept value meets the objective ({objective}): the best point, {where}, has "
+                f"{qname} = {best.failed_at_objective}; extend the sweep or change the scenario"
+            )
+        else:
+            reason = (
+                f"the scenario as written misses the objective ({objective}): {qname} = "
+                f"{best.failed_at_objective}; add a sweep (for example of drain.pre_stop_sleep) to find settings that meet it"
+            )
         keys = [*study.swept, *(k for k in (SLEEP, GRACE) if k not in study.swept)]
         return Decision(dict.fromkeys(keys), reason, tuple(cautions), {}, evaluated=tuple(pts.cache.values()))
 

@@ -616,8 +616,16 @@ def resolved_path(path: Path | None, *, runs: int | None = None, seed: int | Non
             raw["seed"] = seed
     resolved = resolve(raw)
     build_study(resolved, base_dir=base_dir)
-    order = [*_SECTIONS[""]]
-    return {key: resolved[key] for key in order if key in resolved}
+    out: dict[str, Any] = {}
+    for key in _SECTIONS[""]:
+        if key not in resolved:
+            continue
+        value = resolved[key]
+        if key in _SECTIONS and isinstance(value, Mapping):  # the file's key order, for reading
+            order = _SECTIONS[key]
+            value = {k: value[k] for k in sorted(value, key=lambda k: order.index(k) if k in order else len(order))}
+        out[key] = value
+    return out
 
 
 __all__ = [

@@ -360,3 +360,12 @@ def test_scenario_without_sweep_says_how_to_get_a_recommendation(
     assert _run([_write(tmp_path, small)]) == 0
     out = capsys.readouterr().out
     assert "warning (no_sweep): " in out and "sweep: {drain.pre_stop_sleep:" in out
+
+
+def test_show_through_the_negsync_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
+    from negsync.cli import main
+
+    assert main(["simulate", "--show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["lb"]["detach_delay"] == {"dist": "lognormal", "p50": 10, "p99": 30}
+    assert next(iter(shown["lb"])) == "preset"
