@@ -253,6 +253,9 @@ def figure(study: Study, summaries: list[PointSummary], decision: Decision) -> F
 
 
 def _curves(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], decision: Decision) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     base = study.base
     q, goal = base.objective.quantile, base.objective.failed_requests
     axis = study.decisions[0] if study.decisions else (study.swept[0] if study.swept else None)
@@ -260,6 +263,7 @@ def _curves(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], deci
     combos = sorted({tuple((p, s.params[p]) for p in study.swept if p != axis) for s in points})
     top = 1.0
     ax2 = ax.twinx()
+    extra_handles: list[Any] = []
     for i, combo in enumerate(combos):
         members = sorted((s for s in points if all(s.params[p] == v for p, v in combo)),
                          key=lambda s: float(s.params[axis]) if axis else 0.0)
@@ -267,14 +271,17 @@ def _curves(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], deci
             xs = [float(s.params[axis]) for s in members]
         else:
             xs = [float(i) for i in range(len(members))]
-        suffix = "" if not combo else " at " + ", ".join(f"{p}={plain(v)}" for p, v in combo)
         colour = f"C{(3 + i) % 10}"
-        if len(combos) == 1:
+        single = len(combos) == 1
+        if single:
             ax.fill_between(xs, [s.failed_p50 for s in members], [s.failed_p99 for s in members],
                             alpha=0.2, color=colour, label="failed requests p50–p99")
-        ax.plot(xs, [s.failed_mean for s in members], "o-", color=colour, label=f"failed requests mean{suffix}")
+        else:  # one colour per uncertain combination; the line styles are explained once, below
+            extra_handles.append(Patch(color=colour, label=", ".join(f"{p}={plain(v)}" for p, v in combo)))
+        ax.plot(xs, [s.failed_mean for s in members], "o-", color=colour,
+                label="failed requests mean" if single else "_")
         ax.plot(xs, [s.failed_at_objective for s in members], "v--", color=colour, alpha=0.8,
-                label=f"failed requests {_qname(q)} (objective quantile){suffix}")
+                label=f"failed requests {_qname(q)} (objective quantile)" if single else "_")
         top = max(top, *(s.failed_max for s in members), *(s.failed_at_objective for s in members))
         if len(combos) == 1:
             ax2.plot(xs, [s.duration_mean for s in members], "s:", color="tab:blue", alpha=0.6,
@@ -295,9 +302,14 @@ def _curves(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], deci
     if len(combos) != 1:
         ax2.set_yticks([])
         ax2.set_ylabel("")
-    handles, labels = ax.get_legend_handles_labels()
-    handles2, labels2 = ax2.get_legend_handles_labels()
-    fig.legend(handles + handles2, labels + labels2, loc="outside lower center", ncols=2, fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    handles2, _ = ax2.get_legend_handles_labels()
+    if extra_handles:
+        styles = [Line2D([], [], color="grey", marker="o", linestyle="-", label="failed requests mean"),
+                  Line2D([], [], color="grey", marker="v", linestyle="--",
+                         label=f"failed requests {_qname(q)} (objective quantile)")]
+        handles = styles + extra_handles + handles
+    fig.legend(handles=handles + handles2, loc="outside lower center", ncols=2, fontsize=8)
 
 
 def _heatmap(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], decision: Decision) -> None:
