@@ -229,3 +229,21 @@ def test_no_sweep_checks_the_scenario_and_says_how_to_get_a_recommendation(
     message = next(w["message"] for w in doc["recommendation"]["warnings"] if w["code"] == "no_sweep")
     assert "sweep:" in message
     assert doc["recommendation"]["simulated"]["params"]["drain.pre_stop_sleep"] == 60
+
+
+def test_bootstrap_interval_covers_what_other_seeds_recommend(small: dict[str, Any]) -> None:
+    """The interval is a claim about sampling noise: other seeds' answers should mostly fall in it."""
+    from negsync.sim.decision import decide
+    from negsync.sim.sweep import run_study
+
+    small["sweep"] = {"drain.pre_stop_sleep": {"from": 0, "to": 60, "step": 10}}
+    answers, intervals = [], []
+    for seed in range(1, 13):
+        study = load_study({**small, "seed": seed})
+        decision = decide(study, run_study(study))
+        answers.append(decision.values["drain.pre_stop_sleep"])
+        intervals.append(decision.interval)
+    assert len(set(answers)) > 3  # the answer does move with the seed: there is something to cover
+    middle = float(np.median(answers))
+    covered = sum(1 for lo, hi in intervals if lo <= middle and (hi is None or middle <= hi))
+    assert covered >= 9, (answers, intervals)
