@@ -76,6 +76,7 @@ class Decision:
     bracket: tuple[float | int, float | int] | None = None  # last failing, first passing grid value
     grid_choice: float | int | None = None  # what the grid alone would have chosen
     refined: tuple[PointSummary, ...] = ()  # points simulated by the refinement
+    interval_points: tuple[PointSummary, ...] = ()  # points simulated to pin the interval's ends
     pair: PointSummary | None = None  # the recommended pair, at its worst uncertain value
     grace_from_formula: int | None = None
     same_value_share: float | None = None
@@ -282,6 +283,7 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
         ))
 
     # step 5: bootstrap over runs
+    before_bootstrap = len(pts.added)
     share, interval, resamples = _bootstrap(study, pts, decisions, chosen, step_res)
     if share is not None and share < STABLE_SHARE:
         shown = _interval_text(interval)
@@ -323,7 +325,8 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
     return Decision(
         values=values, reason="; ".join(parts), cautions=tuple(cautions), worst_case=worst_case,
         refined_axis=refined_axis, resolution=step_res if refined_axis else None, bracket=bracket,
-        grid_choice=grid_choice, refined=tuple(s for s in pts.added if _on_axis(s, study)),
+        grid_choice=grid_choice, refined=tuple(s for s in pts.added[:before_bootstrap] if _on_axis(s, study)),
+        interval_points=tuple(s for s in pts.added[before_bootstrap:] if _on_axis(s, study)),
         pair=pair, grace_from_formula=formula, same_value_share=share, interval=interval,
         resamples=resamples, evaluated=tuple(pts.cache.values()),
     )

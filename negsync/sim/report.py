@@ -4,7 +4,8 @@ The decision itself (worst case over uncertain axes, refinement, the simulated p
 warnings) is :mod:`negsync.sim.decision`; this module only renders it.  The JSON document only
 ever gains keys: a point's ``failed_requests`` gained ``p_any`` (share of runs with any failure)
 and ``max`` (the worst run) next to ``at_objective_quantile``; the recommendation gained
-``simulated`` (the recommended pair's own result), ``refinement``, ``uncertainty``,
+``simulated`` (the recommended pair's own result), ``refinement``, ``uncertainty`` (with the
+points simulated to pin its interval),
 ``worst_case`` and ``warnings``.
 
 Plots: the format comes from the file's suffix (``.png``, ``.svg``, ``.pdf``); a sweep over two
@@ -83,6 +84,7 @@ def recommendation(study: Study, decision: Decision) -> dict[str, Any]:
         "same_value_share": round(decision.same_value_share, 4),
         "interval": list(decision.interval) if decision.interval else None,
         "interval_level": 0.9,
+        "points": [_point(s, goal) for s in sorted(decision.interval_points, key=lambda s: tuple(s.params.values()))],
     }
     out["warnings"] = [{"code": c.code, "message": c.message} for c in decision.cautions]
     return out
@@ -127,6 +129,7 @@ def table(study: Study, summaries: list[PointSummary], decision: Decision | None
     rows: list[tuple[str, PointSummary]] = [("", s) for s in summaries]
     if decision is not None:
         rows.extend(("refined", s) for s in decision.refined)
+        rows.extend(("interval", s) for s in decision.interval_points)
         rows.sort(key=lambda r: tuple(float(v) for v in r[1].params.values()))
         header.append("point")
     lines_out = []
@@ -259,7 +262,7 @@ def _curves(fig: Any, ax: Any, study: Study, summaries: list[PointSummary], deci
     base = study.base
     q, goal = base.objective.quantile, base.objective.failed_requests
     axis = study.decisions[0] if study.decisions else (study.swept[0] if study.swept else None)
-    points = [*summaries, *decision.refined]
+    points = [*summaries, *decision.refined, *decision.interval_points]
     combos = sorted({tuple((p, s.params[p]) for p in study.swept if p != axis) for s in points})
     top = 1.0
     ax2 = ax.twinx()

@@ -37,7 +37,7 @@ def test_default_prints_table_then_recommendation(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split()[0] == "drain.pre_stop_sleep"
     assert out[0].split()[-1] == "point"
-    rows = [line for line in out[2:] if line.endswith((" grid", " refined"))]
+    rows = [line for line in out[2:] if line.endswith((" grid", " refined", " interval"))]
     assert sum(line.endswith(" grid") for line in rows) == 7
     assert out[-1].startswith("recommendation: drain.pre_stop_sleep=")
     assert any(line.startswith("simulated pair: ") for line in out)
