@@ -182,11 +182,18 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
     if index < 0:
         best = min(worst, key=lambda s: (s.failed_at_objective, s.failed_mean))
         where = ", ".join(f"{k}={v}" for k, v in best.params.items()) or "the scenario as written"
-        if study.swept:
+        if not decisions and study.swept:
             cautions.append(Caution(
                 "at_sweep_edge",
-                f"no swept value meets the objective: extend the sweep beyond its largest value "
-                f"(best point {where}) or change the scenario",
+                f"the scenario's settings miss the objective at the worst uncertain value (best point {where}); "
+                "sweep a setting too, for example drain.pre_stop_sleep",
+            ))
+        elif study.swept:
+            beyond = "beyond its largest value " if all(p.startswith("drain.") for p in decisions) else ""
+            cautions.append(Caution(
+                "at_sweep_edge",
+                f"no swept value meets the objective: extend the sweep {beyond}(best point {where}) or change "
+                "the scenario",
             ))
         cautions.extend(_no_capacity(best, where))
         if study.swept:
