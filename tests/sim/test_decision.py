@@ -167,11 +167,35 @@ def test_unstable_choice_is_warned(tmp_path: Path, small: dict[str, Any]) -> Non
     small["runs"] = 100  # a p99 of 100 runs is one run: resamples disagree
     small["sweep"] = {"drain.pre_stop_sleep": {"from": 0, "to": 60, "step": 1}}
     rec = _json(tmp_path, small)["recommendation"]
-    codes = {w["code"] for w in rec["warnings"]}
-    if rec["uncertainty"]["same_value_share"] < 0.8:
-        assert "unstable" in codes
-    else:
-        assert "unstable" not in codes
+    assert rec["uncertainty"]["same_value_share"] < 0.8
+    assert "unstable" in {w["code"] for w in rec["warnings"]}
+
+
+def test_deterministic_delays_give_a_stable_choice(tmp_path: Path, small: dict[str, Any]) -> None:
+    small["lb"] = {"preset": "gcp-neg", "detach_delay": {"dist": "fixed", "value": 12}, "health_check": None}
+    small["sweep"] = {"drain.pre_stop_sleep": [0, 10, 20, 30]}
+    rec = _json(tmp_path, small)["recommendation"]
+    assert rec["drain.pre_stop_sleep"] == 13  # reaction 1 s + detach 12 s, to the second
+    assert rec["uncertainty"]["same_value_share"] == 1.0
+    assert rec["uncertainty"]["interval"] == [13, 13]
+    assert "unstable" not in {w["code"] for w in rec["warnings"]}
+
+
+def test_a_pass_below_a_failure_is_not_trusted(small: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from negsync.sim.decision import decide
+    from negsync.sim.sweep import run_study
+
+    small["sweep"] = {"drain.pre_stop_sleep": [0, 30, 60]}
+    study = load_study(small)
+    grid = run_study(study)
+    # as if noise had made 0 s pass while 30 s fails
+    noisy = [replace(grid[0], failed_at_objective=0), replace(grid[1], failed_at_objective=5), grid[2]]
+    decision = decide(study, noisy)
+    assert decision.values["drain.pre_stop_sleep"] is not None
+    assert decision.values["drain.pre_stop_sleep"] > 30
+    assert "non_monotone" in {c.code for c in decision.cautions}
 
 
 def _codes(doc: dict[str, Any]) -> set[str]:
