@@ -149,7 +149,8 @@ def test_bad_input_is_one_line_naming_the_field(
 
 @pytest.mark.parametrize(
     ("argv", "field"),
-    [(["--runs", "0"], "runs"), (["--seed", "-1"], "seed"), (["missing.yaml"], "scenario")],
+    [(["--runs", "0"], "runs"), (["--seed", "-1"], "seed"), (["missing.yaml"], "scenario"),
+     (["--resolution", "0"], "--resolution"), (["--resolution", "nan"], "--resolution")],
 )
 def test_bad_arguments(argv: list[str], field: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(argv) == 2
@@ -369,3 +370,9 @@ def test_show_through_the_negsync_entry_point(capsys: pytest.CaptureFixture[str]
     shown = json.loads(capsys.readouterr().out)
     assert shown["lb"]["detach_delay"] == {"dist": "lognormal", "p50": 10, "p99": 30}
     assert next(iter(shown["lb"])) == "preset"
+
+
+def test_unwritable_plot_is_one_line(tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run([_write(tmp_path, small), "--plot", str(tmp_path / "missing" / "out.svg")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("negsync simulate: error: --plot: cannot write ")
