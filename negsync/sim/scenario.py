@@ -333,9 +333,10 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     surge = _int_or_percent(w["max_surge"], "workload.max_surge", replicas, round_up=True)
     unavailable = _int_or_percent(w["max_unavailable"], "workload.max_unavailable", replicas, round_up=False)
     if kind == "rolling-update" and surge == 0 and unavailable == 0:
-        if _is_number(w["max_surge"]) and _is_number(w["max_unavailable"]):
+        # apps validation rejects both written as 0 (or 0%); ResolveFenceposts turns percentages
+        # that merely round to 0 into max_unavailable 1
+        if all(v in (0, "0%") for v in (w["max_surge"], w["max_unavailable"])):
             raise ConfigError("workload.max_surge", "max_surge and max_unavailable cannot both be 0")
-        # Kubernetes' ResolveFenceposts: percentages that both round to 0 give max_unavailable 1
         unavailable = 1
     remove = _int(w["remove"], "workload.remove", low=1)
     if kind == "scale-down" and remove >= replicas:

@@ -132,6 +132,7 @@ BAD = [
     ("sweep", {"drain.pre_stop_sleep": {"value": [1]}}, "sweep.drain.pre_stop_sleep.value"),
     ("sweep", {"drain.pre_stop_sleep": {"values": [1, "x"]}}, "sweep.drain.pre_stop_sleep.values[1]"),
     ("workload/max_surge", "lots", "workload.max_surge"),
+    ("workload", {"replicas": 4, "max_surge": "0%", "max_unavailable": 0}, "workload.max_surge"),
     ("scenario", "blue-green", "scenario"),
     ("lb/preset", "azure", "lb.preset"),
     ("objective", {"failed_requests": 0, "quantile": 1.5}, "objective.quantile"),
