@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import TextIO
 
 from negsync.errors import ConfigError
 from negsync.sim import report
-from negsync.sim.scenario import load_path
+from negsync.sim.decision import decide
+from negsync.sim.scenario import load_path, resolved_path
 from negsync.sim.sweep import run_study
 
 PROG = "negsync simulate"
@@ -28,10 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scenario file (YAML or JSON); default: the packaged rolling update on gcp-neg",
     )
     parser.add_argument("--json", action="store_true", help="print the sweep as JSON instead of a table")
-    parser.add_argument("--plot", metavar="FILE.png", type=Path, default=None,
-                        help="also write a PNG of failed requests and duration against the sweep")
+    parser.add_argument("--plot", metavar="FILE", type=Path, default=None,
+                        help="also write a plot; the format follows the suffix: .png, .svg or .pdf")
     parser.add_argument("--runs", metavar="N", type=int, default=None, help="override the scenario's runs")
     parser.add_argument("--seed", metavar="S", type=int, default=None, help="override the scenario's seed")
+    parser.add_argument("--resolution", metavar="R", type=float, default=None,
+                        help="refine the recommendation to this step (default: the sweep entry's "
+                             "resolution, else 1 s)")
+    parser.add_argument("--show", action="store_true",
+                        help="print the resolved scenario (defaults and preset values filled in) and exit")
 
 
 class _Progress:
@@ -58,8 +65,37 @@ class _Progress:
             self._stream.flush()
 
 
-def run(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace) -> int:
     try:
+        resolved = resolved_path(getattr(args, "scenario", None), runs=getattr(args, "runs", None),
+                                 seed=getattr(args, "seed", None))
+    except ConfigError as exc:
+        return _error(exc)
+    if getattr(args, "json", False):
+        print(json.dumps(resolved, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None, width=100).rstrip())
+    return 0
+
+
+def _error(exc: ConfigError) -> int:
+    message = " ".join(str(exc.message).split())
+    print(f"{PROG}: error: {exc.field}: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "show", False):
+        return _show(args)
+    plot_path: Path | None = getattr(args, "plot", None)
+    resolution: float | None = getattr(args, "resolution", None)
+    try:
+        if plot_path is not None:
+            report.plot_format(plot_path)
+        if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
+            raise ConfigError("--resolution", f"must be a number > 0, got {resolution:g}")
         study = load_path(getattr(args, "scenario", None), runs=getattr(args, "runs", None),
                           seed=getattr(args, "seed", None))
         progress = _Progress(sys.stderr)
@@ -67,21 +103,21 @@ def run(args: argparse.Namespace) -> int:
             summaries = run_study(study, progress)
         finally:
             progress.close()
-        recommendation = report.recommend(study, summaries)
-        plot_path: Path | None = getattr(args, "plot", None)
+        decision = decide(study, summaries, resolution=resolution)
+        recommendation = report.recommendation(study, decision)
         if plot_path is not None:
             try:
-                report.plot(study, summaries, plot_path)
+                report.plot(study, summaries, plot_path, decision)
             except OSError as exc:
                 raise ConfigError("--plot", f"cannot write {plot_path}: {exc.strerror or exc}") from None
     except ConfigError as exc:
-        message = " ".join(str(exc.message).split())
-        print(f"{PROG}: error: {exc.field}: {message}", file=sys.stderr)
-        return 2
+        return _error(exc)
     if getattr(args, "json", False):
         print(json.dumps(report.to_json(study, summaries, recommendation), indent=2))
     else:
-        print(report.table(study, summaries))
+        print(report.table(study, summaries, decision))
+        for line in report.details(study, decision):
+            print(line)
         print(report.recommendation_line(recommendation))
         if plot_path is not None:
             print(f"plot: {plot_path}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -37,6 +38,14 @@ SHUTDOWN_MODES = ("on-sigterm", "on-sigkill")
 CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity")
 MAX_RUNS = 1_000_000
 MAX_SWEEP_POINTS = 1000
+_DEFAULT_GRACE = 30  # Kubernetes' default terminationGracePeriodSeconds
+DEFAULT_RESOLUTION = 1.0  # Kubernetes takes whole seconds for terminationGracePeriodSeconds and a sleep action
+# Swept paths under these prefixes are settings one chooses; any other swept path (lb.*, traffic.*,
+# controller.reaction, workload.startup) describes the world and is uncertain unless marked otherwise.
+_DECISION_PREFIXES = (
+    "drain.", "workload.replicas", "workload.max_surge", "workload.max_unavailable", "workload.remove",
+    "workload.pods_per_node",
+)
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "": (
@@ -66,7 +75,7 @@ _DEFAULTS: dict[str, Any] = {
     },
     "lb": {},
     "controller": {"reaction": {"dist": "fixed", "value": 1}, "readiness_gate": True},
-    "drain": {"pre_stop_sleep": 0, "termination_grace_period": 30},
+    "drain": {"pre_stop_sleep": 0, "termination_grace_period": _DEFAULT_GRACE},
     "objective": {"failed_requests": 0, "quantile": 0.99},
 }
 
@@ -147,11 +156,29 @@ class SweepPoint:
 
 @dataclass(frozen=True, slots=True)
 class Study:
-    """A scenario and the sweep points to run it at (one point with no params when no sweep)."""
+    """A scenario and the sweep points to run it at (one point with no params when no sweep).
+
+    ``uncertain`` names the swept paths that describe the world rather than a setting (taken at
+    their worst when recommending); ``resolutions`` the step, per swept path, to which a
+    recommendation is refined.  ``tree`` is the resolved raw form, so that points off the grid
+    (refinement, the recommended pair) can be built with :func:`point_at`.
+    """
 
     base: Scenario
     swept: tuple[str, ...]
     points: tuple[SweepPoint, ...]
+    uncertain: tuple[str, ...] = ()
+    resolutions: tuple[tuple[str, float], ...] = ()
+    tree: Mapping[str, Any] | None = None
+    base_dir: Path | None = None
+
+    @property
+    def decisions(self) -> tuple[str, ...]:
+        """The swept paths that are settings to choose (every swept path not uncertain)."""
+        return tuple(p for p in self.swept if p not in self.uncertain)
+
+    def resolution(self, path: str) -> float:
+        return dict(self.resolutions).get(path, DEFAULT_RESOLUTION)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -199,6 +226,28 @@ def _number(
 
 def _int(value: Any, field: str, *, low: int = 0, high: float = math.inf) -> int:
     return int(_number(value, field, low=low, integer=True, high=high))
+
+
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+def _int_or_percent(value: Any, field: str, replicas: int, *, round_up: bool) -> int:
+    """A Deployment's maxSurge / maxUnavailable: an integer or a percentage of the replicas.
+
+    As Kubernetes resolves them (pkg/controller/deployment/util/deployment_util.go,
+    ``ResolveFenceposts`` → apimachinery ``intstr.GetScaledValueFromIntOrPercent``): maxSurge
+    rounds up, maxUnavailable rounds down; the percentage must match ``^[0-9]+%$`` and
+    maxUnavailable may not exceed 100% (apps validation ``IsNotMoreThan100Percent``).
+    """
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            raise ConfigError(field, f"must be an integer or a percentage such as '25%', got {value!r}")
+        percent = int(value[:-1])
+        if not round_up and percent > 100:
+            raise ConfigError(field, f"must not be greater than 100%, got {value!r}")
+        scaled = percent * replicas / 100
+        return math.ceil(scaled) if round_up else math.floor(scaled)
+    return _int(value, field, low=0, high=10_000)
 
 
 # --------------------------------------------------------------------------- step 1: resolve
@@ -287,10 +336,14 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     if "replicas" not in w:
         raise ConfigError("workload.replicas", "required")
     replicas = _int(w["replicas"], "workload.replicas", low=1, high=10_000)
-    surge = _int(w["max_surge"], "workload.max_surge", low=0, high=10_000)
-    unavailable = _int(w["max_unavailable"], "workload.max_unavailable", low=0, high=10_000)
+    surge = _int_or_percent(w["max_surge"], "workload.max_surge", replicas, round_up=True)
+    unavailable = _int_or_percent(w["max_unavailable"], "workload.max_unavailable", replicas, round_up=False)
     if kind == "rolling-update" and surge == 0 and unavailable == 0:
-        raise ConfigError("workload.max_surge", "max_surge and max_unavailable cannot both be 0")
+        # apps validation rejects both written as 0 (or 0%); ResolveFenceposts turns percentages
+        # that merely round to 0 into max_unavailable 1
+        if all(v in (0, "0%") for v in (w["max_surge"], w["max_unavailable"])):
+            raise ConfigError("workload.max_surge", "max_surge and max_unavailable cannot both be 0")
+        unavailable = 1
     remove = _int(w["remove"], "workload.remove", low=1)
     if kind == "scale-down" and remove >= replicas:
         raise ConfigError("workload.remove", f"must be < workload.replicas ({replicas}), got {remove}")
@@ -345,9 +398,12 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     grace = _number(d["termination_grace_period"], "drain.termination_grace_period")
     sleep = _number(d["pre_stop_sleep"], "drain.pre_stop_sleep")
     if sleep >= grace:
+        default = " s, Kubernetes' default terminationGracePeriodSeconds" if grace == _DEFAULT_GRACE else " s"
         raise ConfigError(
             "drain.pre_stop_sleep",
-            f"must be < drain.termination_grace_period ({grace:g}), got {sleep:g}",
+            f"must be < drain.termination_grace_period ({grace:g}{default}), got {sleep:g}: "
+            "the preStop hook runs inside the grace period; set drain.termination_grace_period "
+            f"above the preStop sleep plus the time to finish requests (e.g. {math.ceil(sleep) + 10})",
         )
     drain = Drain(pre_stop_sleep=sleep, termination_grace_period=grace)
 
@@ -379,35 +435,88 @@ def _set(tree: dict[str, Any], path: str, value: float) -> None:
     node[last] = value
 
 
-def _sweep_values(spec: Any, field: str) -> tuple[float, ...]:
+@dataclass(frozen=True, slots=True)
+class _Axis:
+    path: str
+    values: tuple[float, ...]
+    uncertain: bool
+    resolution: float
+
+
+_AXIS_KEYS = ("from", "to", "step", "values", "uncertain", "resolution")
+
+
+def _axis(path: str, spec: Any, field: str) -> _Axis:
+    """One sweep entry: a list, ``{from, to, step}`` or ``{values}``, optionally with
+    ``uncertain: true|false`` and ``resolution: R`` (the refinement step)."""
+    uncertain = not path.startswith(_DECISION_PREFIXES)
+    resolution = DEFAULT_RESOLUTION
     if isinstance(spec, Mapping):
-        unknown = set(spec) - {"from", "to", "step"}
+        unknown = sorted(set(spec) - set(_AXIS_KEYS))
         if unknown:
-            raise ConfigError(f"{field}.{sorted(unknown)[0]}", "unknown key (expected from, to, step)")
+            raise ConfigError(f"{field}.{unknown[0]}", f"unknown key (expected one of: {', '.join(_AXIS_KEYS)})")
+        if "uncertain" in spec:
+            if not isinstance(spec["uncertain"], bool):
+                raise ConfigError(f"{field}.uncertain", f"must be true or false, got {spec['uncertain']!r}")
+            uncertain = spec["uncertain"]
+        if "resolution" in spec:
+            resolution = _number(spec["resolution"], f"{field}.resolution", strict=True, unit="")
+        if "values" in spec:
+            if any(k in spec for k in ("from", "to", "step")):
+                raise ConfigError(f"{field}.values", "give either values or {from, to, step}, not both")
+            return _Axis(path, _listed(spec["values"], f"{field}.values"), uncertain, resolution)
         for key in ("from", "to", "step"):
             if key not in spec:
-                raise ConfigError(f"{field}.{key}", "required for a {from, to, step} sweep")
+                raise ConfigError(f"{field}.{key}", "required for a {from, to, step} sweep (or give values: [...])")
         start = _number(spec["from"], f"{field}.from", low=-math.inf, unit="")
         stop = _number(spec["to"], f"{field}.to", low=start, unit="")
         step = _number(spec["step"], f"{field}.step", strict=True, unit="")
         count = math.floor((stop - start) / step + 1e-9) + 1
         if count > MAX_SWEEP_POINTS:
             raise ConfigError(field, f"expands to {count} values, more than {MAX_SWEEP_POINTS}")
-        return tuple(round(start + i * step, 9) for i in range(count))
+        return _Axis(path, tuple(round(start + i * step, 9) for i in range(count)), uncertain, resolution)
     if isinstance(spec, list | tuple):
-        if not spec:
-            raise ConfigError(field, "must list at least one value")
-        values = []
-        for i, v in enumerate(spec):
-            if not _is_number(v) or not math.isfinite(v):
-                raise ConfigError(f"{field}[{i}]", f"must be a number, got {v!r}")
-            values.append(float(v))
-        return tuple(values)
+        return _Axis(path, _listed(spec, field), uncertain, resolution)
     raise ConfigError(field, f"must be a list of values or {{from, to, step}}, got {type(spec).__name__}")
+
+
+def _listed(spec: Any, field: str) -> tuple[float, ...]:
+    if not isinstance(spec, list | tuple):
+        raise ConfigError(field, f"must be a list of values, got {type(spec).__name__}")
+    if not spec:
+        raise ConfigError(field, "must list at least one value")
+    values = []
+    for i, v in enumerate(spec):
+        if not _is_number(v) or not math.isfinite(v):
+            raise ConfigError(f"{field}[{i}]", f"must be a number, got {v!r}")
+        values.append(float(v))
+    return tuple(sorted(set(values)))
 
 
 def _plain(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
+
+
+def _point(
+    tree: Mapping[str, Any], params: tuple[tuple[str, float], ...], base_dir: Path | None
+) -> SweepPoint:
+    point_tree = copy.deepcopy(dict(tree))
+    for path, value in params:
+        _set(point_tree, path, _plain(value))
+    try:
+        scenario = parse_scenario(point_tree, base_dir=base_dir)
+    except ConfigError as exc:
+        blamed = next((p for p, _ in params if exc.field.startswith(p)), params[0][0])
+        value = dict(params)[blamed]
+        raise ConfigError(f"sweep.{blamed}", f"value {value:g} is invalid: {exc}") from None
+    return SweepPoint(params, scenario)
+
+
+def point_at(study: Study, params: Mapping[str, float]) -> SweepPoint:
+    """The study's scenario with ``params`` (dotted path -> value) written over it, validated."""
+    if study.tree is None:
+        raise ValueError("study was built without its resolved form")
+    return _point(study.tree, tuple(params.items()), study.base_dir)
 
 
 def build_study(resolved: Mapping[str, Any], *, base_dir: Path | None = None) -> Study:
@@ -417,11 +526,11 @@ def build_study(resolved: Mapping[str, Any], *, base_dir: Path | None = None) ->
     if "sweep" not in resolved or resolved["sweep"] is None:
         if "sweep" in resolved:
             raise ConfigError("sweep", "is empty: name at least one field to sweep")
-        return Study(base, (), (SweepPoint((), base),))
+        return Study(base, (), (SweepPoint((), base),), tree=tree, base_dir=base_dir)
     sweep = _mapping(resolved["sweep"], "sweep")
     if not sweep:
         raise ConfigError("sweep", "is empty: name at least one field to sweep")
-    axes: list[tuple[str, tuple[float, ...]]] = []
+    axes: list[_Axis] = []
     for path, spec in sweep.items():
         field = f"sweep.{path}"
         if path in ("runs", "seed", "scenario") or path.startswith(("sweep", "objective")):
@@ -432,23 +541,19 @@ def build_study(resolved: Mapping[str, Any], *, base_dir: Path | None = None) ->
             raise ConfigError(field, "does not name a field of the scenario") from None
         if not _is_number(current):
             raise ConfigError(field, f"does not name a numeric field (its value is {current!r})")
-        axes.append((path, _sweep_values(spec, field)))
-    if math.prod(len(values) for _, values in axes) > MAX_SWEEP_POINTS:
+        axes.append(_axis(path, spec, field))
+    if math.prod(len(axis.values) for axis in axes) > MAX_SWEEP_POINTS:
         raise ConfigError("sweep", f"expands to more than {MAX_SWEEP_POINTS} points")
-    points = []
-    for combo in itertools.product(*(values for _, values in axes)):
-        point_tree = copy.deepcopy(tree)
-        params = tuple((path, value) for (path, _), value in zip(axes, combo, strict=True))
-        for path, value in params:
-            _set(point_tree, path, _plain(value))
-        try:
-            scenario = parse_scenario(point_tree, base_dir=base_dir)
-        except ConfigError as exc:
-            blamed = next((p for p, _ in params if exc.field.startswith(p)), params[0][0])
-            value = dict(params)[blamed]
-            raise ConfigError(f"sweep.{blamed}", f"value {value:g} is invalid: {exc}") from None
-        points.append(SweepPoint(params, scenario))
-    return Study(base, tuple(path for path, _ in axes), tuple(points))
+    points = [
+        _point(tree, tuple((axis.path, value) for axis, value in zip(axes, combo, strict=True)), base_dir)
+        for combo in itertools.product(*(axis.values for axis in axes))
+    ]
+    return Study(
+        base, tuple(axis.path for axis in axes), tuple(points),
+        uncertain=tuple(axis.path for axis in axes if axis.uncertain),
+        resolutions=tuple((axis.path, axis.resolution) for axis in axes),
+        tree=tree, base_dir=base_dir,
+    )
 
 
 def load_study(
@@ -490,18 +595,52 @@ def default_scenario_text() -> str:
     return resources.files("negsync.sim").joinpath("scenarios", DEFAULT_SCENARIO).read_text()
 
 
+def _read(path: Path | None) -> tuple[Any, Path | None]:
+    if path is None:
+        return parse_text(default_scenario_text(), DEFAULT_SCENARIO), None
+    raw = read_file(path)
+    if raw is None:
+        raise ConfigError(
+            "scenario",
+            f"{path} is empty: start from simulations/default.yaml, or print the default with every "
+            "value filled in (negsync simulate --show) and edit that",
+        )
+    return raw, path.resolve().parent
+
+
 def load_path(
     path: Path | None, *, runs: int | None = None, seed: int | None = None
 ) -> Study:
     """Load a scenario file, or the packaged default when ``path`` is None."""
-    if path is None:
-        raw = parse_text(default_scenario_text(), DEFAULT_SCENARIO)
-        return load_study(raw, runs=runs, seed=seed)
-    return load_study(read_file(path), base_dir=path.resolve().parent, runs=runs, seed=seed)
+    raw, base_dir = _read(path)
+    return load_study(raw, base_dir=base_dir, runs=runs, seed=seed)
+
+
+def resolved_path(path: Path | None, *, runs: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The resolved raw form of a scenario file (defaults and preset filled in), validated."""
+    raw, base_dir = _read(path)
+    if isinstance(raw, Mapping):
+        raw = dict(raw)
+        if runs is not None:
+            raw["runs"] = runs
+        if seed is not None:
+            raw["seed"] = seed
+    resolved = resolve(raw)
+    build_study(resolved, base_dir=base_dir)
+    out: dict[str, Any] = {}
+    for key in _SECTIONS[""]:
+        if key not in resolved:
+            continue
+        value = resolved[key]
+        if key in _SECTIONS and isinstance(value, Mapping):  # the file's key order, for reading
+            order = _SECTIONS[key]
+            value = {k: value[k] for k in sorted(value, key=lambda k: order.index(k) if k in order else len(order))}
+        out[key] = value
+    return out
 
 
 __all__ = [
     "CAUSES", "KINDS", "Controller", "Drain", "Fixed", "HealthCheck", "LoadBalancer", "Objective",
     "Scenario", "Study", "SweepPoint", "Traffic", "Workload", "build_study", "load_path", "load_study",
-    "parse_scenario", "resolve",
+    "parse_scenario", "point_at", "resolve", "resolved_path",
 ]

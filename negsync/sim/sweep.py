@@ -10,9 +10,10 @@ as monotone curves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from negsync.sim.engine import PointResult, simulate
 from negsync.sim.scenario import CAUSES, Study, SweepPoint
@@ -31,6 +32,13 @@ class PointSummary:
     duration_p99: float
     min_capacity_mean: float
     min_capacity_min: float
+    p_any: float = 0.0  # share of runs with at least one failed request
+    failed_max: int = 0  # the worst run
+    quantile: float = 0.99  # objective.quantile, at which failed_at_objective is taken
+    # per-run totals, in run order: with common random numbers run i sees the same random inputs
+    # at every point, which is what the bootstrap in negsync.sim.decision resamples
+    failed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64),
+                                          repr=False, compare=False)
 
 
 def plain(value: float) -> float | int:
@@ -55,6 +63,10 @@ def summarize(point: SweepPoint, result: PointResult) -> PointSummary:
         duration_p99=float(np.quantile(result.duration, 0.99)),
         min_capacity_mean=float(result.min_capacity.mean()),
         min_capacity_min=float(result.min_capacity.min()),
+        p_any=float(np.mean(result.failed > 0)),
+        failed_max=int(result.failed.max()),
+        quantile=q,
+        failed=result.failed,
     )
 
 

@@ -36,8 +36,12 @@ def test_default_prints_table_then_recommendation(capsys: pytest.CaptureFixture[
     assert _run(["--runs", "100"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split()[0] == "drain.pre_stop_sleep"
-    assert len(out) == 2 + 7 + 1
+    assert out[0].split()[-1] == "point"
+    rows = [line for line in out[2:] if line.endswith((" grid", " refined", " interval"))]
+    assert sum(line.endswith(" grid") for line in rows) == 7
     assert out[-1].startswith("recommendation: drain.pre_stop_sleep=")
+    assert any(line.startswith("simulated pair: ") for line in out)
+    assert any(line.startswith("uncertainty: ") for line in out)
 
 
 def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,8 +56,12 @@ def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.Captur
     assert "mean" in point["min_capacity"]
     rec = doc["recommendation"]
     assert set(rec) >= {"drain.pre_stop_sleep", "drain.termination_grace_period", "reason"}
-    assert rec["drain.pre_stop_sleep"] == 60
-    assert rec["drain.termination_grace_period"] > 60
+    assert rec["refinement"]["bracket"] == [10, 60] and rec["refinement"]["resolution"] == 1
+    assert 10 < rec["drain.pre_stop_sleep"] <= 60
+    assert rec["drain.termination_grace_period"] > rec["drain.pre_stop_sleep"]
+    assert rec["simulated"]["params"] == {"drain.pre_stop_sleep": rec["drain.pre_stop_sleep"],
+                                          "drain.termination_grace_period": rec["drain.termination_grace_period"]}
+    assert rec["simulated"]["meets_objective"] is True
 
 
 def test_unreachable_objective_gives_null_recommendation(
@@ -118,6 +126,13 @@ BAD = [
     ("sweep", {"drain.sleep": [1]}, "sweep.drain.sleep"),
     ("sweep", {"workload.shutdown": [1]}, "sweep.workload.shutdown"),
     ("sweep", {"lb.deregistration_delay": {"from": 0, "to": 10}}, "sweep.lb.deregistration_delay.step"),
+    ("sweep", {"drain.pre_stop_sleep": {"values": [1], "uncertain": "yes"}}, "sweep.drain.pre_stop_sleep.uncertain"),
+    ("sweep", {"drain.pre_stop_sleep": {"values": [1], "resolution": 0}}, "sweep.drain.pre_stop_sleep.resolution"),
+    ("sweep", {"drain.pre_stop_sleep": {"values": [1], "from": 0}}, "sweep.drain.pre_stop_sleep.values"),
+    ("sweep", {"drain.pre_stop_sleep": {"value": [1]}}, "sweep.drain.pre_stop_sleep.value"),
+    ("sweep", {"drain.pre_stop_sleep": {"values": [1, "x"]}}, "sweep.drain.pre_stop_sleep.values[1]"),
+    ("workload/max_surge", "lots", "workload.max_surge"),
+    ("workload", {"replicas": 4, "max_surge": "0%", "max_unavailable": 0}, "workload.max_surge"),
     ("scenario", "blue-green", "scenario"),
     ("lb/preset", "azure", "lb.preset"),
     ("objective", {"failed_requests": 0, "quantile": 1.5}, "objective.quantile"),
@@ -141,7 +156,8 @@ def test_bad_input_is_one_line_naming_the_field(
 
 @pytest.mark.parametrize(
     ("argv", "field"),
-    [(["--runs", "0"], "runs"), (["--seed", "-1"], "seed"), (["missing.yaml"], "scenario")],
+    [(["--runs", "0"], "runs"), (["--seed", "-1"], "seed"), (["missing.yaml"], "scenario"),
+     (["--resolution", "0"], "--resolution"), (["--resolution", "nan"], "--resolution")],
 )
 def test_bad_arguments(argv: list[str], field: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(argv) == 2
@@ -164,3 +180,206 @@ def test_empirical_file_is_read_relative_to_the_scenario(
     small["lb"]["detach_delay"] = {"dist": "empirical", "file": "nope.txt"}
     assert _run([_write(tmp_path, small)]) == 2
     assert "lb.detach_delay.file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- plots
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<?xml"), (".pdf", b"%PDF"), (".png", b"\x89PNG")])
+def test_plot_format_follows_the_suffix(
+    tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str], suffix: str, magic: bytes
+) -> None:
+    """Bug: --plot out.svg wrote PNG bytes."""
+    target = tmp_path / f"out{suffix}"
+    assert _run([_write(tmp_path, small), "--plot", str(target)]) == 0
+    data = target.read_bytes()
+    assert data.startswith(magic), data[:16]
+    if suffix == ".svg":
+        assert b"<svg" in data[:2000]
+
+
+def test_plot_with_an_unknown_suffix_is_refused_before_simulating(
+    tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run([_write(tmp_path, small), "--plot", str(tmp_path / "out.jpg")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("negsync simulate: error: --plot: ")
+    assert ".png, .svg or .pdf" in err[0]
+    assert not (tmp_path / "out.jpg").exists()
+
+
+def _figure(tmp_path: Path, raw: dict[str, Any]) -> Any:
+    from negsync.sim import report
+    from negsync.sim.decision import decide
+    from negsync.sim.scenario import load_path
+    from negsync.sim.sweep import run_study
+
+    study = load_path(Path(_write(tmp_path, raw)))
+    summaries = run_study(study)
+    decision = decide(study, summaries)
+    fig = report.figure(study, summaries, decision)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    return fig, decision
+
+
+def _inside(inner: Any, outer: Any) -> bool:
+    return bool(inner.x0 < outer.x1 and inner.x1 > outer.x0 and inner.y0 < outer.y1 and inner.y1 > outer.y0)
+
+
+def test_plot_marks_recommendation_and_objective_with_units_ticks_and_title(
+    tmp_path: Path, small: dict[str, Any]
+) -> None:
+    fig, decision = _figure(tmp_path, small)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    rec = decision.values["drain.pre_stop_sleep"]
+    assert any(label.startswith(f"recommended drain.pre_stop_sleep = {rec} s") for label in labels), labels
+    assert any(label.startswith("objective: p99 <= 0") for label in labels), labels
+    assert ax.get_xlabel() == "drain.pre_stop_sleep (s)"
+    assert [t.get_text() for t in ax.get_yticklabels() if t.get_text()], "y tick labels lost"
+    title = fig._suptitle.get_text()
+    assert "4 replicas" in title and "100 rps" in title and "preset gcp-neg" in title and "calibrated" in title
+    legend = fig.legends[0]
+    renderer = fig.canvas.get_renderer()
+    assert not _inside(legend.get_window_extent(renderer), ax.get_window_extent(renderer)), "legend covers the data"
+
+
+def test_plot_y_ticks_survive_a_sweep_without_failures(tmp_path: Path, small: dict[str, Any]) -> None:
+    small["sweep"] = {"drain.pre_stop_sleep": [70, 80]}  # every point: 0 failed requests
+    fig, _ = _figure(tmp_path, small)
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+
+
+def test_two_d_sweep_is_a_heatmap(tmp_path: Path, small: dict[str, Any]) -> None:
+    small["drain"]["termination_grace_period"] = 150
+    small["sweep"] = {"drain.pre_stop_sleep": [0, 30, 60, 90], "lb.detach_delay.p99": [20, 30]}
+    fig, _ = _figure(tmp_path, small)
+    ax = fig.axes[0]
+    assert ax.get_images(), "no heatmap"
+    assert ax.get_xlabel() == "drain.pre_stop_sleep (s)"
+    assert ax.get_ylabel().startswith("lb.detach_delay.p99 (s)")
+    assert "uncertain" in ax.get_ylabel()
+
+
+def test_calibrated_scenario_says_so_in_the_title(tmp_path: Path, small: dict[str, Any]) -> None:
+    (tmp_path / "detach.txt").write_text("3\n4.5\n6\n")
+    small["lb"]["detach_delay"] = {"dist": "empirical", "file": "detach.txt"}
+    fig, _ = _figure(tmp_path, small)
+    title = fig._suptitle.get_text()
+    assert ", calibrated" in title and "not calibrated" not in title
+
+
+# --------------------------------------------------------------------------- input
+
+
+def test_show_prints_the_resolved_scenario_with_preset_values(capsys: pytest.CaptureFixture[str]) -> None:
+    from negsync.sim.presets import PRESETS
+
+    assert _run(["--show"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["lb"]["preset"] == "gcp-neg"
+    for key, value in PRESETS["gcp-neg"].items():
+        assert shown["lb"][key] == value
+    assert shown["objective"] == {"failed_requests": 0, "quantile": 0.99}
+    assert shown["sweep"] == {"drain.pre_stop_sleep": [0, 5, 10, 20, 30, 45, 60]}
+    assert _run(["--show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == shown
+
+
+def test_show_output_is_itself_a_scenario(tmp_path: Path, small: dict[str, Any],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run([_write(tmp_path, small), "--show"]) == 0
+    shown = capsys.readouterr().out
+    assert "health_check" in shown  # filled in from the preset
+    assert _run([_write(tmp_path, shown, "shown.yaml"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert _run([_write(tmp_path, small), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["points"] == again["points"]
+
+
+def test_show_reports_bad_input_like_a_run(tmp_path: Path, small: dict[str, Any],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    small["traffic"]["rps"] = "fast"
+    assert _run([_write(tmp_path, small), "--show"]) == 2
+    assert capsys.readouterr().err.startswith("negsync simulate: error: traffic.rps: ")
+
+
+@pytest.mark.parametrize(
+    ("surge", "unavailable", "replicas", "expected"),
+    [
+        ("25%", 0, 10, (3, 0)),  # surge rounds up: 2.5 -> 3
+        (0, "25%", 10, (0, 2)),  # unavailable rounds down: 2.5 -> 2
+        ("25%", "25%", 4, (1, 1)),
+        ("1%", "1%", 10, (1, 0)),  # 0.1 -> surge 1, unavailable 0
+        ("0%", "5%", 10, (0, 1)),  # both round to 0: Kubernetes sets unavailable to 1
+        ("100%", "100%", 3, (3, 3)),
+    ],
+)
+def test_max_surge_and_max_unavailable_accept_percentages(
+    small: dict[str, Any], surge: Any, unavailable: Any, replicas: int, expected: tuple[int, int]
+) -> None:
+    from negsync.sim.scenario import load_study
+
+    small["workload"].update(max_surge=surge, max_unavailable=unavailable, replicas=replicas)
+    workload = load_study(small).base.workload
+    assert (workload.max_surge, workload.max_unavailable) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [("max_surge", "25", "percentage"), ("max_surge", "-5%", "percentage"), ("max_surge", "2.5%", "percentage"),
+     ("max_unavailable", "150%", "100%")],
+)
+def test_bad_percentages_name_the_field(tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                        key: str, value: str, words: str) -> None:
+    small["workload"][key] = value
+    assert _run([_write(tmp_path, small)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"negsync simulate: error: workload.{key}: ") and words in err[0]
+
+
+def test_empty_file_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run([_write(tmp_path, "")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("negsync simulate: error: scenario: ")
+    assert "is empty" in err[0] and "simulations/default.yaml" in err[0] and "--show" in err[0]
+
+
+def test_prestop_beyond_the_default_grace_says_what_to_do(
+    tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    small["drain"] = {"pre_stop_sleep": 45}
+    del small["sweep"]
+    assert _run([_write(tmp_path, small)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("negsync simulate: error: drain.pre_stop_sleep: ")
+    assert "default terminationGracePeriodSeconds" in err[0]
+    assert "set drain.termination_grace_period" in err[0]
+
+
+def test_scenario_without_sweep_says_how_to_get_a_recommendation(
+    tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    del small["sweep"]
+    assert _run([_write(tmp_path, small)]) == 0
+    out = capsys.readouterr().out
+    assert "warning (no_sweep): " in out and "sweep: {drain.pre_stop_sleep:" in out
+
+
+def test_show_through_the_negsync_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
+    from negsync.cli import main
+
+    assert main(["simulate", "--show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["lb"]["detach_delay"] == {"dist": "lognormal", "p50": 10, "p99": 30}
+    assert next(iter(shown["lb"])) == "preset"
+
+
+def test_unwritable_plot_is_one_line(tmp_path: Path, small: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run([_write(tmp_path, small), "--plot", str(tmp_path / "missing" / "out.svg")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("negsync simulate: error: --plot: cannot write ")
