@@ -34,7 +34,9 @@ from negsync.sim.presets import PRESETS, preset
 
 KINDS = ("rolling-update", "scale-down", "node-drain")
 SHUTDOWN_MODES = ("on-sigterm", "on-sigkill")
-CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity")
+CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity", "overload", "keepalive_race")
+RETRY_PATHS = ("lb_retry", "client_retry")  # failed attempts a retry turned into a success
+ROUTING_MODES = ("requests", "connections")
 MAX_RUNS = 1_000_000
 MAX_SWEEP_POINTS = 1000
 
@@ -42,29 +44,49 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "": (
         "scenario", "runs", "seed", "traffic", "workload", "lb", "controller", "drain", "sweep", "objective",
     ),
-    "traffic": ("rps", "request_duration"),
+    "traffic": ("rps", "request_duration", "connection_lifetime", "retryable_share", "client_retry_share"),
     "workload": (
         "replicas", "max_surge", "max_unavailable", "remove", "pods_per_node", "startup", "shutdown",
+        "min_ready_seconds", "zones", "pod_capacity", "keepalive_timeout",
     ),
-    "lb": ("preset", "attach_delay", "detach_delay", "health_check", "deregistration_delay"),
+    "lb": (
+        "preset", "attach_delay", "detach_delay", "health_check", "deregistration_delay",
+        "routing", "connection_termination", "unhealthy_propagation", "retries", "cross_zone",
+        "idle_timeout", "connections_per_endpoint", "keepalive_race_window",
+    ),
     "lb.health_check": ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"),
     "controller": ("reaction", "readiness_gate"),
-    "drain": ("pre_stop_sleep", "termination_grace_period"),
+    "drain": ("pre_stop_sleep", "termination_grace_period", "health_check_drain"),
     "objective": ("failed_requests", "quantile"),
 }
 
 _DEFAULTS: dict[str, Any] = {
     "runs": 500,
     "seed": 1,
-    "traffic": {"request_duration": {"dist": "lognormal", "p50": 0.05, "p99": 0.5}},
+    "traffic": {
+        "request_duration": {"dist": "lognormal", "p50": 0.05, "p99": 0.5},
+        "connection_lifetime": {"dist": "fixed", "value": 0},
+        "retryable_share": 1.0, "client_retry_share": 0.0,
+    },
     "workload": {
         "max_surge": 1, "max_unavailable": 0, "remove": 1, "pods_per_node": 1,
         "startup": {"dist": "fixed", "value": 0}, "shutdown": "on-sigterm",
+        "min_ready_seconds": 0, "zones": 1, "pod_capacity": None, "keepalive_timeout": None,
     },
     "lb": {},
     "controller": {"reaction": {"dist": "fixed", "value": 1}, "readiness_gate": True},
-    "drain": {"pre_stop_sleep": 0, "termination_grace_period": 30},
+    "drain": {"pre_stop_sleep": 0, "termination_grace_period": 30, "health_check_drain": 0},
     "objective": {"failed_requests": 0, "quantile": 0.99},
+}
+
+
+# lb keys added after the first release: their defaults keep a scenario written before them meaning
+# what it meant (per-request routing, connections cut when the deregistration delay ends, no
+# retries, one zone, no keep-alive races unless the app's keep-alive timeout is set).
+_LB_DEFAULTS: dict[str, Any] = {
+    "routing": "requests", "connection_termination": True, "unhealthy_propagation": 0, "retries": 0,
+    "cross_zone": True, "idle_timeout": None, "connections_per_endpoint": 1,
+    "keepalive_race_window": 0.001,
 }
 
 
@@ -80,6 +102,9 @@ class HealthCheck:
 class Traffic:
     rps: float
     request_duration: Distribution
+    connection_lifetime: Distribution = Fixed(0.0)  # noqa: RUF009 (frozen, so sharing it is safe)
+    retryable_share: float = 1.0  # share of requests an LB may retry (idempotent)
+    client_retry_share: float = 0.0  # share of failed requests the client retries once
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +116,10 @@ class Workload:
     pods_per_node: int
     startup: Distribution
     shutdown: str
+    min_ready_seconds: float = 0.0
+    zones: int = 1
+    pod_capacity: float | None = None  # requests per second one pod can serve (None: unlimited)
+    keepalive_timeout: float | None = None  # the app's idle keep-alive timeout (None: never first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +129,14 @@ class LoadBalancer:
     detach_delay: Distribution
     health_check: HealthCheck | None
     deregistration_delay: float
+    routing: str = "requests"
+    connection_termination: bool = True
+    unhealthy_propagation: float = 0.0
+    retries: int = 0
+    cross_zone: bool = True
+    idle_timeout: float | None = None
+    connections_per_endpoint: int = 1
+    keepalive_race_window: float = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +149,7 @@ class Controller:
 class Drain:
     pre_stop_sleep: float
     termination_grace_period: float
+    health_check_drain: float = 0.0  # after SIGTERM: fail the health check, keep serving this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +233,22 @@ def _int(value: Any, field: str, *, low: int = 0, high: float = math.inf) -> int
     return int(_number(value, field, low=low, integer=True, high=high))
 
 
+def _optional(value: Any, field: str, *, strict: bool = False, unit: str = "seconds") -> float | None:
+    return None if value is None else _number(value, field, strict=strict, unit=unit)
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be true or false, got {value!r}")
+    return value
+
+
+def _choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(field, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- step 1: resolve
 
 
@@ -249,6 +303,8 @@ def _resolve_lb(lb: dict[str, Any]) -> dict[str, Any]:
         else:
             base[key] = value
     base.setdefault("preset", None)
+    for key, value in _LB_DEFAULTS.items():
+        base.setdefault(key, value)
     for key in ("attach_delay", "detach_delay", "health_check", "deregistration_delay"):
         if key not in base:
             raise ConfigError(f"lb.{key}", "required when lb.preset is not given")
@@ -275,6 +331,9 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     traffic = Traffic(
         rps=_number(t["rps"], "traffic.rps", strict=True, unit="requests per second"),
         request_duration=dist(t["request_duration"], "traffic.request_duration"),
+        connection_lifetime=dist(t["connection_lifetime"], "traffic.connection_lifetime"),
+        retryable_share=_number(t["retryable_share"], "traffic.retryable_share", high=1.0, unit=""),
+        client_retry_share=_number(t["client_retry_share"], "traffic.client_retry_share", high=1.0, unit=""),
     )
 
     w = resolved["workload"]
@@ -297,9 +356,16 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     if shutdown not in SHUTDOWN_MODES:
         choices = ", ".join(SHUTDOWN_MODES)
         raise ConfigError("workload.shutdown", f"must be one of {choices}, got {shutdown!r}")
+    zones = _int(w["zones"], "workload.zones", low=1, high=replicas)
     workload = Workload(
         replicas=replicas, max_surge=surge, max_unavailable=unavailable, remove=remove,
         pods_per_node=per_node, startup=dist(w["startup"], "workload.startup"), shutdown=shutdown,
+        min_ready_seconds=_number(w["min_ready_seconds"], "workload.min_ready_seconds"),
+        zones=zones,
+        pod_capacity=_optional(
+            w["pod_capacity"], "workload.pod_capacity", strict=True, unit="requests per second"
+        ),
+        keepalive_timeout=_optional(w["keepalive_timeout"], "workload.keepalive_timeout", strict=True),
     )
 
     lb_raw = resolved["lb"]
@@ -323,6 +389,14 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
         detach_delay=dist(lb_raw["detach_delay"], "lb.detach_delay"),
         health_check=health,
         deregistration_delay=_number(lb_raw["deregistration_delay"], "lb.deregistration_delay"),
+        routing=_choice(lb_raw["routing"], "lb.routing", ROUTING_MODES),
+        connection_termination=_bool(lb_raw["connection_termination"], "lb.connection_termination"),
+        unhealthy_propagation=_number(lb_raw["unhealthy_propagation"], "lb.unhealthy_propagation"),
+        retries=_int(lb_raw["retries"], "lb.retries", high=10),
+        cross_zone=_bool(lb_raw["cross_zone"], "lb.cross_zone"),
+        idle_timeout=_optional(lb_raw["idle_timeout"], "lb.idle_timeout", strict=True),
+        connections_per_endpoint=_int(lb_raw["connections_per_endpoint"], "lb.connections_per_endpoint", low=1),
+        keepalive_race_window=_number(lb_raw["keepalive_race_window"], "lb.keepalive_race_window"),
     )
 
     c = resolved["controller"]
@@ -339,7 +413,8 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
             "drain.pre_stop_sleep",
             f"must be < drain.termination_grace_period ({grace:g}), got {sleep:g}",
         )
-    drain = Drain(pre_stop_sleep=sleep, termination_grace_period=grace)
+    health_drain = _number(d["health_check_drain"], "drain.health_check_drain")
+    drain = Drain(pre_stop_sleep=sleep, termination_grace_period=grace, health_check_drain=health_drain)
 
     o = resolved["objective"]
     objective = Objective(
