@@ -79,6 +79,11 @@ def to_json(study: Study, summaries: list[PointSummary], recommendation: dict[st
                 "mean": round(summary.duration_mean, 3), "p99": round(summary.duration_p99, 3)
             },
             "min_capacity": {"mean": round(summary.min_capacity_mean, 3), "min": summary.min_capacity_min},
+            # failed attempts that an LB or client retry absorbed: counted apart from failed_requests
+            "absorbed_by_retry": {
+                "mean": round(summary.absorbed_mean, 4),
+                "by_path": {k: round(v, 4) for k, v in summary.absorbed_by.items()},
+            },
         })
     base = study.base
     return {
@@ -102,7 +107,7 @@ def _fmt(value: float) -> str:
 def table(study: Study, summaries: list[PointSummary]) -> str:
     duration = "rollout s" if study.base.kind == "rolling-update" else "event s"
     header = [
-        *study.swept, "failed mean", "p50", "p99", *CAUSES,
+        *study.swept, "failed mean", "p50", "p99", *CAUSES, "absorbed",
         f"{duration} mean", f"{duration} p99", "min capacity",
     ]
     rows = []
@@ -110,7 +115,7 @@ def table(study: Study, summaries: list[PointSummary]) -> str:
         rows.append([
             *(_fmt(v) for v in s.params.values()),
             _fmt(s.failed_mean), str(s.failed_p50), str(s.failed_p99),
-            *(_fmt(s.by_cause[c]) for c in CAUSES),
+            *(_fmt(s.by_cause[c]) for c in CAUSES), _fmt(s.absorbed_mean),
             f"{s.duration_mean:.1f}", f"{s.duration_p99:.1f}", f"{s.min_capacity_mean:.3g}",
         ])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -10,12 +10,12 @@ as monotone curves.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from negsync.sim.engine import PointResult, simulate
-from negsync.sim.scenario import CAUSES, Study, SweepPoint
+from negsync.sim.scenario import CAUSES, RETRY_PATHS, Study, SweepPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,8 @@ class PointSummary:
     duration_p99: float
     min_capacity_mean: float
     min_capacity_min: float
+    absorbed_mean: float = 0.0  # failed attempts a retry turned into a success (not in failed_*)
+    absorbed_by: dict[str, float] = field(default_factory=dict)
 
 
 def plain(value: float) -> float | int:
@@ -55,6 +57,10 @@ def summarize(point: SweepPoint, result: PointResult) -> PointSummary:
         duration_p99=float(np.quantile(result.duration, 0.99)),
         min_capacity_mean=float(result.min_capacity.mean()),
         min_capacity_min=float(result.min_capacity.min()),
+        absorbed_mean=float(result.absorbed.mean()) if result.absorbed is not None else 0.0,
+        absorbed_by={
+            p: float(result.absorbed_by[p].mean()) for p in RETRY_PATHS
+        } if result.absorbed_by is not None else {},
     )
 
 

@@ -47,7 +47,7 @@ def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.Captur
     point = doc["points"][0]
     assert set(point["failed_requests"]) >= {"mean", "p50", "p99", "by_cause"}
     causes = {"routed_after_stop", "killed_in_flight", "no_capacity"}
-    assert set(point["failed_requests"]["by_cause"]) == causes
+    assert set(point["failed_requests"]["by_cause"]) >= causes
     assert set(point["duration_seconds"]) >= {"mean", "p99"}
     assert "mean" in point["min_capacity"]
     rec = doc["recommendation"]
