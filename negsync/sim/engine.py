@@ -336,7 +336,9 @@ def _accumulate(
     for lo_run in range(0, runs, chunk):
         sl = slice(lo_run, min(runs, lo_run + chunk))
         a, b, e, k = (x[sl][:, cols] for x in (tl.a, tl.b, tl.e, tl.k))
-        parts, deltas = [a, b], [np.ones_like(a), -np.ones_like(b)]
+        # a closing "forever" instant, so that the state after the last change is a segment too
+        tail = np.full((a.shape[0], 1), BIG)
+        parts, deltas = [a, b, tail], [np.ones_like(a), -np.ones_like(b), np.zeros_like(tail)]
         if need_e:
             parts.append(e)
             deltas.append(np.zeros_like(e))
@@ -348,7 +350,11 @@ def _accumulate(
         lo, hi, n = ts[:, :-1], ts[:, 1:], count[:, :-1]
         seg_len = hi - lo
         inv = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0)
-        out["no_capacity"][sl] += rate * np.sum(seg_len * (n <= 0), axis=1)
+        # counted until the event ends: with cross-zone off a scale-down can leave a zone empty
+        # for good, which is an outage of that zone's share, not a transient of the event
+        end = horizon[sl][:, None]
+        empty = np.clip(np.minimum(hi, end) - lo, 0.0, None)
+        out["no_capacity"][sl] += rate * np.sum(empty * (n <= 0), axis=1)
         stopped = np.zeros(seg_len.shape)
         if m > 0:
             seg_lo, seg_hi, seg_inv = lo[:, None, :], hi[:, None, :], inv[:, None, :]
@@ -373,7 +379,6 @@ def _accumulate(
                 _pinned(a, b, e, k, m, base, rate, s, sl, out)
         if capacity is not None:
             # a pod gets rate/n; what it cannot serve fails (counted only during the event)
-            end = horizon[sl][:, None]
             span = np.clip(hi, 0.0, end) - np.clip(lo, 0.0, end)
             excess = np.maximum(0.0, rate * inv - capacity) * np.maximum(n - stopped, 0.0)
             out["overload"][sl] += np.sum(excess * span, axis=1)
