@@ -195,7 +195,11 @@ def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
         removed, base = m, w.replicas - m
     forever = np.full(a_new.shape, BIG)
     zone, base_by_zone = _zones(s, removed, a_new.shape[1], base)
-    horizon = np.maximum(duration, np.maximum(b_old.max(axis=1), e_old.max(axis=1))) if removed else duration
+    # every change has happened: the last pod out of rotation or stopped, the last one routed
+    horizon = duration
+    for changed in (b_old, e_old, a_new):
+        if changed.shape[1]:
+            horizon = np.maximum(horizon, changed.max(axis=1))
     return Timeline(
         a=np.concatenate([np.full(b_old.shape, -BIG), a_new], axis=1),
         b=np.concatenate([b_old, forever], axis=1),
