@@ -320,38 +320,53 @@ def expected_failures(
     return out, absorbed
 
 
+def _steps(
+    times: list[FloatArray], deltas: list[list[FloatArray]], base: float
+) -> tuple[FloatArray, FloatArray, list[FloatArray]]:
+    """Segments between sorted instants, and each counter (``base`` + deltas) on every segment."""
+    t = np.concatenate(times, axis=1)
+    order = np.argsort(t, axis=1, kind="stable")
+    ts = np.take_along_axis(t, order, axis=1)
+    counts = []
+    for i, parts in enumerate(deltas):
+        d = np.take_along_axis(np.concatenate(parts, axis=1), order, axis=1)
+        counts.append((base if i == 0 else 0.0) + np.cumsum(d, axis=1)[:, :-1])
+    return ts[:, :-1], ts[:, 1:], counts
+
+
 def _accumulate(
     tl: Timeline, cols: IntArray, m: int, base: int, rate: float, s: Scenario, horizon: FloatArray,
     out: dict[str, FloatArray], absorbed: dict[str, FloatArray],
 ) -> None:
-    """Add one zone's means to ``out``/``absorbed``; ``cols`` lists its pods, removed ones first."""
+    """Add one zone's means to ``out``/``absorbed``; ``cols`` lists its pods, removed ones first.
+
+    Two segmentations: a fine one (every ``a``, ``b`` and stop instant ``max(a, e)``) on which
+    both the endpoints in rotation ``n`` and the stopped ones among them ``s`` are constant, so
+    refused requests, retries and overload are exact 2-D sums; and the ``a``/``b`` one, on which
+    the per-pod killed-in-flight integral (3-D) needs only ``n``.
+    """
     runs = tl.a.shape[0]
     pods = cols.size
     retries = s.lb.retries > 0 or s.traffic.client_retry_share > 0
     capacity = s.workload.pod_capacity
-    # retries and capacity need the number of stopped endpoints per segment: make every ``e`` a
-    # segment boundary too, so that it is constant on each segment
-    need_e = retries or capacity is not None
     duration = s.traffic.request_duration
     lifetime = s.traffic.connection_lifetime
     pinned = s.lb.routing == "connections" and lifetime.mean > 0
-    width = (3 if need_e else 2) * pods
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, max(m, 1) * max(width, pods)))
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, max(m, 1) * 2 * pods))
     for lo_run in range(0, runs, chunk):
         sl = slice(lo_run, min(runs, lo_run + chunk))
         a, b, e, k = (x[sl][:, cols] for x in (tl.a, tl.b, tl.e, tl.k))
+        ones, zeros = np.ones_like(a), np.zeros_like(a)
         # a closing "forever" instant, so that the state after the last change is a segment too
         tail = np.full((a.shape[0], 1), BIG)
-        parts, deltas = [a, b, tail], [np.ones_like(a), -np.ones_like(b), np.zeros_like(tail)]
-        if need_e:
-            parts.append(e)
-            deltas.append(np.zeros_like(e))
-        times = np.concatenate(parts, axis=1)
-        delta = np.concatenate(deltas, axis=1)
-        order = np.argsort(times, axis=1, kind="stable")
-        ts = np.take_along_axis(times, order, axis=1)
-        count = base + np.cumsum(np.take_along_axis(delta, order, axis=1), axis=1)
-        lo, hi, n = ts[:, :-1], ts[:, 1:], count[:, :-1]
+        tail0 = np.zeros_like(tail)
+        stop = np.maximum(a, e)
+        stops = (stop < b).astype(np.float64)  # stopped accepting while still in rotation
+        lo, hi, (n, stopped) = _steps(
+            [a, b, np.where(stops > 0, stop, BIG), tail],
+            [[ones, -ones, zeros, tail0], [zeros, -stops, stops, tail0]],
+            base,
+        )
         seg_len = hi - lo
         inv = np.where(n > 0, 1.0 / np.maximum(n, 1), 0.0)
         # counted until the event ends: with cross-zone off a scale-down can leave a zone empty
@@ -359,19 +374,16 @@ def _accumulate(
         end = horizon[sl][:, None]
         empty = np.clip(np.minimum(hi, end) - lo, 0.0, None)
         out["no_capacity"][sl] += rate * np.sum(empty * (n <= 0), axis=1)
-        stopped = np.zeros(seg_len.shape)
         if m > 0:
-            seg_lo, seg_hi, seg_inv = lo[:, None, :], hi[:, None, :], inv[:, None, :]
-            pa, pb, pe, pk = (x[:, :m, None] for x in (a, b, e, k))
-            s1 = np.maximum(seg_lo, np.maximum(pa, pe))
-            s2 = np.minimum(seg_hi, pb)
-            overlap = np.clip(s2 - s1, 0.0, None)
-            if need_e:
-                stopped = np.sum(overlap, axis=1) / np.where(seg_len > 0, seg_len, 1.0)
+            q = stopped * inv  # share of the endpoints in rotation that refuse
             if retries:
-                _retried(rate, seg_len, stopped * inv, s, sl, out, absorbed)
+                _retried(rate, seg_len, q, s, sl, out, absorbed)
             else:
-                out["routed_after_stop"][sl] += rate * np.sum(overlap * seg_inv, axis=(1, 2))
+                out["routed_after_stop"][sl] += rate * np.sum(seg_len * q, axis=1)
+            clo, chi, (cn,) = _steps([a, b, tail], [[ones, -ones, tail0]], base)
+            seg_lo, seg_hi = clo[:, None, :], chi[:, None, :]
+            seg_inv = np.where(cn > 0, 1.0 / np.maximum(cn, 1), 0.0)[:, None, :]
+            pa, pb, pe, pk = (x[:, :m, None] for x in (a, b, e, k))
             s1 = np.maximum(seg_lo, pa)
             s2 = np.minimum(seg_hi, np.minimum(pb, pe))
             mask = s2 > s1
