@@ -86,6 +86,7 @@ class Timeline:
     zone: IntArray | None = None  # (pods,) zone of each changing pod (None: one zone)
     base_by_zone: tuple[int, ...] = ()  # pods in rotation throughout, per zone
     horizon: FloatArray | None = None  # (runs,) end of the event: every change has happened
+    exit: FloatArray | None = None  # (runs, removed) when each removed pod's process exits
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
                 avail[:, index] = events[:, j] + avail_lag[:, index]
         deleted = np.zeros((runs, n))  # old pod i starts terminating at deleted[:, i]
         deleted[:, first_deleted:] = events[:, : n - first_deleted]
-        b_old, e_old, k_old, _ = _removed_pods(s, streams, deleted)
+        b_old, e_old, k_old, exit_ = _removed_pods(s, streams, deleted)
         a_new = created + routed_lag
         removed, base, duration = n, 0, events[:, -1]
     else:
@@ -211,6 +212,7 @@ def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
         zone=zone,
         base_by_zone=base_by_zone,
         horizon=horizon,
+        exit=exit_,
     )
 
 
@@ -392,12 +394,59 @@ def _accumulate(
             killed[mask] = stop_loss(duration, due - s2[mask]) - stop_loss(duration, due - s1[mask])
             out["killed_in_flight"][sl] += rate * np.sum(killed * seg_inv, axis=(1, 2))
             if pinned:
-                _pinned(a, b, e, k, m, base, rate, s, sl, out)
+                assert tl.exit is not None
+                exit_ = tl.exit[sl][:, cols[:m]]
+                closed = np.minimum(k[:, :m], exit_)
+                _pinned(a, b, e, closed, k, m, lo, hi, inv, rate, s, sl, out)
+                _pinned_through_outages(b[:, :m], closed, lo, np.minimum(hi, end), n, inv, a,
+                                        rate, s, sl, out)
         if capacity is not None:
             # a pod gets rate/n; what it cannot serve fails (counted only during the event)
             span = np.clip(hi, 0.0, end) - np.clip(lo, 0.0, end)
             excess = np.maximum(0.0, rate * inv - capacity) * np.maximum(n - stopped, 0.0)
             out["overload"][sl] += np.sum(excess * span, axis=1)
+
+
+def _pinned_share(
+    pa: FloatArray, pb: FloatArray, lo: FloatArray, hi: FloatArray, inv: FloatArray, rate: float,
+    lifetime: Distribution,
+) -> FloatArray:
+    """Each removed pod's share of the traffic at ``pb``, when the LB routes connections.
+
+    A connection carrying traffic at ``t`` was opened ``x`` earlier with the stationary age density
+    ``S_L(x)/E[L]``, and routed to the pod with chance ``1/n`` if the pod was in rotation then; so
+    the share is the sum over the segments ``[lo, hi)`` the pod spent in rotation of
+    ``(G_L(pb - hi) - G_L(pb - lo)) / (n E[L])``.  It lags the per-request share ``1/n(pb-)``.
+    """
+    mine = (lo[:, None, :] >= pa[:, :, None]) & (hi[:, None, :] <= pb[:, :, None])
+    x_hi = np.where(mine, pb[:, :, None] - hi[:, None, :], 0.0)
+    x_lo = np.where(mine, pb[:, :, None] - lo[:, None, :], 0.0)
+    age = (stop_loss(lifetime, x_hi) - stop_loss(lifetime, x_lo)) / lifetime.mean
+    share: FloatArray = rate * np.sum(np.where(mine, age * inv[:, None, :], 0.0), axis=2)
+    return share
+
+
+def _pinned_through_outages(
+    pb: FloatArray, closed: FloatArray, lo: FloatArray, hi: FloatArray, n: FloatArray,
+    inv: FloatArray, a: FloatArray, rate: float, s: Scenario, sl: slice, out: dict[str, FloatArray],
+) -> None:
+    """With no endpoint in rotation, requests on still-open pinned connections do not need one.
+
+    They reach their pod (and succeed or fail there, counted by :func:`_pinned`), so they are
+    taken out of ``no_capacity``: per segment with ``n <= 0`` and removed pod, its pinned traffic
+    over the overlap with ``[b, closed)``.
+    """
+    lifetime = s.traffic.connection_lifetime
+    share = _pinned_share(a[:, : pb.shape[1]], pb, lo, hi, inv, rate, lifetime)[:, :, None]
+    outage = (n <= 0)[:, None, :]
+    u1 = np.maximum(lo[:, None, :], pb[:, :, None])
+    u2 = np.minimum(hi[:, None, :], closed[:, :, None])
+    hit = outage & (u2 > u1) & (pb[:, :, None] < BIG / 2)
+    x1 = np.where(hit, u1 - pb[:, :, None], 0.0)
+    x2 = np.where(hit, u2 - pb[:, :, None], 0.0)
+    mass = (stop_loss_integral(lifetime, x1) - stop_loss_integral(lifetime, x2)) / lifetime.mean
+    taken = np.sum(np.where(hit, share * mass, 0.0), axis=(1, 2))
+    out["no_capacity"][sl] = np.maximum(0.0, out["no_capacity"][sl] - taken)
 
 
 def _retried(
@@ -421,33 +470,32 @@ def _retried(
 
 
 def _pinned(
-    a: FloatArray, b: FloatArray, e: FloatArray, k: FloatArray, m: int, base: int, rate: float,
-    s: Scenario, sl: slice, out: dict[str, FloatArray],
+    a: FloatArray, b: FloatArray, e: FloatArray, closed: FloatArray, k: FloatArray, m: int,
+    lo: FloatArray, hi: FloatArray, inv: FloatArray, rate: float, s: Scenario, sl: slice,
+    out: dict[str, FloatArray],
 ) -> None:
     """Requests on client connections opened before the LB stopped routing to a removed pod.
 
     An L4 LB (NLB) routes connections: after ``b`` a removed pod still gets the requests of the
-    connections it already holds, at its share just before ``b`` times the chance that a connection
-    open at ``b`` is still open (stationary residual lifetime, ``G_L(x)/E[L]``), until the
-    connections are cut at ``k``.  Those arriving after the pod stopped accepting fail; those
-    accepted but still running at ``k`` are killed (bounded above by the pod's full pre-``b``
-    share, so the approximation errs on the pessimistic side).
+    connections it already holds, at its connection share at ``b`` (:func:`_pinned_share`) times
+    the chance that a connection open at ``b`` is still open (stationary residual lifetime,
+    ``G_L(x)/E[L]``; exact for exponential lifetimes, an approximation otherwise).  Requests arriving
+    after the pod stopped accepting (``e``) fail until its connections close (``closed``: cut by
+    the LB or SIGKILL at ``k``, or closed by the kernel when the process exits; clients then
+    reconnect through the LB) — pessimistic for a server that closes idle keep-alive connections
+    at SIGTERM.  Those accepted but still running at ``k`` are killed (bounded above by the pod's
+    full pre-``b`` share, so the approximation errs on the pessimistic side).
     """
     lifetime = s.traffic.connection_lifetime
     mean_life = lifetime.mean
     pb, pe, pk = b[:, :m], e[:, :m], k[:, :m]
-    # endpoints in rotation just before each removed pod's b (itself included)
-    n_before = (
-        base
-        + np.sum(a[:, None, :] < pb[:, :, None], axis=2)
-        - np.sum(b[:, None, :] < pb[:, :, None], axis=2)
-    )
-    share = rate / np.maximum(n_before, 1)
+    share = _pinned_share(a[:, :m], pb, lo, hi, inv, rate, lifetime)
     live = pb < BIG / 2
     start = np.maximum(pb, pe)
-    failing = live & (pk > start)
+    pc = closed
+    failing = live & (pc > start)
     x1 = np.where(failing, start - pb, 0.0)
-    x2 = np.where(failing, pk - pb, 0.0)
+    x2 = np.where(failing, pc - pb, 0.0)
     integral = (stop_loss_integral(lifetime, x1) - stop_loss_integral(lifetime, x2)) / mean_life
     out["routed_after_stop"][sl] += np.sum(np.where(failing, share * integral, 0.0), axis=1)
     served_until = np.minimum(pe, pk)

@@ -23,6 +23,8 @@ import simpy
 
 from negsync.sim.scenario import CAUSES, RETRY_PATHS, Scenario
 
+CONNECTIONS = 64  # client connections of the connection-routing model
+
 
 class _Buffered:
     """Draws from a distribution in blocks (values are still used one per request)."""
@@ -46,6 +48,7 @@ class Pod:
     cut_at: float = math.inf
     left_rotation_at: float = math.inf
     exit_at: float = 0.0
+    exiting_at: float = math.inf  # the process exits (its connections close) at this instant
     passes: int = 0
     fails: int = 0
     health_ok: bool = True  # False once the app fails its health check on purpose (health drain)
@@ -184,16 +187,57 @@ class _Run:
             pod.accepting = False
             self.serving_changed()
             drain = self.s.traffic.request_duration.quantile(0.99)
-            pod.exit_at = min(start + grace, self.env.now + drain)
+            pod.exit_at = pod.exiting_at = min(start + grace, self.env.now + drain)
             yield self.env.timeout(start + grace - self.env.now)
         else:
             yield self.env.timeout(grace)
             pod.accepting = pod.health_ok = False
             self.serving_changed()
-            pod.exit_at = self.env.now
+            pod.exit_at = pod.exiting_at = self.env.now
         pod.cut_at = min(pod.cut_at, self.env.now)
 
     # ---------------------------------------------------------------- traffic
+    def choose(self, pick: Any) -> Pod | None:
+        """An endpoint for a new request or connection: the receiving LB node's zone, then uniform."""
+        candidates = self.rotation
+        zones = self.s.workload.zones
+        if zones > 1 and not self.s.lb.cross_zone:
+            zone = int(pick() * zones)
+            candidates = [p for p in self.rotation if p.zone == zone]
+        return candidates[int(pick() * len(candidates))] if candidates else None
+
+    def connection(self) -> Generator[Any, Any, None]:
+        """One client connection through an L4 LB: routed when opened, reopened at its lifetime's end.
+
+        Requests on it (Poisson, ``rps / CONNECTIONS``) go to its pod whatever the LB does since;
+        once the pod's connections are closed (LB cut, SIGKILL or process exit), the client
+        reconnects through the LB at its next request.
+        """
+        pick = _Buffered(lambda rng, n: rng.random(n), self.rng, block=256)
+        life = _Buffered(self.s.traffic.connection_lifetime.sample, self.rng, block=256)
+        state: dict[str, Any] = {"pod": None}
+        self.env.process(self._connection_requests(state, pick))
+        while self.env.now < self.done_at:
+            state["pod"] = self.choose(pick)
+            yield self.env.timeout(life())
+
+    def _connection_requests(self, state: dict[str, Any], pick: Any) -> Generator[Any, Any, None]:
+        gap = _Buffered(lambda rng, n: rng.exponential(CONNECTIONS / self.s.traffic.rps, n), self.rng, block=256)
+        length = _Buffered(self.s.traffic.request_duration.sample, self.rng, block=256)
+        while self.env.now < self.done_at:
+            yield self.env.timeout(gap())
+            if self.env.now >= self.done_at:
+                return
+            pod = state["pod"]
+            if pod is None or min(pod.cut_at, pod.exiting_at) <= self.env.now:
+                pod = state["pod"] = self.choose(pick)
+            if pod is None:
+                self.counts["no_capacity"] += 1
+            elif not pod.accepting:
+                self.counts["routed_after_stop"] += 1  # an L4 LB retries nothing
+            else:
+                self.env.process(self.request(pod, length()))
+
     def arrivals(self) -> Generator[Any, Any, None]:
         gap = _Buffered(lambda rng, n: rng.exponential(1 / self.s.traffic.rps, n), self.rng)
         pick = _Buffered(lambda rng, n: rng.random(n), self.rng)
@@ -304,11 +348,16 @@ def run_reference(s: Scenario, runs: int, seed: int) -> list[RunResult]:
     """``runs`` independent per-request runs of scenario ``s``."""
     results = []
     seeds = np.random.SeedSequence(seed).spawn(runs)
-    warmup = max(1.0, 3 * s.traffic.request_duration.quantile(0.999))
+    warmup = max(1.0, 3 * s.traffic.request_duration.quantile(0.999),
+                 3 * s.traffic.connection_lifetime.quantile(0.999))
     for child in seeds:
         run = _Run(s, np.random.default_rng(child), warmup=warmup)
         main = run.env.process(run.start())
-        run.env.process(run.arrivals())
+        if s.lb.routing == "connections" and s.traffic.connection_lifetime.mean > 0:
+            for _ in range(CONNECTIONS):
+                run.env.process(run.connection())
+        else:
+            run.env.process(run.arrivals())
         run.env.run()
         results.append(RunResult(dict(run.counts), float(main.value), run.serving_min, dict(run.absorbed)))
     return results

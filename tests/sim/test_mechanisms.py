@@ -76,16 +76,18 @@ def test_pinned_connections_fail_after_the_pod_stops(termination: bool) -> None:
     """Fixed lifetime L: a connection open at b is still open x later with chance max(0, 1 - x/L).
 
     The pod stops accepting at e = 20 (preStop), the LB stops routing new connections at
-    b = 11; requests on its connections fail from e until they are cut at k (SIGKILL at the
-    grace period, or the end of the deregistration delay when connection termination is on).
+    b = 11; requests on its connections fail from e until they close: cut at k (SIGKILL at the
+    grace period, or the end of the deregistration delay when connection termination is on), or
+    when the process exits (e + p99 request duration = 50 s).
     """
     rps, n, life, grace = 600.0, 6, 30.0, 60.0
     s = _scale_down(rps=rps, replicas=n, sleep=20, grace=grace,
                     lb={"routing": "connections", "connection_termination": termination,
                         "deregistration_delay": 15},
-                    traffic={"connection_lifetime": life, "request_duration": 0.01})
+                    traffic={"connection_lifetime": life,
+                             "request_duration": {"dist": "lognormal", "p50": 1, "p99": 30}})
     b, e = 11.0, 20.0
-    k = b + 15 if termination else grace
+    k = min(b + 15 if termination else grace, e + 30)
 
     def still_open_integral(x1: float, x2: float) -> float:  # integral of max(0, 1 - x/L)
         def f(x: float) -> float:

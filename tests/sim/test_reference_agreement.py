@@ -54,6 +54,12 @@ CASES = {
                "detach_delay": {"dist": "lognormal", "p50": 8, "p99": 15}},
         "drain": {"pre_stop_sleep": 0.5, "termination_grace_period": 6, "health_check_drain": 2},
     },
+    "rolling-update-nlb-connections": {
+        "scenario": "rolling-update",
+        "traffic": {**BASE["traffic"], "connection_lifetime": {"dist": "uniform", "min": 2, "max": 6}},
+        "lb": {**BASE["lb"], "routing": "connections", "connection_termination": False},
+        "drain": {"pre_stop_sleep": 4, "termination_grace_period": 9},
+    },
     "node-drain-min-ready-zones": {
         "scenario": "node-drain",
         "workload": {**BASE["workload"], "pods_per_node": 2, "zones": 2, "min_ready_seconds": 2},
