@@ -397,9 +397,9 @@ def _accumulate(
                 assert tl.exit is not None
                 exit_ = tl.exit[sl][:, cols[:m]]
                 closed = np.minimum(k[:, :m], exit_)
-                _pinned(a, b, e, closed, k, m, lo, hi, inv, rate, s, sl, out)
-                _pinned_through_outages(b[:, :m], closed, lo, np.minimum(hi, end), n, inv, a,
-                                        rate, s, sl, out)
+                share = _pinned_share(a[:, :m], b[:, :m], lo, hi, inv, rate, lifetime)
+                _pinned(share, b[:, :m], e[:, :m], closed, k[:, :m], s, sl, out)
+                _pinned_through_outages(share, b[:, :m], closed, lo, np.minimum(hi, end), n, s, sl, out)
         if capacity is not None:
             # a pod gets rate/n; what it cannot serve fails (counted only during the event)
             span = np.clip(hi, 0.0, end) - np.clip(lo, 0.0, end)
@@ -427,8 +427,8 @@ def _pinned_share(
 
 
 def _pinned_through_outages(
-    pb: FloatArray, closed: FloatArray, lo: FloatArray, hi: FloatArray, n: FloatArray,
-    inv: FloatArray, a: FloatArray, rate: float, s: Scenario, sl: slice, out: dict[str, FloatArray],
+    share: FloatArray, pb: FloatArray, closed: FloatArray, lo: FloatArray, hi: FloatArray,
+    n: FloatArray, s: Scenario, sl: slice, out: dict[str, FloatArray],
 ) -> None:
     """With no endpoint in rotation, requests on still-open pinned connections do not need one.
 
@@ -437,7 +437,6 @@ def _pinned_through_outages(
     over the overlap with ``[b, closed)``.
     """
     lifetime = s.traffic.connection_lifetime
-    share = _pinned_share(a[:, : pb.shape[1]], pb, lo, hi, inv, rate, lifetime)[:, :, None]
     outage = (n <= 0)[:, None, :]
     u1 = np.maximum(lo[:, None, :], pb[:, :, None])
     u2 = np.minimum(hi[:, None, :], closed[:, :, None])
@@ -445,7 +444,7 @@ def _pinned_through_outages(
     x1 = np.where(hit, u1 - pb[:, :, None], 0.0)
     x2 = np.where(hit, u2 - pb[:, :, None], 0.0)
     mass = (stop_loss_integral(lifetime, x1) - stop_loss_integral(lifetime, x2)) / lifetime.mean
-    taken = np.sum(np.where(hit, share * mass, 0.0), axis=(1, 2))
+    taken = np.sum(np.where(hit, share[:, :, None] * mass, 0.0), axis=(1, 2))
     out["no_capacity"][sl] = np.maximum(0.0, out["no_capacity"][sl] - taken)
 
 
@@ -470,9 +469,8 @@ def _retried(
 
 
 def _pinned(
-    a: FloatArray, b: FloatArray, e: FloatArray, closed: FloatArray, k: FloatArray, m: int,
-    lo: FloatArray, hi: FloatArray, inv: FloatArray, rate: float, s: Scenario, sl: slice,
-    out: dict[str, FloatArray],
+    share: FloatArray, pb: FloatArray, pe: FloatArray, closed: FloatArray, pk: FloatArray,
+    s: Scenario, sl: slice, out: dict[str, FloatArray],
 ) -> None:
     """Requests on client connections opened before the LB stopped routing to a removed pod.
 
@@ -488,14 +486,11 @@ def _pinned(
     """
     lifetime = s.traffic.connection_lifetime
     mean_life = lifetime.mean
-    pb, pe, pk = b[:, :m], e[:, :m], k[:, :m]
-    share = _pinned_share(a[:, :m], pb, lo, hi, inv, rate, lifetime)
     live = pb < BIG / 2
     start = np.maximum(pb, pe)
-    pc = closed
-    failing = live & (pc > start)
+    failing = live & (closed > start)
     x1 = np.where(failing, start - pb, 0.0)
-    x2 = np.where(failing, pc - pb, 0.0)
+    x2 = np.where(failing, closed - pb, 0.0)
     integral = (stop_loss_integral(lifetime, x1) - stop_loss_integral(lifetime, x2)) / mean_life
     out["routed_after_stop"][sl] += np.sum(np.where(failing, share * integral, 0.0), axis=1)
     served_until = np.minimum(pe, pk)
