@@ -45,7 +45,8 @@ def recommend(study: Study, summaries: list[PointSummary]) -> dict[str, Any]:
     s = point.scenario
     inflight = s.traffic.request_duration.quantile(0.999)
     sleep = s.drain.pre_stop_sleep
-    grace = math.ceil(sleep + inflight + GRACE_MARGIN)
+    serve = s.drain.health_check_drain  # the app keeps serving this long after SIGTERM
+    grace = math.ceil(sleep + serve + inflight + GRACE_MARGIN)
     out: dict[str, Any] = {path: plain(value) for path, value in point.params}
     out[SLEEP] = plain(sleep)
     out[GRACE] = grace
@@ -56,7 +57,9 @@ def recommend(study: Study, summaries: list[PointSummary]) -> dict[str, Any]:
     out["reason"] = (
         f"{what} with {qname} failed requests <= {goal:g} over {runs} runs "
         f"({qname} = {summary.failed_at_objective}, mean {summary.failed_mean:.3g}); "
-        f"grace = preStop sleep {sleep:g} s + {inflight:.2g} s to finish in-flight requests "
+        f"grace = preStop sleep {sleep:g} s + "
+        + (f"health-check drain {serve:g} s + " if serve else "")
+        + f"{inflight:.2g} s to finish in-flight requests "
         f"(p99.9 request duration) + {GRACE_MARGIN:g} s margin, rounded up"
     )
     return out

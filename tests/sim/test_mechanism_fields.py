@@ -53,3 +53,18 @@ def test_mechanism_fields_can_be_swept(small: dict[str, Any]) -> None:
     study = load_study(small)
     assert len(study.points) == 4
     assert {p.scenario.lb.retries for p in study.points} == {0, 1}
+
+
+def test_recommended_grace_covers_the_health_check_drain(small: dict[str, Any]) -> None:
+    """The app serves health_check_drain seconds after SIGTERM: SIGKILL must not come before."""
+    from negsync.sim.report import recommend
+    from negsync.sim.sweep import run_study
+
+    small["drain"] = {"pre_stop_sleep": 5, "termination_grace_period": 300}
+    small["sweep"] = {"drain.health_check_drain": [0, 60, 120]}
+    small["runs"] = 50
+    study = load_study(small)
+    rec = recommend(study, run_study(study))
+    drain = rec["drain.health_check_drain"]
+    assert drain is not None and drain > 0
+    assert rec["drain.termination_grace_period"] >= rec["drain.pre_stop_sleep"] + drain
