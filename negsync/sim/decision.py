@@ -17,8 +17,8 @@ random inputs, so two points differ only by the values that differ):
    grid value down to the axis's ``resolution`` (default 1 s: Kubernetes takes whole seconds), so
    the grid's spacing does not decide the answer.
 4. **The pair.**  The recommended preStop sleep *and* grace period are simulated together, at the
-   worst uncertain value.  The grace is the sleep + the p99.9 request duration + 5 s (rounded up)
-   unless it is swept; if that pair misses the objective — with ``shutdown: on-sigkill`` the app
+   worst uncertain value.  The grace is the sleep + the health-check drain + the p99.9 request
+   duration + 5 s (rounded up) unless it is swept; if that pair misses the objective — with ``shutdown: on-sigkill`` the app
    serves until SIGKILL, so the grace, not the sleep, decides — the grace is raised to the smallest
    whole second that passes (doubling, then bisection).
 5. **Uncertainty and warnings.**  The runs are resampled with replacement (bootstrap, jointly across
@@ -254,11 +254,12 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
     scenario = point_at(study, {**chosen, **dict(pts.combos[0])}).scenario
     sleep = float(chosen.get(SLEEP, scenario.drain.pre_stop_sleep))
     inflight = scenario.traffic.request_duration.quantile(0.999)
+    serve = scenario.drain.health_check_drain  # the app keeps serving this long after SIGTERM
     formula: int | None = None
     if GRACE in decisions:
         grace = float(chosen[GRACE])
     else:
-        formula = math.ceil(sleep + inflight + GRACE_MARGIN)
+        formula = math.ceil(sleep + serve + inflight + GRACE_MARGIN)
         grace = float(formula)
     pair_params = {**chosen, SLEEP: sleep, GRACE: grace}
     pair = pts.worst(pair_params)
@@ -325,7 +326,9 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
             f"refined between {bracket[0]} (fails) and {bracket[1]} (passes) to a resolution of {step_res:g} {unit(refined_axis)}"
             f" with common random numbers (grid alone: {grid_choice})")
     if formula is not None and grace == formula:
-        parts.append(f"grace = preStop sleep {sleep:g} s + {inflight:.2g} s to finish in-flight requests "
+        parts.append(f"grace = preStop sleep {sleep:g} s + "
+                     + (f"health-check drain {serve:g} s + " if serve else "")
+                     + f"{inflight:.2g} s to finish in-flight requests "
                      f"(p99.9 request duration) + {GRACE_MARGIN:g} s margin, rounded up")
     parts.append(f"the pair simulated: {qname} = {pair.failed_at_objective}, mean {pair.failed_mean:.3g}, "
                  f"worst run {pair.failed_max}")

@@ -59,6 +59,11 @@ def _point(s: PointSummary, goal: float) -> dict[str, Any]:
         "meets_objective": s.failed_at_objective <= goal,
         "duration_seconds": {"mean": round(s.duration_mean, 3), "p99": round(s.duration_p99, 3)},
         "min_capacity": {"mean": round(s.min_capacity_mean, 3), "min": s.min_capacity_min},
+        # failed attempts that an LB or client retry absorbed: counted apart from failed_requests
+        "absorbed_by_retry": {
+            "mean": round(s.absorbed_mean, 4),
+            "by_path": {k: round(v, 4) for k, v in s.absorbed_by.items()},
+        },
     }
 
 
@@ -123,7 +128,7 @@ def table(study: Study, summaries: list[PointSummary], decision: Decision | None
     duration = "rollout s" if base.kind == "rolling-update" else "event s"
     objective_col = [] if q in (0.5, 0.99) else [_qname(q)]
     header = [
-        *study.swept, "failed mean", "p50", "p99", *objective_col, "max", "p_any", *CAUSES,
+        *study.swept, "failed mean", "p50", "p99", *objective_col, "max", "p_any", *CAUSES, "absorbed",
         f"{duration} mean", f"{duration} p99", "min capacity", f"{_qname(q)}<={goal:g}",
     ]
     rows: list[tuple[str, PointSummary]] = [("", s) for s in summaries]
@@ -139,7 +144,7 @@ def table(study: Study, summaries: list[PointSummary], decision: Decision | None
             _fmt(s.failed_mean), str(s.failed_p50), str(s.failed_p99),
             *([str(s.failed_at_objective)] if objective_col else []),
             str(s.failed_max), f"{s.p_any:.1%}",
-            *(_fmt(s.by_cause[c]) for c in CAUSES),
+            *(_fmt(s.by_cause[c]) for c in CAUSES), _fmt(s.absorbed_mean),
             f"{s.duration_mean:.1f}", f"{s.duration_p99:.1f}", f"{s.min_capacity_mean:.3g}",
             "yes" if s.failed_at_objective <= goal else "no",
             *([mark or "grid"] if decision is not None else []),

@@ -35,7 +35,9 @@ from negsync.sim.presets import PRESETS, preset
 
 KINDS = ("rolling-update", "scale-down", "node-drain")
 SHUTDOWN_MODES = ("on-sigterm", "on-sigkill")
-CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity")
+CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity", "overload", "keepalive_race")
+RETRY_PATHS = ("lb_retry", "client_retry")  # failed attempts a retry turned into a success
+ROUTING_MODES = ("requests", "connections")
 MAX_RUNS = 1_000_000
 MAX_SWEEP_POINTS = 1000
 _DEFAULT_GRACE = 30  # Kubernetes' default terminationGracePeriodSeconds
@@ -51,32 +53,49 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "": (
         "scenario", "runs", "seed", "traffic", "workload", "lb", "controller", "drain", "sweep", "objective",
     ),
-    "traffic": ("rps", "request_duration"),
+    "traffic": ("rps", "request_duration", "connection_lifetime", "retryable_share", "client_retry_share"),
     "workload": (
         "replicas", "max_surge", "max_unavailable", "remove", "pods_per_node", "startup", "shutdown",
+        "min_ready_seconds", "zones", "pod_capacity", "keepalive_timeout",
     ),
     "lb": (
         "preset", "attach_delay", "detach_delay", "health_check", "deregistration_delay",
-        "attach_delay_includes_health_check",
+        "routing", "connection_termination", "unhealthy_propagation", "retries", "cross_zone",
+        "idle_timeout", "connections_per_endpoint", "keepalive_race_window", "attach_delay_includes_health_check",
     ),
     "lb.health_check": ("interval", "timeout", "healthy_threshold", "unhealthy_threshold"),
     "controller": ("reaction", "readiness_gate"),
-    "drain": ("pre_stop_sleep", "termination_grace_period"),
+    "drain": ("pre_stop_sleep", "termination_grace_period", "health_check_drain"),
     "objective": ("failed_requests", "quantile"),
 }
 
 _DEFAULTS: dict[str, Any] = {
     "runs": 500,
     "seed": 1,
-    "traffic": {"request_duration": {"dist": "lognormal", "p50": 0.05, "p99": 0.5}},
+    "traffic": {
+        "request_duration": {"dist": "lognormal", "p50": 0.05, "p99": 0.5},
+        "connection_lifetime": {"dist": "fixed", "value": 0},
+        "retryable_share": 1.0, "client_retry_share": 0.0,
+    },
     "workload": {
         "max_surge": 1, "max_unavailable": 0, "remove": 1, "pods_per_node": 1,
         "startup": {"dist": "fixed", "value": 0}, "shutdown": "on-sigterm",
+        "min_ready_seconds": 0, "zones": 1, "pod_capacity": None, "keepalive_timeout": None,
     },
     "lb": {},
     "controller": {"reaction": {"dist": "fixed", "value": 1}, "readiness_gate": True},
-    "drain": {"pre_stop_sleep": 0, "termination_grace_period": _DEFAULT_GRACE},
+    "drain": {"pre_stop_sleep": 0, "termination_grace_period": _DEFAULT_GRACE, "health_check_drain": 0},
     "objective": {"failed_requests": 0, "quantile": 0.99},
+}
+
+
+# lb keys added after the first release: their defaults keep a scenario written before them meaning
+# what it meant (per-request routing, connections cut when the deregistration delay ends, no
+# retries, one zone, no keep-alive races unless the app's keep-alive timeout is set).
+_LB_DEFAULTS: dict[str, Any] = {
+    "routing": "requests", "connection_termination": True, "unhealthy_propagation": 0, "retries": 0,
+    "cross_zone": True, "idle_timeout": None, "connections_per_endpoint": 1,
+    "keepalive_race_window": 0.001,
 }
 
 
@@ -92,6 +111,9 @@ class HealthCheck:
 class Traffic:
     rps: float
     request_duration: Distribution
+    connection_lifetime: Distribution = Fixed(0.0)  # noqa: RUF009 (frozen, so sharing it is safe)
+    retryable_share: float = 1.0  # share of requests an LB may retry (idempotent)
+    client_retry_share: float = 0.0  # share of failed requests the client retries once
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +125,10 @@ class Workload:
     pods_per_node: int
     startup: Distribution
     shutdown: str
+    min_ready_seconds: float = 0.0
+    zones: int = 1
+    pod_capacity: float | None = None  # requests per second one pod can serve (None: unlimited)
+    keepalive_timeout: float | None = None  # the app's idle keep-alive timeout (None: never first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +141,14 @@ class LoadBalancer:
     # True when attach_delay was measured up to the first routed request (negsync calibrate):
     # it already holds the health-check wait, which the engine then does not add again.
     attach_delay_includes_health_check: bool = False
+    routing: str = "requests"
+    connection_termination: bool = True
+    unhealthy_propagation: float = 0.0
+    retries: int = 0
+    cross_zone: bool = True
+    idle_timeout: float | None = None
+    connections_per_endpoint: int = 1
+    keepalive_race_window: float = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +161,7 @@ class Controller:
 class Drain:
     pre_stop_sleep: float
     termination_grace_period: float
+    health_check_drain: float = 0.0  # after SIGTERM: fail the health check, keep serving this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +283,20 @@ def _int_or_percent(value: Any, field: str, replicas: int, *, round_up: bool) ->
         scaled = percent * replicas / 100
         return math.ceil(scaled) if round_up else math.floor(scaled)
     return _int(value, field, low=0, high=10_000)
+def _optional(value: Any, field: str, *, strict: bool = False, unit: str = "seconds") -> float | None:
+    return None if value is None else _number(value, field, strict=strict, unit=unit)
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(field, f"must be true or false, got {value!r}")
+    return value
+
+
+def _choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(field, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 # --------------------------------------------------------------------------- step 1: resolve
@@ -304,6 +353,8 @@ def _resolve_lb(lb: dict[str, Any]) -> dict[str, Any]:
         else:
             base[key] = value
     base.setdefault("preset", None)
+    for key, value in _LB_DEFAULTS.items():
+        base.setdefault(key, value)
     for key in ("attach_delay", "detach_delay", "health_check", "deregistration_delay"):
         if key not in base:
             raise ConfigError(f"lb.{key}", "required when lb.preset is not given")
@@ -330,6 +381,9 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     traffic = Traffic(
         rps=_number(t["rps"], "traffic.rps", strict=True, unit="requests per second"),
         request_duration=dist(t["request_duration"], "traffic.request_duration"),
+        connection_lifetime=dist(t["connection_lifetime"], "traffic.connection_lifetime"),
+        retryable_share=_number(t["retryable_share"], "traffic.retryable_share", high=1.0, unit=""),
+        client_retry_share=_number(t["client_retry_share"], "traffic.client_retry_share", high=1.0, unit=""),
     )
 
     w = resolved["workload"]
@@ -356,9 +410,16 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
     if shutdown not in SHUTDOWN_MODES:
         choices = ", ".join(SHUTDOWN_MODES)
         raise ConfigError("workload.shutdown", f"must be one of {choices}, got {shutdown!r}")
+    zones = _int(w["zones"], "workload.zones", low=1, high=replicas)
     workload = Workload(
         replicas=replicas, max_surge=surge, max_unavailable=unavailable, remove=remove,
         pods_per_node=per_node, startup=dist(w["startup"], "workload.startup"), shutdown=shutdown,
+        min_ready_seconds=_number(w["min_ready_seconds"], "workload.min_ready_seconds"),
+        zones=zones,
+        pod_capacity=_optional(
+            w["pod_capacity"], "workload.pod_capacity", strict=True, unit="requests per second"
+        ),
+        keepalive_timeout=_optional(w["keepalive_timeout"], "workload.keepalive_timeout", strict=True),
     )
 
     lb_raw = resolved["lb"]
@@ -386,6 +447,14 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
         health_check=health,
         deregistration_delay=_number(lb_raw["deregistration_delay"], "lb.deregistration_delay"),
         attach_delay_includes_health_check=includes_hc,
+        routing=_choice(lb_raw["routing"], "lb.routing", ROUTING_MODES),
+        connection_termination=_bool(lb_raw["connection_termination"], "lb.connection_termination"),
+        unhealthy_propagation=_number(lb_raw["unhealthy_propagation"], "lb.unhealthy_propagation"),
+        retries=_int(lb_raw["retries"], "lb.retries", high=10),
+        cross_zone=_bool(lb_raw["cross_zone"], "lb.cross_zone"),
+        idle_timeout=_optional(lb_raw["idle_timeout"], "lb.idle_timeout", strict=True),
+        connections_per_endpoint=_int(lb_raw["connections_per_endpoint"], "lb.connections_per_endpoint", low=1),
+        keepalive_race_window=_number(lb_raw["keepalive_race_window"], "lb.keepalive_race_window"),
     )
 
     c = resolved["controller"]
@@ -405,7 +474,8 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
             "the preStop hook runs inside the grace period; set drain.termination_grace_period "
             f"above the preStop sleep plus the time to finish requests (e.g. {math.ceil(sleep) + 10})",
         )
-    drain = Drain(pre_stop_sleep=sleep, termination_grace_period=grace)
+    health_drain = _number(d["health_check_drain"], "drain.health_check_drain")
+    drain = Drain(pre_stop_sleep=sleep, termination_grace_period=grace, health_check_drain=health_drain)
 
     o = resolved["objective"]
     objective = Objective(

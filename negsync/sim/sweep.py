@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from negsync.sim.engine import PointResult, simulate
-from negsync.sim.scenario import CAUSES, Study, SweepPoint
+from negsync.sim.scenario import CAUSES, RETRY_PATHS, Study, SweepPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,8 @@ class PointSummary:
     # at every point, which is what the bootstrap in negsync.sim.decision resamples
     failed: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64),
                                           repr=False, compare=False)
+    absorbed_mean: float = 0.0  # failed attempts a retry turned into a success (not in failed_*)
+    absorbed_by: dict[str, float] = field(default_factory=dict)
 
 
 def plain(value: float) -> float | int:
@@ -67,6 +69,10 @@ def summarize(point: SweepPoint, result: PointResult) -> PointSummary:
         failed_max=int(result.failed.max()),
         quantile=q,
         failed=result.failed,
+        absorbed_mean=float(result.absorbed.mean()) if result.absorbed is not None else 0.0,
+        absorbed_by={
+            p: float(result.absorbed_by[p].mean()) for p in RETRY_PATHS
+        } if result.absorbed_by is not None else {},
     )
 
 

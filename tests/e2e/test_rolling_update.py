@@ -30,7 +30,8 @@ def simulate(plan: Plan, tmp_path: Path, capsys: object) -> dict[str, float]:
                      "startup": {"dist": "fixed", "value": plan.startup}, "shutdown": "on-sigterm"},
         "lb": {"preset": "gcp-neg", "attach_delay": {"dist": "fixed", "value": plan.attach_delay},
                "detach_delay": {"dist": "fixed", "value": plan.detach_delay}, "health_check": None,
-               "deregistration_delay": 30},
+               "deregistration_delay": 30,
+               "retries": 0},  # the harness's LB retries nothing (the gcp-neg preset's GFE retries once)
         "controller": {"reaction": {"dist": "fixed", "value": 0}, "readiness_gate": plan.readiness_gate},
         "drain": {"pre_stop_sleep": plan.pre_stop_sleep, "termination_grace_period": plan.grace},
         "objective": {"failed_requests": 0, "quantile": 0.99},

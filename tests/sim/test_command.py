@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from negsync.sim import command
+from negsync.sim.presets import PRESETS
 from negsync.sim.scenario import default_scenario_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_json_shape(tmp_path: Path, small: dict[str, Any], capsys: pytest.Captur
     point = doc["points"][0]
     assert set(point["failed_requests"]) >= {"mean", "p50", "p99", "by_cause"}
     causes = {"routed_after_stop", "killed_in_flight", "no_capacity"}
-    assert set(point["failed_requests"]["by_cause"]) == causes
+    assert set(point["failed_requests"]["by_cause"]) >= causes
     assert set(point["duration_seconds"]) >= {"mean", "p99"}
     assert "mean" in point["min_capacity"]
     rec = doc["recommendation"]
@@ -375,7 +376,8 @@ def test_show_through_the_negsync_entry_point(capsys: pytest.CaptureFixture[str]
 
     assert main(["simulate", "--show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["lb"]["detach_delay"] == {"dist": "lognormal", "p50": 10, "p99": 30}
+    # the default scenario names the gcp-neg preset: --show fills in its values
+    assert shown["lb"]["detach_delay"] == PRESETS["gcp-neg"]["detach_delay"]
     assert next(iter(shown["lb"])) == "preset"
 
 

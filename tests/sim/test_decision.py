@@ -113,8 +113,13 @@ def test_uncertain_false_makes_an_lb_axis_a_decision(tmp_path: Path, small: dict
     assert "grid_too_coarse" in {w["code"] for w in doc["recommendation"]["warnings"]}
 
 
+# A load balancer fixed here rather than by a preset, so a preset refit cannot move the bracket.
+_SLOW_LB = {"preset": "gcp-neg", "detach_delay": {"dist": "lognormal", "p50": 10, "p99": 30}, "retries": 0}
+
+
 def test_coarse_grid_does_not_decide_the_answer(tmp_path: Path, small: dict[str, Any]) -> None:
     """Bug: the recommendation was whichever grid value passed first (60 on a 0/30/60 grid)."""
+    small["lb"] = dict(_SLOW_LB)
     small["sweep"] = {"drain.pre_stop_sleep": [0, 30, 60]}
     coarse = _json(tmp_path, small)["recommendation"]
     small["sweep"] = {"drain.pre_stop_sleep": {"from": 0, "to": 60, "step": 1}}
@@ -131,6 +136,7 @@ def test_coarse_grid_does_not_decide_the_answer(tmp_path: Path, small: dict[str,
 
 
 def test_resolution_is_stated_and_honoured(tmp_path: Path, small: dict[str, Any]) -> None:
+    small["lb"] = dict(_SLOW_LB)
     small["sweep"] = {"drain.pre_stop_sleep": [0, 30, 60]}
     rec = _json(tmp_path, small, "--resolution", "0.5")["recommendation"]
     assert rec["refinement"]["resolution"] == 0.5

@@ -77,3 +77,30 @@ def np_approx(value: float) -> Any:
     import pytest
 
     return pytest.approx(value, rel=0.03, abs=1e-4)
+
+
+def _with_mechanisms(kind: str, sleep: float) -> Any:
+    raw = {
+        "scenario": kind, "runs": 200, "seed": 4,
+        "traffic": {"rps": 300, "retryable_share": 0.7, "client_retry_share": 0.4,
+                    "connection_lifetime": {"dist": "exponential", "mean": 8}},
+        "workload": {"replicas": 6, "remove": 2, "pods_per_node": 2, "zones": 3,
+                     "startup": {"dist": "uniform", "min": 1, "max": 5}},
+        "lb": {"preset": "aws-nlb", "retries": 1, "attach_delay": {"dist": "uniform", "min": 5, "max": 20},
+               "detach_delay": {"dist": "uniform", "min": 10, "max": 30}},
+        "drain": {"pre_stop_sleep": sleep, "termination_grace_period": 600, "health_check_drain": 5},
+    }
+    return load_study(raw).base
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    kind=st.sampled_from(["rolling-update", "scale-down", "node-drain"]),
+    s1=st.floats(0, 90), s2=st.floats(0, 90),
+)
+def test_mechanisms_keep_failures_non_increasing_in_the_pre_stop_sleep(kind: str, s1: float, s2: float) -> None:
+    """Retries, zones (cross-zone off), connection routing and the health drain all on."""
+    low, high = sorted((s1, s2))
+    a, b = simulate(_with_mechanisms(kind, low)), simulate(_with_mechanisms(kind, high))
+    total_a, total_b = sum(a.expected.values()), sum(b.expected.values())
+    assert np.all(total_b <= total_a + 1e-6)
