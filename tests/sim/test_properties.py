@@ -103,4 +103,8 @@ def test_mechanisms_keep_failures_non_increasing_in_the_pre_stop_sleep(kind: str
     low, high = sorted((s1, s2))
     a, b = simulate(_with_mechanisms(kind, low)), simulate(_with_mechanisms(kind, high))
     total_a, total_b = sum(a.expected.values()), sum(b.expected.values())
-    assert np.all(total_b <= total_a + 1e-6)
+    # On the mean, not per run: with the health-based drain the LB stops at the first failing health
+    # check after SIGTERM, a discrete instant.  A 1 s longer sleep can push SIGTERM past a check and
+    # move that instant a whole interval later in one run (seen: sleep 13 vs 14 s), while on average
+    # a longer sleep never hurts.
+    assert total_b.mean() <= total_a.mean() + 1e-6
