@@ -84,6 +84,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import google.auth
+import google.auth.credentials
 import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
@@ -99,6 +100,7 @@ from negsync.errors import (
     InvalidTarget,
     OwnershipConflict,
     ProviderError,
+    QuotaExceeded,
     RejectedError,
     TargetNotFound,
     TransientError,
@@ -136,14 +138,23 @@ _PACING_TIMEOUT: Final = 60.0
 # zoneOperations.wait returns after at most 2 minutes server-side; the socket must outlast that.
 _SERVER_WAIT_CAP: Final = 120.0
 
-_RATE_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
-# Operation error codes that say "try again", not "your request is wrong".
+_RATE_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+# terraform-provider-google google/transport/error_retry_predicates.go, is403QuotaExceededPerMinuteError:
+# GCE answers a per-minute *rate* quota with 403 quotaExceeded (it should be a 429); that one clears
+# by itself.  Any other quotaExceeded (e.g. "Quota 'NETWORK_ENDPOINT_GROUPS' exceeded") does not.
+_PER_MINUTE_QUOTA: Final = re.compile(r"Quota exceeded for quota metric '.*' and limit '.* per minute'")
+# The same file, is403ConcurrentOperationsQuotaError: clears once operations in flight complete.
+_CONCURRENT_OPS_QUOTA: Final = "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"
+# A resource quota does not clear by waiting: the reconciler's slow retry (capped by its retry_max).
+QUOTA_RETRY_AFTER: Final = 600.0
+# Operation error codes that say "try again", not "your request is wrong".  RESOURCE_NOT_READY:
+# terraform's isSubnetworkUnreadyError / isNetworkUnreadyError retry the synchronous form (HTTP 400
+# resourceNotReady); ingress-gce's syncer retries every failed transaction with back-off.
 _TRANSIENT_OP_CODES: Final = frozenset(
     {
         "INTERNAL_ERROR",
         "RESOURCE_NOT_READY",
         "RATE_LIMIT_EXCEEDED",
-        "QUOTA_EXCEEDED",
         "RESOURCE_OPERATION_RATE_EXCEEDED",
         "OPERATION_CANCELED",
         "SERVICE_UNAVAILABLE",
@@ -265,18 +276,34 @@ class NegOwner:
         return f"binding {self.namespace}/{self.binding} of cluster {self.cluster_uid}"
 
 
-def health_from_item(item: Mapping[str, Any], *, health_checked: bool) -> Health:
-    """One ``listNetworkEndpoints`` item's health.
+def _counted(entry: Mapping[str, Any]) -> bool:
+    """Whether a ``healths`` entry is a backend service's health check.
 
-    Several backend services may use one NEG: a draining endpoint is draining; otherwise one
-    HEALTHY report is enough (the pod serves through that load balancer, as GKE's readiness
-    reflector decides), then UNHEALTHY, then UNKNOWN.  No ``healths`` at all means nothing
-    health-checks the NEG, unless ``health_checked`` says it is just not probed yet.
+    ingress-gce pkg/neg/readiness/poller.go (hasSupportedHealthStatus, getHealthyBackendService)
+    counts only entries naming a backend service; others (e.g. forwarding-rule-only entries of a
+    passthrough load balancer) neither pass the gate nor prove the NEG is health-checked.
     """
-    states = {str(h.get("healthState") or "UNKNOWN") for h in item.get("healths") or ()}
+    service = entry.get("backendService")
+    return isinstance(service, Mapping) and bool(service.get("backendService"))
+
+
+def is_health_checked(item: Mapping[str, Any]) -> bool:
+    return any(_counted(h) for h in item.get("healths") or () if isinstance(h, Mapping))
+
+
+def health_from_item(item: Mapping[str, Any], *, health_checked: bool) -> Health:
+    """One ``listNetworkEndpoints`` item's health, read as GKE reads it.
+
+    ingress-gce pkg/neg/readiness/poller.go: the gate passes when the endpoint is HEALTHY in *any*
+    backend service (getHealthyBackendService), so HEALTHY wins over every other state; otherwise
+    DRAINING, UNHEALTHY, then UNKNOWN.  No counted entry means nothing health-checks the NEG,
+    unless ``health_checked`` says it is just not probed yet (the poller's healthChecked flag).
+    """
+    states = {str(h.get("healthState") or "UNKNOWN") for h in item.get("healths") or ()
+              if isinstance(h, Mapping) and _counted(h)}
     if not states:
         return Health.INITIAL if health_checked else Health.NO_HEALTH_CHECK
-    for state in ("DRAINING", "HEALTHY", "UNHEALTHY"):
+    for state in ("HEALTHY", "DRAINING", "UNHEALTHY"):
         if state in states:
             return _HEALTH_STATES[state]
     return Health.UNKNOWN
@@ -379,14 +406,18 @@ class GcpProvider:
         if anonymous:
             if not compute_endpoint:
                 raise ConfigError("gcp.anonymous", "only allowed with a private or test compute endpoint")
-            import google.auth.credentials
-
             credentials = google.auth.credentials.AnonymousCredentials()
         if credentials is None:
             try:
                 credentials, _ = google.auth.default(scopes=list(SCOPES))
             except google.auth.exceptions.DefaultCredentialsError as exc:
-                raise ConfigError("gcp.credentials", f"no application default credentials: {exc}") from None
+                detail = " ".join(str(exc).split())
+                raise ConfigError(
+                    "gcp.credentials",
+                    "no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
+                    "file, or run on GKE with Workload Identity (the metadata server); see docs/gcp.md "
+                    f"({detail})",
+                ) from None
         self._credentials = credentials
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
@@ -416,6 +447,15 @@ class GcpProvider:
     @property
     def max_batch_size(self) -> int:
         return MAX_ENDPOINTS_PER_CALL
+
+    @property
+    def draining_is_member(self) -> bool:
+        """Every listed endpoint is a NEG member, DRAINING included: never attach it again.
+
+        ingress-gce pkg/neg/syncers/utils.go (retrieveExistingZoneNetworkEndpointMap) takes every
+        endpoint listNetworkEndpoints returns as present, whatever its health.
+        """
+        return True
 
     def neg_name(self, binding: BindingKey, spec: GcpNegTarget) -> str:
         return neg_name(prefix=spec.name_prefix, cluster_uid=self._cluster_uid, binding=binding)
@@ -517,7 +557,7 @@ class GcpProvider:
                 break
         # One endpoint reporting health proves a health-checked backend uses the NEG: the others
         # are merely not probed yet, and must not pass the readiness gate as NoHealthCheck.
-        checked = any(item.get("healths") for item in items) or bool(
+        checked = any(is_health_checked(item) for item in items) or bool(
             self._health_check_known and self._health_check_known(ref)
         )
         members: dict[TargetEndpoint, Health] = {}
@@ -538,7 +578,8 @@ class GcpProvider:
         except RejectedError:
             # Detaching an endpoint that is already gone is a 400 for the whole batch.  Re-read
             # the NEG and detach only what is still there, rather than bisecting for nothing.
-            present = {self._key(m) for m in self.list_endpoints(ref)}
+            # A DRAINING entry is already on its way out; detaching it again would fail the same way.
+            present = {self._key(m) for m, h in self.list_endpoints(ref).items() if h is not Health.DRAINING}
             still = [m for m in endpoints if self._key(m) in present]
             if len(still) == len(endpoints):
                 raise
@@ -661,8 +702,18 @@ class GcpProvider:
             project=project, zone=zone, networkEndpointGroup=ref.name, body=body, requestId=self._rid()
         )
         what = f"{method} ({len(endpoints)}) on {ref}"
-        operation = self._execute(project, request, what=what)
-        self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        try:
+            operation = self._execute(project, request, what=what)
+            self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        except TargetNotFound as exc:
+            # A 404 names either the NEG or something the batch references (an instance that was
+            # deleted).  Only reading the NEG tells them apart: the NEG is there → the batch is at
+            # fault (bisect it); gone → TargetNotFound, and the reconciler re-creates it.
+            if self._get_neg(project, zone, ref.name, missing_ok=True) is not None:
+                raise RejectedError(f"{exc} (the NEG exists: a referenced instance is missing)") from exc
+            with self._lock:
+                self._verified.pop(ref, None)
+            raise
 
     # -- internals: calls, operations, errors ----------------------------------------------------
     def _request_builder(self, *args: Any, **kwargs: Any) -> HttpRequest:
@@ -743,11 +794,25 @@ def _retry_after(exc: HttpError) -> float | None:
         return None  # an HTTP-date; the reconciler's own back-off is good enough
 
 
+def _error_text(exc: HttpError) -> str:
+    try:
+        return exc.content.decode("utf-8", "replace")
+    except AttributeError:
+        return ""
+
+
 def _from_http_error(exc: HttpError, *, what: str, conflict_ok: bool) -> ProviderError:
     status = int(exc.resp.status)
     reason = _error_reason(exc)
     message = f"{what}: HTTP {status} {reason}: {exc.reason}".rstrip()
     if status == 429 or status >= 500 or (status == 403 and reason in _RATE_REASONS):
+        return TransientError(message, retry_after=_retry_after(exc))
+    if status == 403 and (_PER_MINUTE_QUOTA.search(_error_text(exc)) or _CONCURRENT_OPS_QUOTA in _error_text(exc)):
+        return TransientError(message, retry_after=_retry_after(exc))
+    if status == 403 and reason == "quotaExceeded":
+        return QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER)
+    if status == 400 and reason == "resourceNotReady":
+        # A network, subnetwork or the NEG itself is being changed: the batch is fine, retry it.
         return TransientError(message, retry_after=_retry_after(exc))
     if status == 404:
         return TargetNotFound(message)
@@ -770,6 +835,8 @@ def _from_operation_error(operation: Mapping[str, Any], *, what: str, op_kind: s
     message = f"{what}: operation {operation.get('name', '')} failed: {code}: {detail}"
     if code in _IN_USE:
         return _InUse(message)
+    if code == "QUOTA_EXCEEDED":
+        return QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER)
     if code in _TRANSIENT_OP_CODES or status == 429 or status >= 500:
         return TransientError(message)
     if status == 404 or code in ("RESOURCE_NOT_FOUND", "NOT_FOUND"):

@@ -13,13 +13,12 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httplib2
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
 
 from negsync.core.bindings import BindingSpec, GcpNegTarget
@@ -72,10 +71,24 @@ class SkipSleepClock(RealClock):
         self.sleeps.append(seconds)
 
 
+def new_project(fake: FakeCompute) -> FakeCompute:
+    """The project's network: ``default`` with the ``nodes`` subnetwork in us-central1."""
+    fake.add_subnetwork(PROJECT, "us-central1", "nodes", cidr="10.0.0.0/8")
+    return fake
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     with FakeCompute() as f:
-        yield f
+        yield new_project(f)
+
+
+def place(fake: FakeCompute, endpoints: Iterable[Endpoint | TargetEndpoint], zone: str = "") -> None:
+    """The VMs the endpoints name exist and own their IPs (each a /32 alias range)."""
+    for e in endpoints:
+        instance = e.node if isinstance(e, Endpoint) else e.instance
+        fake.provision(PROJECT, (e.zone if isinstance(e, Endpoint) else "") or zone or ZONE_A, instance, [e.ip],
+                       subnetwork="nodes")
 
 
 @pytest.fixture
@@ -89,7 +102,7 @@ def make(fake: FakeCompute, clock: SkipSleepClock) -> Callable[..., GcpProvider]
         kwargs: dict[str, Any] = {
             "cluster_uid": UID,
             "compute_endpoint": fake.api_endpoint,
-            "credentials": AnonymousCredentials(),
+            "credentials": fake.credentials(),
             "num_retries": 2,
             "operation_timeout": 5.0,
             "rate_limit": (1000.0, 1000),
@@ -148,9 +161,13 @@ def batch_sizes(fake: FakeCompute, method_id: str) -> list[int]:
 
 
 class Driver:
-    """The real reconciler, reconciled by hand until a condition holds (no engine, no queue)."""
+    """The real reconciler, reconciled by hand until a condition holds (no engine, no queue).
 
-    def __init__(self, provider: GcpProvider) -> None:
+    ``set`` also plays the cloud side of the cluster: the VMs the endpoints run on exist.
+    """
+
+    def __init__(self, provider: GcpProvider, fake: FakeCompute | None = None) -> None:
+        self.fake = fake
         self.desired: dict[BindingKey, DesiredBinding] = {}
         self.reconciler = Reconciler(
             provider=provider,
@@ -165,6 +182,8 @@ class Driver:
     def set(
         self, key: BindingKey, spec: BindingSpec, endpoints: tuple[Endpoint, ...], *, deleting: bool = False
     ) -> None:
+        if self.fake is not None:
+            place(self.fake, endpoints)
         self.desired[key] = DesiredBinding(key=key, spec=spec, endpoints=endpoints, deleting=deleting)
 
     def run(
@@ -189,8 +208,8 @@ class Driver:
 
 
 @pytest.fixture
-def driver(provider: GcpProvider) -> Iterator[Driver]:
-    d = Driver(provider)
+def driver(provider: GcpProvider, fake: FakeCompute) -> Iterator[Driver]:
+    d = Driver(provider, fake)
     yield d
     d.close()
 
@@ -235,13 +254,16 @@ def test_parse_location_and_owner_description() -> None:
 
 def test_health_from_item() -> None:
     def item(*states: str) -> dict[str, Any]:
-        return {"healths": [{"healthState": s} for s in states]}
+        return {"healths": [{"healthState": s, "backendService": {"backendService": f"bs-{i}"}}
+                            for i, s in enumerate(states)]}
 
     assert health_from_item({}, health_checked=False) is Health.NO_HEALTH_CHECK
     assert health_from_item({}, health_checked=True) is Health.INITIAL
     assert health_from_item(item("HEALTHY"), health_checked=False) is Health.HEALTHY
     assert health_from_item(item("UNHEALTHY", "HEALTHY"), health_checked=False) is Health.HEALTHY
-    assert health_from_item(item("HEALTHY", "DRAINING"), health_checked=False) is Health.DRAINING
+    # HEALTHY in any backend service passes the gate (ingress-gce getHealthyBackendService).
+    assert health_from_item(item("HEALTHY", "DRAINING"), health_checked=False) is Health.HEALTHY
+    assert health_from_item(item("UNHEALTHY", "DRAINING"), health_checked=False) is Health.DRAINING
     assert health_from_item(item("UNHEALTHY"), health_checked=False) is Health.UNHEALTHY
     assert health_from_item(item("UNKNOWN"), health_checked=False) is Health.UNKNOWN
 
@@ -336,6 +358,7 @@ def test_1200_endpoints_attach_in_3_calls_and_detach_in_3_calls(fake: FakeComput
 def test_list_endpoints_pages_through_more_than_500(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     members = [TargetEndpoint(e.ip, e.port, e.node) for e in eps(700)]
+    place(fake, members)
     provider.attach(ref(), members[:500])
     provider.attach(ref(), members[500:])
     fake.clear_calls()
@@ -350,6 +373,7 @@ def test_detach_of_an_already_gone_endpoint_detaches_the_rest(
 ) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+    place(fake, [a, b])
     provider.attach(ref(), [a, b])
     provider.detach(ref(), [b])
     provider.detach(ref(), [a, b])  # b is gone: a strict 400 for the batch, then only a
@@ -372,10 +396,13 @@ def test_concurrent_calls_use_one_http_object_per_thread(fake: FakeCompute, prov
     for r in refs:
         provider.ensure_target(r, binding=KEY, spec=target())
 
+    for i in range(24):
+        place(fake, [TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}")], zone=parse_location(refs[i % 3])[1])
+
     def work(i: int) -> None:
         r = refs[i % 3]
-        provider.attach(r, [TargetEndpoint(f"10.1.{i}.1", 80, "vm")])
-        assert TargetEndpoint(f"10.1.{i}.1", 80, "vm") in provider.list_endpoints(r)
+        provider.attach(r, [TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}")])
+        assert TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}") in provider.list_endpoints(r)
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(work, range(24)))
@@ -435,6 +462,7 @@ def test_the_client_retries_throttling_and_5xx(
     fake: FakeCompute, provider: GcpProvider, clock: SkipSleepClock, status: int, reason: str
 ) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
+    place(fake, [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     fake.inject(ATTACH, status, count=2, reason=reason)
     provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     assert fake.count(ATTACH, status) == 2 and fake.count(ATTACH, 200) == 1
@@ -485,6 +513,7 @@ def test_retry_after_header_reaches_the_transient_error() -> None:
 def test_operation_errors_are_mapped(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
     fake.fail_next_operation("RESOURCE_NOT_READY", "not ready", http_status=400, method_id=ATTACH)
     with pytest.raises(TransientError, match="RESOURCE_NOT_READY"):
         provider.attach(ref(), member)
@@ -501,6 +530,7 @@ def test_an_operation_past_its_deadline_is_transient(
 ) -> None:
     provider = make(operation_timeout=0.3)
     provider.ensure_target(ref(), binding=KEY, spec=target())
+    place(fake, [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     fake.operation_delay = math.inf
     fake.wait_timeout = 0.1
     started = time.monotonic()
@@ -581,16 +611,19 @@ def test_unprobed_endpoints_of_a_health_checked_neg_do_not_pass_the_gate(
     make: Callable[..., GcpProvider],
 ) -> None:
     with FakeCompute(default_health=None) as fake:
-        provider = make(compute_endpoint=fake.api_endpoint)
+        new_project(fake)
+        provider = make(compute_endpoint=fake.api_endpoint, credentials=fake.credentials())
         provider.ensure_target(ref(), binding=KEY, spec=target())
         a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+        place(fake, [a, b])
         provider.attach(ref(), [a, b])
         fake.set_backend(PROJECT, ZONE_A, name_of())
         assert provider.list_endpoints(ref()) == {a: Health.NO_HEALTH_CHECK, b: Health.NO_HEALTH_CHECK}
         fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "HEALTHY")
         assert provider.list_endpoints(ref()) == {a: Health.HEALTHY, b: Health.INITIAL}
         # The kube layer can say a health-checked backend uses the NEG before any probe reports.
-        known = make(compute_endpoint=fake.api_endpoint, health_check_known=lambda r: True)
+        known = make(compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                     health_check_known=lambda r: True)
         fake.clear_backend(PROJECT, ZONE_A, name_of())
         assert set(known.list_endpoints(ref()).values()) == {Health.INITIAL}
 
