@@ -458,3 +458,140 @@ def test_latency_and_stop_never_hangs() -> None:
     fake.stop()
     waiter.join(timeout=5)
     assert not waiter.is_alive() and time.monotonic() - t0 < 3
+
+
+# -- issue 13: as strict as GCE ------------------------------------------------------------------------
+def call_status(fn: Any) -> tuple[int, str]:
+    try:
+        fn()
+    except HttpError as exc:
+        return exc.status_code, str(exc)
+    return 200, ""
+
+
+def one(ip: str, instance: str, port: int = 80) -> dict[str, Any]:
+    return {"networkEndpoints": [{"instance": instance, "ipAddress": ip, "port": port}]}
+
+
+def test_an_endpoint_ip_must_belong_to_its_instance_in_the_negs_zone_and_subnet(
+    fake: FakeCompute, compute: Any
+) -> None:
+    fake.add_subnetwork(P, "us-central1", "other", cidr="192.168.0.0/16")
+    negs(compute).insert(project=P, zone=Z, body={**NEG_BODY, "subnetwork": "default"}).execute()
+    fake.add_instance(P, Z, "vm-1", ip="10.1.0.5", alias_ranges=["10.8.1.0/24"])
+    fake.add_instance(P, "us-central1-b", "vm-b", alias_ranges=["10.8.2.0/24"])
+    fake.add_instance(P, Z, "vm-other-subnet", subnetwork="other", alias_ranges=["192.168.1.0/24"])
+    assert call_status(lambda: attach(compute, one("10.1.0.5", "vm-1")))[0] == 200  # primary IP
+    assert call_status(lambda: attach(compute, one("10.8.1.7", "vm-1")))[0] == 200  # alias range
+    status, text = call_status(lambda: attach(compute, one("10.8.9.9", "vm-1")))
+    assert status == 400 and "doesn't belong to instance" in text
+    status, text = call_status(lambda: attach(compute, one("10.8.9.9", "vm-missing")))
+    assert status == 404 and "instances/vm-missing" in text
+    status, text = call_status(lambda: attach(compute, one("10.8.2.1", "vm-b")))
+    assert status == 400 and "us-central1-b" in text
+    status, text = call_status(lambda: attach(compute, one("192.168.1.1", "vm-other-subnet")))
+    assert status == 400 and "subnetwork" in text
+    assert fake.endpoints(P, Z, "neg-a") == {("10.1.0.5", 80), ("10.8.1.7", 80)}
+
+
+def test_a_neg_needs_an_existing_network_and_subnetwork(fake: FakeCompute, compute: Any) -> None:
+    status, text = call_status(lambda: negs(compute).insert(
+        project=P, zone=Z, body={**NEG_BODY, "network": "nope"}).execute())
+    assert status == 404 and "global/networks/nope" in text
+    status, text = call_status(lambda: negs(compute).insert(
+        project=P, zone=Z, body={**NEG_BODY, "subnetwork": "nope"}).execute())
+    assert status == 404 and "subnetworks/nope" in text
+    op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    assert op["status"] == "DONE" and "error" not in op
+    assert fake.neg(P, Z, "neg-a")["subnetwork"].endswith("/regions/us-central1/subnetworks/default")
+
+
+def test_stopping_or_deleting_a_vm_removes_its_endpoints(fake: FakeCompute, compute: Any) -> None:
+    negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80), ("10.0.0.2", 80)))
+    fake.stop_instance(P, Z, "vm-1")
+    assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.2", 80)}
+    assert call_status(lambda: attach(compute, eps(("10.0.0.1", 80))))[0] == 400  # not RUNNING
+    fake.start_instance(P, Z, "vm-1")
+    fake.delete_instance(P, Z, "vm-2")
+    assert fake.endpoints(P, Z, "neg-a") == set()
+
+
+def test_a_detached_endpoint_stays_draining_for_a_while() -> None:
+    with FakeCompute(detach_drain_seconds=0.3) as fake:
+        new_project(fake)
+        compute = make_client(fake)
+        fake.add_neg(P, Z, "neg-a")
+        fake.set_backend(P, Z, "neg-a")
+        attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
+        detach(compute, eps(("10.0.0.1", 80)))
+        assert fake.endpoints(P, Z, "neg-a") == set()
+
+        def listed() -> list[Any]:
+            return negs(compute).listNetworkEndpoints(project=P, zone=Z, networkEndpointGroup="neg-a",
+                                                      body={"healthStatus": "SHOW"}).execute().get("items", [])
+
+        items = listed()
+        assert [i["healths"][0]["healthState"] for i in items] == ["DRAINING"]
+        assert call_status(lambda: detach(compute, eps(("10.0.0.1", 80))))[0] == 400  # not attached
+        time.sleep(0.35)
+        assert listed() == []
+
+
+def test_several_healths_entries_per_endpoint(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
+    fake.set_backend(P, Z, "neg-a", backend_service="external")
+    fake.set_backend(P, Z, "neg-a", backend_service="internal")
+    fake.add_forwarding_rule(P, Z, "neg-a", "ilb-rule")
+    fake.set_health(P, Z, "neg-a", "10.0.0.1", 80, "HEALTHY")
+    fake.set_health(P, Z, "neg-a", "10.0.0.1", 80, "UNHEALTHY", backend_service="internal")
+    item, = negs(compute).listNetworkEndpoints(project=P, zone=Z, networkEndpointGroup="neg-a",
+                                               body={"healthStatus": "SHOW"}).execute()["items"]
+    by_service = {h["backendService"]["backendService"].rsplit("/", 1)[1]: h["healthState"]
+                  for h in item["healths"] if "backendService" in h}
+    assert by_service == {"external": "HEALTHY", "internal": "UNHEALTHY"}
+    rules = [h for h in item["healths"] if "forwardingRule" in h]
+    assert len(rules) == 1 and "backendService" not in rules[0]
+
+
+def test_wait_may_return_before_the_operation_is_done() -> None:
+    with FakeCompute(operation_delay=0.3, wait_returns_early=True) as fake:
+        new_project(fake)
+        compute = make_client(fake)
+        op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+        waited = compute.zoneOperations().wait(project=P, zone=Z, operation=op["name"]).execute()
+        assert waited["status"] == "RUNNING"  # the client must wait again
+        time.sleep(0.35)
+        assert compute.zoneOperations().wait(project=P, zone=Z, operation=op["name"]).execute()["status"] == "DONE"
+
+
+def test_injections_resource_not_ready_quota_and_a_vanished_neg(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.inject(ATTACH, 400, reason="resourceNotReady")
+    status, text = call_status(lambda: attach(compute, fake=fake, body=eps(("10.0.0.1", 80))))
+    assert status == 400 and "resourceNotReady" in text
+    fake.neg_quota = 1
+    op = negs(compute).insert(project=P, zone=Z, body={**NEG_BODY, "name": "neg-b"}).execute()
+    assert op["error"]["errors"][0]["code"] == "QUOTA_EXCEEDED" and op["httpErrorStatusCode"] == 403
+    fake.remove_neg(P, Z, "neg-a")
+    assert call_status(lambda: attach(compute, eps(("10.0.0.1", 80))))[0] == 404
+
+
+def test_the_token_endpoint_verifies_the_service_account_assertion(fake: FakeCompute) -> None:
+    import google.oauth2.service_account
+    from google.auth.transport.requests import Request
+
+    key = fake.service_account_key()
+    creds = google.oauth2.service_account.Credentials.from_service_account_info(
+        key, scopes=["https://www.googleapis.com/auth/compute"])
+    creds.refresh(Request())
+    compute = make_client(fake, creds)
+    assert negs(compute).list(project=P, zone=Z).execute()["kind"] == "compute#networkEndpointGroupList"
+    # A key the fake never issued (another private key under the same id) is refused.
+    with FakeCompute() as other:
+        forged = {**key, "private_key": other.service_account_key()["private_key"]}
+    bad = google.oauth2.service_account.Credentials.from_service_account_info(
+        forged, scopes=["https://www.googleapis.com/auth/compute"])
+    with pytest.raises(Exception, match="invalid_grant"):
+        bad.refresh(Request())

@@ -30,12 +30,14 @@ from negsync.errors import (
     InvalidTarget,
     OwnershipConflict,
     ProviderError,
+    QuotaExceeded,
     RejectedError,
     TargetNotFound,
     TransientError,
 )
 from negsync.providers.gcp import (
     MAX_NAME_LENGTH,
+    QUOTA_RETRY_AFTER,
     GcpProvider,
     NegOwner,
     _from_http_error,
@@ -646,3 +648,178 @@ def test_threads_do_not_share_http_objects(provider: GcpProvider) -> None:
         t.join()
     assert len({id(h) for h in seen}) == 4
     assert provider._http(PROJECT) is provider._http(PROJECT)
+
+
+# -- issue 13: errors classified as GCE means them ---------------------------------------------------
+def test_resource_not_ready_is_transient_never_a_rejection(fake: FakeCompute, provider: GcpProvider) -> None:
+    # terraform-provider-google isSubnetworkUnreadyError: 400 resourceNotReady is retried.
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
+    fake.inject(ATTACH, 400, reason="resourceNotReady",
+                message="The resource 'projects/p/regions/us-central1/subnetworks/nodes' is not ready")
+    with pytest.raises(TransientError) as caught:
+        provider.attach(ref(), member)
+    assert not isinstance(caught.value, RejectedError)
+    provider.attach(ref(), member)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("10.0.0.1", 8080)}
+
+
+def test_resource_not_ready_never_blocks_an_endpoint(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(4)
+    fake.inject(ATTACH, 400, count=3, reason="resourceNotReady")
+    driver.set(KEY, bspec(), endpoints)
+    result = driver.run(until=lambda r: r.synced and r.count("registered") == 4)
+    assert not result.rejected  # no bisection of a batch that was never wrong
+
+
+def test_quota_exceeded_is_its_own_error_and_a_per_minute_quota_is_not(
+    fake: FakeCompute, provider: GcpProvider
+) -> None:
+    fake.inject(INSERT, 403, reason="quotaExceeded",
+                message="Quota 'NETWORK_ENDPOINT_GROUPS' exceeded.  Limit: 100.0 globally.")
+    with pytest.raises(QuotaExceeded) as caught:
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+    assert caught.value.retry_after == QUOTA_RETRY_AFTER  # slow retry
+    # is403QuotaExceededPerMinuteError: a per-minute rate quota clears by waiting.
+    per_minute = ("Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' "
+                  "of service 'compute.googleapis.com' for consumer 'project_number:1'.")
+    fake.inject(INSERT, 403, reason="quotaExceeded", message=per_minute)
+    with pytest.raises(TransientError) as transient:
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+    assert not isinstance(transient.value, QuotaExceeded)
+    # The operation form (QUOTA_EXCEEDED, as resource quotas fail instance inserts).
+    fake.neg_quota = 0
+    with pytest.raises(QuotaExceeded, match="NETWORK_ENDPOINT_GROUPS"):
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+
+
+def test_quota_exceeded_surfaces_on_the_result_and_the_status(fake: FakeCompute, driver: Driver) -> None:
+    from negsync.kube.status import binding_status
+
+    fake.neg_quota = 0
+    driver.set(KEY, bspec(), eps(2))
+    result = driver.run(until=lambda r: bool(r.quota_exceeded))
+    assert "NETWORK_ENDPOINT_GROUPS" in result.quota_exceeded[0]
+    status = binding_status(generation=1, previous={}, result=result)
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "QuotaExceeded"
+    fake.neg_quota = None
+    result = driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+    assert not result.quota_exceeded
+
+
+def test_a_neg_deleted_behind_our_back_is_recreated_with_its_endpoints(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(3)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    description = fake.neg(PROJECT, ZONE_A, name_of())["description"]
+    fake.remove_neg(PROJECT, ZONE_A, name_of())
+    driver.reconciler.invalidate()
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints)
+    recreated = fake.neg(PROJECT, ZONE_A, name_of())
+    assert recreated["description"] == description  # same name, same ownership
+    assert recreated["subnetwork"].endswith("/subnetworks/nodes")
+
+
+def test_a_404_about_an_instance_is_a_rejection_not_a_missing_neg(fake: FakeCompute, provider: GcpProvider) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    good, gone = TargetEndpoint("10.0.0.1", 8080, "vm-1"), TargetEndpoint("10.0.0.2", 8080, "vm-gone")
+    place(fake, [good])
+    with pytest.raises(RejectedError, match="instance"):
+        provider.attach(ref(), [good, gone])
+    fake.remove_neg(PROJECT, ZONE_A, name_of())
+    with pytest.raises(TargetNotFound):
+        provider.attach(ref(), [good])
+
+
+# -- issue 13: health read as GKE reads it ---------------------------------------------------------------
+def test_healthy_in_any_backend_service_passes_and_forwarding_rule_entries_do_not_count(
+    fake: FakeCompute, provider: GcpProvider
+) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+    place(fake, [a, b])
+    provider.attach(ref(), [a, b])
+    # Only a passthrough forwarding rule reports health: not a backend service, so not health-checked.
+    fake.add_forwarding_rule(PROJECT, ZONE_A, name_of(), "ilb")
+    fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "HEALTHY")
+    assert provider.list_endpoints(ref()) == {a: Health.NO_HEALTH_CHECK, b: Health.NO_HEALTH_CHECK}
+    # Two backend services: HEALTHY in one of them is enough, whatever the other says.
+    fake.set_backend(PROJECT, ZONE_A, name_of(), backend_service="external")
+    fake.set_backend(PROJECT, ZONE_A, name_of(), backend_service="internal")
+    fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "DRAINING", backend_service="internal")
+    fake.set_health(PROJECT, ZONE_A, name_of(), b.ip, b.port, "UNHEALTHY")
+    listed = provider.list_endpoints(ref())
+    assert listed == {a: Health.HEALTHY, b: Health.UNHEALTHY}
+
+
+def test_a_draining_member_is_a_member_and_is_not_attached_again(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(2)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+    fake.set_backend(PROJECT, ZONE_A, name_of())
+    fake.set_health(PROJECT, ZONE_A, name_of(), endpoints[0].ip, endpoints[0].port, "DRAINING")
+    attaches = fake.count(ATTACH)
+    driver.reconciler.invalidate()
+    for _ in range(3):
+        result = driver.run()
+    assert fake.count(ATTACH) == attaches  # ingress-gce: every listed endpoint is present
+    assert result.count("draining") == 1
+
+
+def test_a_detached_endpoint_draining_in_the_list_is_not_detached_again(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(3)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    fake.set_backend(PROJECT, ZONE_A, name_of())
+    driver.set(KEY, bspec(), endpoints[1:])
+    driver.run(until=lambda r: r.synced and fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints[1:]))
+    detaches = fake.count(DETACH)
+    driver.reconciler.invalidate()
+    result = driver.run()
+    assert result.synced and fake.count(DETACH) == detaches and fake.count(DETACH, 400) == 0
+
+
+# -- issue 13: endpoints GCE removes by itself ---------------------------------------------------------
+def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_period(fake: FakeCompute) -> None:
+    from negsync.core.clock import VirtualClock
+
+    clock = VirtualClock(start=1000.0)
+    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                           num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
+    driver = Driver(provider, fake)
+    driver.reconciler = Reconciler(provider=provider, source=driver.desired.get,
+                                   enqueue=lambda key, delay, priority: None, clock=clock, seed=1)
+    try:
+        endpoints = eps(3, node="vm-preemptible")
+        driver.set(KEY, bspec(), endpoints)
+        result = driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+        assert result.requeue_after is not None and result.requeue_after <= 60.0  # the default period
+        # Preempted: GCE drops the VM's endpoints; it comes back with the same name and pods.
+        fake.stop_instance(PROJECT, ZONE_A, "vm-preemptible")
+        fake.start_instance(PROJECT, ZONE_A, "vm-preemptible")
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
+        attaches = fake.count(ATTACH)
+        clock.advance(59.0)
+        driver.reconciler.reconcile(KEY)
+        assert fake.count(ATTACH) == attaches  # the member list is still fresh
+        clock.advance(2.0)
+        driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints)
+    finally:
+        driver.close()
+
+
+def test_member_list_period_is_a_flag() -> None:
+    import argparse
+
+    from negsync.controller import Settings, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert Settings.from_args(parser.parse_args([])).member_list_period == 60.0
+    assert Settings.from_args(parser.parse_args(["--member-list-period", "30s"])).member_list_period == 30.0
+    with pytest.raises(ConfigError, match="--member-list-period"):
+        Settings.from_args(parser.parse_args(["--member-list-period", "0"]))
