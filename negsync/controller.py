@@ -750,6 +750,11 @@ class NodeInstances:
             return node  # self-managed VMs without a providerID: the node name is the instance name
         return str(record.provider_id.rstrip("/").rsplit("/", 1)[-1]) or None
 
+    def subnet(self, node: str) -> str | None:
+        """The node's subnetwork label; "" = the cluster's default subnetwork, None = node not seen yet."""
+        record = self.caches.nodes.get(("", node)) if self.caches is not None else None
+        return None if record is None else str(record.subnet)
+
 
 def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
                    instances: NodeInstances | None = None) -> TargetProvider:
@@ -770,7 +775,8 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),
                        compute_endpoint=args.gcp_compute_endpoint,
                        rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock,
-                       anonymous=args.gcp_anonymous, instance_for_node=instances)
+                       anonymous=args.gcp_anonymous, instance_for_node=instances,
+                       subnet_for_node=instances.subnet if instances is not None else None)
 
 
 def start_webhook_from_args(args: argparse.Namespace, *, controller: Controller, api_client: Any, provider: str) -> Any:

@@ -132,6 +132,7 @@ SCOPES: Final = ("https://www.googleapis.com/auth/compute",)
 MANAGED_BY: Final = "negsync"
 
 _HASH_LEN: Final = 8
+_SUBNET_HASH_LEN: Final = 6
 _UID_LEN: Final = 8
 # How long one HTTP attempt may wait for a pacing token before giving up as transient.
 _PACING_TIMEOUT: Final = 60.0
@@ -208,22 +209,31 @@ def _trim_evenly(fields: Sequence[str], budget: int) -> list[str]:
     return [f[:n] for f, n in zip(fields, allotted, strict=True)]
 
 
-def neg_name(*, prefix: str, cluster_uid: str, binding: BindingKey) -> str:
+def binding_hash(*, cluster_uid: str, binding: BindingKey) -> str:
+    """The suffix every NEG name of a binding ends with (default and non-default subnetworks)."""
+    return hashlib.sha256(f"{cluster_uid}\0{binding.namespace}\0{binding.name}".encode()).hexdigest()[:_HASH_LEN]
+
+
+def neg_name(*, prefix: str, cluster_uid: str, binding: BindingKey, subnet: str = "") -> str:
     """The NEG name of a binding: the same in every zone, deterministic, at most 63 characters.
 
-    ``<prefix>-<uid8>-<namespace>-<binding>-<hash8>``; the hash covers the untrimmed inputs.
+    ``<prefix>-<uid8>-<namespace>-<binding>-<hash8>``; the hash covers the untrimmed inputs.  A NEG
+    for nodes of a non-default subnetwork gets ``-<subnet6>`` before the hash, as ingress-gce's
+    ``Namer.NonDefaultSubnetNEG`` (pkg/utils/namer) adds a 6-character subnet hash: a NEG holds
+    endpoints of one subnetwork only.
     """
-    digest = hashlib.sha256(f"{cluster_uid}\0{binding.namespace}\0{binding.name}".encode()).hexdigest()
+    digest = binding_hash(cluster_uid=cluster_uid, binding=binding)
     uid = (_clean(cluster_uid).replace("-", "") or "0")[:_UID_LEN]
     head = _clean(prefix) or "k8s"
     if not head[0].isalpha():
         head = "k" + head
-    fixed = len(head) + 1 + len(uid) + 1 + 1 + 1 + _HASH_LEN  # the '-' separators and the hash
+    subnet_part = f"-{hashlib.sha256(subnet.encode()).hexdigest()[:_SUBNET_HASH_LEN]}" if subnet else ""
+    fixed = len(head) + 1 + len(uid) + 1 + 1 + 1 + len(subnet_part) + _HASH_LEN  # separators and hashes
     namespace, name = _trim_evenly(
         [_clean(binding.namespace) or "ns", _clean(binding.name) or "b"], MAX_NAME_LENGTH - fixed
     )
     # Trimming can leave a trailing '-' inside the name; RFC 1035 allows inner hyphens.
-    return f"{head}-{uid}-{namespace}-{name}-{digest[:_HASH_LEN]}"
+    return f"{head}-{uid}-{namespace}-{name}{subnet_part}-{digest}"
 
 
 def location(project: str, zone: str) -> str:
@@ -374,6 +384,7 @@ class GcpProvider:
         health_check_known: Callable[[TargetRef], bool] | None = None,
         ownership_ttl: float = 0.0,
         anonymous: bool = False,
+        subnet_for_node: Callable[[str], str | None] | None = None,
     ) -> None:
         """``credentials=None`` uses application default credentials (fails fast with ConfigError).
 
@@ -401,6 +412,7 @@ class GcpProvider:
         # The wait socket must outlast the server-side wait, capped by our own deadline.
         self._wait_timeout = min(self._operation_timeout, _SERVER_WAIT_CAP) + self._http_timeout
         self._instance_for_node = instance_for_node
+        self._subnet_for_node = subnet_for_node
         self._health_check_known = health_check_known
         self._ownership_ttl = ownership_ttl
         if anonymous:
@@ -424,6 +436,7 @@ class GcpProvider:
         self._local = threading.local()
         self._owners: dict[TargetRef, BindingKey] = {}
         self._verified: dict[TargetRef, _Verified] = {}
+        self._subnets: dict[TargetRef, str] = {}  # NEGs of a non-default subnetwork: its name
         options = {"api_endpoint": compute_endpoint} if compute_endpoint else None
         service = discovery.build(
             "compute",
@@ -457,11 +470,24 @@ class GcpProvider:
         """
         return True
 
-    def neg_name(self, binding: BindingKey, spec: GcpNegTarget) -> str:
-        return neg_name(prefix=spec.name_prefix, cluster_uid=self._cluster_uid, binding=binding)
+    def neg_name(self, binding: BindingKey, spec: GcpNegTarget, subnet: str = "") -> str:
+        return neg_name(prefix=spec.name_prefix, cluster_uid=self._cluster_uid, binding=binding, subnet=subnet)
 
-    def ref(self, binding: BindingKey, spec: GcpNegTarget, zone: str) -> TargetRef:
-        return TargetRef("gcp", location(spec.project, zone), self.neg_name(binding, spec))
+    def ref(self, binding: BindingKey, spec: GcpNegTarget, zone: str, subnet: str = "") -> TargetRef:
+        return TargetRef("gcp", location(spec.project, zone), self.neg_name(binding, spec, subnet))
+
+    def subnet_of(self, endpoint: Endpoint, spec: GcpNegTarget) -> str:
+        """The non-default subnetwork of the endpoint's node, "" for the default (the binding's NEG).
+
+        One NEG per (zone, subnetwork): GCE takes only endpoint IPs of the NEG's subnetwork.  Nodes
+        carry their subnetwork as the label ingress-gce reads (``cloud.google.com/gke-node-pool-subnet``,
+        absent on the default subnetwork).  A binding pinning ``subnetwork`` has the others skipped
+        by the kube layer; its own subnetwork is the default NEG's.
+        """
+        if not endpoint.node or self._subnet_for_node is None:
+            return ""
+        subnet = self._subnet_for_node(endpoint.node) or ""
+        return "" if subnet == _last(spec.subnetwork) else subnet
 
     def instance_of(self, endpoint: Endpoint) -> str:
         """The VM an endpoint runs on: the providerID lookup when given, else the node name."""
@@ -476,17 +502,22 @@ class GcpProvider:
     ) -> dict[TargetRef, set[TargetEndpoint]]:
         gcp = self._spec(spec)
         groups: dict[TargetRef, set[TargetEndpoint]] = {self.ref(binding, gcp, zone): set() for zone in gcp.zones}
+        subnets: dict[TargetRef, str] = {}
         skipped = 0
         for endpoint in endpoints:
             instance = self.instance_of(endpoint)
             if not endpoint.zone or not instance:
                 skipped += 1  # a NEG endpoint needs its VM and the VM's zone
                 continue
-            ref = self.ref(binding, gcp, endpoint.zone)
+            subnet = self.subnet_of(endpoint, gcp)
+            ref = self.ref(binding, gcp, endpoint.zone, subnet)
+            if subnet:
+                subnets[ref] = subnet
             groups.setdefault(ref, set()).add(TargetEndpoint(endpoint.ip, endpoint.port, instance))
         if skipped:
             log.warning("binding %s: %d endpoint(s) without zone or instance skipped", binding, skipped)
         with self._lock:
+            self._subnets.update(subnets)
             for ref in groups:
                 self._owners[ref] = binding
         return groups
@@ -494,21 +525,29 @@ class GcpProvider:
     def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
         gcp = self._spec(spec)
         name = self.neg_name(binding, gcp)
+        suffix = binding_hash(cluster_uid=self._cluster_uid, binding=binding)
         mine = NegOwner(self._cluster_uid, binding.namespace, binding.name)
         refs: list[TargetRef] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name = "{name}"', "maxResults": 500}
+            # Every NEG of the binding ends with its hash, whatever its subnetwork (an RE2 ``eq``
+            # filter, as the aggregatedList reference documents); the description decides.
+            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name eq ".*-{suffix}"', "maxResults": 500}
             if token:
                 kwargs["pageToken"] = token
             page = self._execute(gcp.project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs {name}")
             for scope in (page.get("items") or {}).values():
                 for neg in scope.get("networkEndpointGroups") or ():
-                    if neg.get("name") != name:
+                    found = str(neg.get("name") or "")
+                    if not found.endswith(f"-{suffix}"):
                         continue
                     # Someone else's NEG under our name is not adopted; ensure_target reports it.
                     if NegOwner.parse(neg.get("description")) == mine:
-                        refs.append(TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), name))
+                        found_ref = TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), found)
+                        refs.append(found_ref)
+                        if found != name and neg.get("subnetwork"):
+                            with self._lock:
+                                self._subnets[found_ref] = _last(neg.get("subnetwork"))
             token = page.get("nextPageToken")
             if not token:
                 break
@@ -639,8 +678,10 @@ class GcpProvider:
             "network": _network_path(project, spec.network),
             "description": NegOwner(self._cluster_uid, binding.namespace, binding.name).description(),
         }
-        if spec.subnetwork:
-            body["subnetwork"] = _subnetwork_path(project, zone, spec.subnetwork)
+        with self._lock:
+            subnetwork = self._subnets.get(ref) or spec.subnetwork
+        if subnetwork:
+            body["subnetwork"] = _subnetwork_path(project, zone, subnetwork)
         request = self._negs.insert(project=project, zone=zone, body=body, requestId=self._rid())
         try:
             operation = self._execute(project, request, what=f"creating {ref}", conflict_ok=True)

@@ -1346,8 +1346,9 @@ class FakeCompute:
         referenced resource).  The subnetwork must be of that network and in the zone's region.
         Without ``subnetwork`` GCE picks the network's subnetwork in the region (the NEG API
         reference: "Optional URL of the subnetwork to which all network endpoints in the NEG
-        belong"); with none or several candidates the fake answers 400 — stricter, since what
-        GCE does then is not documented.
+        belong"): the fake takes the only one, or the auto-mode one named like the network; with
+        none or several others it answers 400 — stricter, since what GCE does then is not
+        documented.
         """
         net_url = self._network_url(project, network)
         net_key = _resource_key(net_url, "networks")
@@ -1368,6 +1369,11 @@ class FakeCompute:
                                "Subnetwork does not belong to the network.")
             return sub.url
         candidates = [s for s in self._subnets.values() if s.network == net_url and s.region == region]
+        # An auto-mode network's subnetwork in each region carries the network's name; taken as the
+        # one GCE picks (belief).  Otherwise exactly one candidate, else 400 (stricter).
+        auto = [s for s in candidates if s.name == net_key[1]]
+        if len(candidates) > 1 and len(auto) == 1:
+            return auto[0].url
         if len(candidates) != 1:
             raise _invalid("Invalid value for field 'resource.subnetwork': ''. The network has "
                            f"{len(candidates)} subnetworks in {region}; the fake requires one, or "

@@ -823,3 +823,33 @@ def test_member_list_period_is_a_flag() -> None:
     assert Settings.from_args(parser.parse_args(["--member-list-period", "30s"])).member_list_period == 30.0
     with pytest.raises(ConfigError, match="--member-list-period"):
         Settings.from_args(parser.parse_args(["--member-list-period", "0"]))
+
+
+# -- issue 13: one NEG per (zone, subnetwork) -------------------------------------------------------------
+def test_nodes_of_a_non_default_subnetwork_get_a_neg_of_their_own(fake: FakeCompute) -> None:
+    # An auto-mode-like network: "default" subnetwork, plus the node pool's own "pool-b".
+    fake.add_subnetwork(PROJECT, "us-central1", "default", cidr="172.16.0.0/16")
+    fake.add_subnetwork(PROJECT, "us-central1", "pool-b", cidr="192.168.0.0/16")
+    fake.add_instance(PROJECT, ZONE_A, "n-default", subnetwork="default", alias_ranges=["172.16.1.0/24"])
+    fake.add_instance(PROJECT, ZONE_A, "n-pool-b", subnetwork="pool-b", alias_ranges=["192.168.1.0/24"])
+    subnets = {"n-default": "", "n-pool-b": "pool-b"}
+    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                           num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0,
+                           subnet_for_node=subnets.get)
+    driver = Driver(provider)  # the VMs are set up above
+    try:
+        endpoints = (Endpoint("172.16.1.5", 8080, ZONE_A, "n-default"), Endpoint("192.168.1.5", 8080, ZONE_A, "n-pool-b"))
+        driver.set(KEY, bspec(subnetwork=""), endpoints)
+        result = driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+        assert not result.rejected
+        other = neg_name(prefix="k8s", cluster_uid=UID, binding=KEY, subnet="pool-b")
+        assert other != name_of() and len(other) <= MAX_NAME_LENGTH and RFC1035.match(other)
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("172.16.1.5", 8080)}
+        assert fake.endpoints(PROJECT, ZONE_A, other) == {("192.168.1.5", 8080)}
+        assert fake.neg(PROJECT, ZONE_A, other)["subnetwork"].endswith("/subnetworks/pool-b")
+        # After a restart both NEGs are found again (every name of the binding ends with its hash).
+        fresh = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                            num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
+        assert {r.name for r in fresh.existing_targets(binding=KEY, spec=target(subnetwork=""))} == {name_of(), other}
+    finally:
+        driver.close()
