@@ -853,3 +853,15 @@ def test_nodes_of_a_non_default_subnetwork_get_a_neg_of_their_own(fake: FakeComp
         assert {r.name for r in fresh.existing_targets(binding=KEY, spec=target(subnetwork=""))} == {name_of(), other}
     finally:
         driver.close()
+
+
+def test_the_provider_waits_again_when_zone_operations_wait_returns_early(fake: FakeCompute,
+                                                                          provider: GcpProvider) -> None:
+    fake.wait_returns_early = True  # the reference: wait may return before the operation is DONE
+    fake.operation_delay = 0.2
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
+    provider.attach(ref(), member)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("10.0.0.1", 8080)}
+    assert fake.count("compute.zoneOperations.wait") >= 2
