@@ -66,6 +66,9 @@ class DesiredBinding:
     terminating: tuple[Endpoint, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     deleting: bool = False
+    # What an endpoint was computed from beyond its own record (its pod's and node's state), for
+    # retrying an isolated endpoint at once when they change; None: the Endpoint record alone.
+    inputs: Callable[[Endpoint], object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,11 +265,17 @@ class Reconciler:
         urgent: list[bool] = []
         quota: list[str] = []
         sources = {(e.ip, e.port): e for e in desired.endpoints}
+
+        def fingerprint(member: TargetEndpoint) -> int:
+            endpoint = sources.get((member.ip, member.port))
+            inputs = desired.inputs(endpoint) if desired.inputs is not None and endpoint is not None else None
+            return hash((spec, endpoint, member, repr(inputs)))
+
         now = self._clock.now()
         for ref in sorted(refs):
             want = groups.get(ref, set())
             status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts, urgent,
-                                       quota, sources)
+                                       quota, fingerprint)
             statuses.append(status)
         gates_pending = spec.readiness_gate and any(not h.lets_gate_pass for h in health.values())
         if gates_pending:
@@ -322,11 +331,11 @@ class Reconciler:
         conflicts: list[str],
         urgent: list[bool],
         quota: list[str],
-        sources: Mapping[tuple[str, int], Endpoint],
+        fingerprint: Callable[[TargetEndpoint], int],
     ) -> TargetStatus:
         with self._lock:
             state = self._targets.setdefault((key, ref), _Target())
-            self._review_rejections(state, spec, want, sources, now, rejected, requeue)
+            self._review_rejections(state, want, fingerprint, now, rejected, requeue)
             want = want - set(state.rejected)
             seen = self._writes.get(ref, 0)
         members: dict[TargetEndpoint, Health] = {}
@@ -548,9 +557,8 @@ class Reconciler:
     def _review_rejections(
         self,
         state: _Target,
-        spec: BindingSpec,
         want: set[TargetEndpoint],
-        sources: Mapping[tuple[str, int], Endpoint],
+        fingerprint: Callable[[TargetEndpoint], int],
         now: float,
         rejected: dict[TargetEndpoint, str],
         requeue: list[float],
@@ -559,10 +567,10 @@ class Reconciler:
         for member in [m for m in state.strikes if m not in want]:
             del state.strikes[member]  # left the desired set: a later comeback starts afresh
         for member, rejection in list(state.rejected.items()):
-            fingerprint = hash((spec, sources.get((member.ip, member.port)), member))
+            current = fingerprint(member)
             if rejection.fingerprint is None:
-                rejection.fingerprint = fingerprint
-            if member not in want or rejection.fingerprint != fingerprint:
+                rejection.fingerprint = current
+            if member not in want or rejection.fingerprint != current:
                 del state.rejected[member]  # its pod, node or binding changed: try it at once
                 state.strikes.pop(member, None)
             elif now >= rejection.retry_at:

@@ -14,7 +14,7 @@ from typing import Any
 
 from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
 from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
-from negsync.core.model import BindingKey
+from negsync.core.model import BindingKey, Endpoint
 from negsync.core.reconciling import DesiredBinding
 from negsync.errors import ConfigError
 from negsync.kube.caches import GATE_PREFIX, Caches
@@ -80,7 +80,19 @@ class DesiredState:
         port = service.port_named(spec.service_port)
         computed = self.endpoints(key, spec, port.name)
         return DesiredBinding(key=key, spec=spec, endpoints=computed.endpoints, terminating=computed.terminating,
-                              skipped=computed.skipped)
+                              skipped=computed.skipped, inputs=self.inputs)
+
+    def inputs(self, endpoint: Endpoint) -> object:
+        """The pod and node state an endpoint depends on: a change retries an isolated endpoint at once.
+
+        Only what identifies them and what the cloud sees (UID, IPs, node, labels; the node's zone,
+        providerID, subnet) — not our own gate conditions, which we write ourselves.
+        """
+        pod = self._caches.pods.get((endpoint.pod.namespace, endpoint.pod.name)) if endpoint.pod else None
+        node = self._caches.nodes.get(("", endpoint.node)) if endpoint.node else None
+        pod_part = None if pod is None else tuple(
+            getattr(pod, name, None) for name in ("uid", "ips", "node", "labels", "deleting"))
+        return pod_part, node
 
     def endpoints(self, key: BindingKey, spec: BindingSpec, port_name: str) -> DesiredEndpoints:
         slices = self._caches.slices.by_index("service", (key.namespace, spec.service_name))

@@ -50,8 +50,11 @@ class Sync:
                                      enqueue=lambda key, delay, priority: None, clock=self.clock, seed=1,
                                      retry_base=0.01, retry_max=0.01)
 
+        self.pod_state: dict[str, str] = {}  # what the kube layer's `inputs` reads (pod/node records)
+
     def set(self, endpoints: tuple[Endpoint, ...], binding: BindingSpec | None = None) -> None:
-        self.desired[KEY] = DesiredBinding(key=KEY, spec=binding or spec(), endpoints=endpoints)
+        self.desired[KEY] = DesiredBinding(key=KEY, spec=binding or spec(), endpoints=endpoints,
+                                           inputs=lambda e: self.pod_state.get(e.ip))
 
     def reconcile(self) -> ReconcileResult:
         """Reconcile until nothing is in flight (each pass waits for the calls it started)."""
@@ -103,7 +106,7 @@ def test_an_isolated_endpoint_is_retried_after_a_capped_doubling_backoff() -> No
     assert not result.rejected and bad in sync.provider.members(REF)
 
 
-@pytest.mark.parametrize("change", ["pod", "node", "binding"])
+@pytest.mark.parametrize("change", ["pod", "node", "binding", "pod-record"])
 def test_an_isolated_endpoint_is_retried_at_once_when_its_inputs_change(change: str) -> None:
     sync = Sync()
     eps = tuple(endpoint(i) for i in range(1, 4))
@@ -118,7 +121,9 @@ def test_an_isolated_endpoint_is_retried_at_once_when_its_inputs_change(change: 
         sync.set(tuple(endpoint(i, uid="b") if i == 2 else endpoint(i) for i in range(1, 4)))
     elif change == "node":
         sync.set(tuple(endpoint(i, node="n2") if i == 2 else endpoint(i) for i in range(1, 4)))
-    else:
+    elif change == "binding":
         sync.set(eps, dataclasses.replace(spec(), readiness_gate=True))
+    else:  # the pod's or node's record changed (e.g. a label), the slice did not
+        sync.pod_state["10.0.0.2"] = "labels changed"
     settle(sync)
     assert sync.attempts() == before + 1  # tried again without waiting out the 5 min

@@ -57,3 +57,31 @@ def test_a_pinned_subnetwork_skips_endpoints_of_other_subnets_with_a_reason() ->
 def test_without_a_pinned_subnetwork_nothing_is_skipped() -> None:
     computed = DesiredState(caches=world(""), provider_name="gcp").compute(KEY)
     assert computed is not None and len(computed.endpoints) == 3 and not computed.skipped
+
+
+def test_inputs_follow_the_pod_and_node_records_but_not_our_gate_conditions() -> None:
+    import dataclasses
+
+    from negsync.kube.caches import decode_pod
+    from tests.kube.conftest import pod
+
+    caches = world("")
+    caches.pods.put(("shop", "pod-192-168-0-1"), decode_pod(pod("pod-192-168-0-1", ip="192.168.0.1")))
+    desired = DesiredState(caches=caches, provider_name="gcp")
+    computed = desired.compute(KEY)
+    assert computed is not None and computed.inputs is not None
+    inputs = computed.inputs
+    endpoint = next(e for e in computed.endpoints if e.ip == "192.168.0.1")
+    before = inputs(endpoint)
+    record = caches.pods.get(("shop", "pod-192-168-0-1"))
+    assert record is not None
+    # Our own gate write changes the pod record, but not what the endpoint was computed from.
+    caches.pods.put(("shop", record.name), dataclasses.replace(record, conditions=(("t", "False", "Pending"),)))
+    assert inputs(endpoint) == before
+    caches.pods.put(("shop", record.name), dataclasses.replace(record, uid="another-uid"))
+    assert inputs(endpoint) != before
+    caches.pods.put(("shop", record.name), record)
+    node = caches.nodes.get(("", "n-pool-b"))
+    assert node is not None
+    caches.nodes.put(("", "n-pool-b"), dataclasses.replace(node, provider_id="gce://my-project/us-central1-a/new-vm"))
+    assert inputs(endpoint) != before
