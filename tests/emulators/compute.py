@@ -13,14 +13,20 @@ discovery surface does not declare.
 Control surface (all thread-safe)
 ---------------------------------
 ``FakeCompute(operation_delay=0.0, wait_timeout=2.0, strict_detach=True,
-default_health="UNKNOWN", max_endpoints_per_call=500)``; ``start()``/``stop()``
-or ``with``; ``url``, ``api_endpoint``; ``add_neg``, ``set_backend``,
-``clear_backend``, ``set_health``, ``reject_endpoints``,
-``clear_rejected_endpoints``, ``fail_next_operation``, ``inject``,
-``set_latency``, ``complete_operations``; inspection via ``calls``, ``count``,
-``clear_calls``, ``endpoints``, ``endpoint_instances``, ``negs``, ``neg``.
-``operation_delay=math.inf`` keeps operations RUNNING until
-``complete_operations()``.
+default_health="UNKNOWN", max_endpoints_per_call=500, require_auth=True,
+detach_drain_seconds=2.0, wait_returns_early=False, neg_quota=None)``;
+``start()``/``stop()`` or ``with``; ``url``, ``api_endpoint``, ``token_uri``;
+credentials: ``issue_token``, ``credentials()``, ``service_account_key()``,
+``revoke_tokens``; topology: ``add_network``, ``add_subnetwork``,
+``add_instance``, ``provision``, ``stop_instance``, ``start_instance``,
+``delete_instance``; NEGs: ``add_neg``, ``remove_neg``, ``set_backend`` (one per
+backend service), ``clear_backend``, ``add_forwarding_rule``, ``set_health``;
+faults: ``reject_endpoints``, ``clear_rejected_endpoints``,
+``fail_next_operation``, ``inject``, ``set_latency``, ``complete_operations``;
+inspection via ``calls``, ``count``, ``clear_calls``, ``endpoints``,
+``endpoint_instances``, ``negs``, ``neg``.  ``operation_delay=math.inf`` keeps
+operations RUNNING until ``complete_operations()``.  The metadata server fake
+(Workload Identity) is :mod:`tests.emulators.gce_metadata`.
 
 Building a client against it
 ----------------------------
@@ -39,9 +45,10 @@ the real API, so build the client with ``fake.api_endpoint``
         "compute", "v1", static_discovery=True, http=http,
         client_options={"api_endpoint": fake.api_endpoint})
 
-(``credentials=`` and ``http=`` are mutually exclusive in ``build``; passing
-``credentials=AnonymousCredentials()`` alone also works but gives an
-``httplib2.Http`` without a timeout.)  Authorization headers are ignored.
+(``credentials=`` and ``http=`` are mutually exclusive in ``build``.)  Every
+Compute call needs ``Authorization: Bearer <token>`` with a token this fake
+issued (``credentials()`` for tests, the ``/token`` endpoint for a key file, the
+metadata fake for Workload Identity): 401 without, 403 without a Compute scope.
 
 What is validated (from the discovery document)
 -----------------------------------------------
@@ -78,6 +85,21 @@ Behaviour copied from the real API
 * attach/detach: at most 500 endpoints per call; one rejected endpoint
   (``reject_endpoints``) fails the whole call and nothing is applied.  Detaching
   an absent endpoint is a 400 (``strict_detach``).
+* attach: each endpoint's instance exists in the NEG's zone (404 naming it
+  otherwise; 400 if it is in another zone), is RUNNING, has an interface in the
+  NEG's subnetwork, and owns the IP as primary IP or inside an alias range (NEG
+  concepts: "the IP address must belong to a VM … primary IP or … aliased IP
+  range"); see ``_check_endpoint``.  NEG insert: network and subnetwork exist
+  (404), subnetwork of that network and in the zone's region (``_check_network``).
+* stopping or deleting an instance removes its endpoints from every NEG
+  (kubernetes/kubernetes#110641).
+* a detached endpoint stays listed DRAINING for ``detach_drain_seconds`` when a
+  health-checked backend service uses the NEG (belief; stricter for clients).
+* ``healths``: one entry per backend service (several services per NEG), plus
+  forwarding-rule-only entries without a backend service.
+* ``zoneOperations.wait`` may return before DONE: after ``wait_timeout``, or at
+  once with ``wait_returns_early`` (the reference: "not guaranteed to wait").
+* ``neg_quota``: inserts beyond it end with operation error ``QUOTA_EXCEEDED``.
 * listNetworkEndpoints (POST): ``healthStatus`` SHOW/SKIP; ``healths`` only
   with SHOW and a health-checked backend service; paging via
   maxResults/pageToken; empty repeated fields are omitted, like Google does.
@@ -92,10 +114,10 @@ Deliberate choices / honest gaps
   *different* instance, or listing one ip:port twice in one call, is a 400.
   Whether the real API errors on re-attach was not verified.
 * Endpoint identity is (ipAddress, port).  ``instance`` and ``ipAddress`` are
-  required (the real API can derive ipAddress from the instance's primary NIC;
-  the fake has no instances).  ``port`` falls back to the NEG's defaultPort.
+  required (stricter: the real API can derive ipAddress from the instance's
+  primary NIC).  ``port`` falls back to the NEG's defaultPort.
 * Only ``networkEndpointType=GCE_VM_IP_PORT`` is supported; ``network`` is
-  required; networks/subnetworks/instances are not checked for existence.
+  required.  Alias ranges of different instances are not checked for overlap.
 * Rejected endpoints apply to attach only; ``reject_endpoints(mode="operation")``
   reports the rejection as an operation error instead of a synchronous 400.
 * Error *messages* imitate Google's wording but are not byte-identical; match
@@ -118,7 +140,8 @@ Deliberate choices / honest gaps
 * Health states are validated against the discovery doc's
   HealthStatusForNetworkEndpoint.healthState enum (DRAINING, HEALTHY,
   UNHEALTHY, UNKNOWN); compute v1 has no TIMEOUT there.
-* No IAM, quotas (other than injected faults), projects/zones existence checks.
+* No IAM permissions (only token and scope), no quotas other than ``neg_quota``
+  and injected faults, no project/zone existence checks.
 """
 
 from __future__ import annotations
