@@ -22,7 +22,8 @@ Design decisions a reader must know:
   own ``AuthorizedHttp`` (per project, see pacing) and passes it to ``execute(http=...)``, the
   pattern the client library documents for threads.  ``compute_endpoint`` replaces the client's
   ``rootUrl + servicePath`` (``https://compute.googleapis.com/compute/v1/``) for private endpoints
-  and tests.
+  and tests.  No credentials at all is a :class:`ConfigError` naming ``gcp.credentials`` (the CLI
+  exits 2 with one line).
 * **Retries are the client's.** ``execute(num_retries=...)`` already retries 429, 5xx, 403
   ``rateLimitExceeded``/``userRateLimitExceeded``, socket time-outs and connection resets with
   randomized exponential back-off (``rand() * 2**n`` seconds).  negsync does not wrap a second
@@ -36,6 +37,12 @@ Design decisions a reader must know:
   :class:`TransientError` — the next reconcile re-lists and diffs, so nothing is lost).  A DONE
   operation with an error maps by its error code / HTTP status: invalid → :class:`RejectedError`
   (bisected by the reconciler), rate/internal/not-ready → :class:`TransientError`.
+* **Errors as GCE means them** (terraform-provider-google error_retry_predicates.go, ingress-gce
+  syncers): 400 ``resourceNotReady`` is transient, never a rejection; a 403 quota error on a
+  per-minute metric is a rate limit, any other quota error is :class:`QuotaExceeded` (slow retry,
+  condition Degraded/QuotaExceeded); a 404 during attach/detach is told apart by re-reading the
+  NEG — gone → :class:`TargetNotFound` (the reconciler re-creates it), present → the batch
+  referenced a missing instance → :class:`RejectedError`.
 * **Pacing.** A :class:`~negsync.providers.ratelimit.TokenBucket` per project (``rate_limit`` =
   (requests per second, burst)) is taken before *every* HTTP attempt — retries and operation
   waits included — by wrapping the per-thread http object, so a retry storm is paced like first
@@ -53,17 +60,24 @@ Design decisions a reader must know:
   unique.  The Service port is deliberately not part of the name: a binding selects exactly one
   Service port, and the provider sees only ``spec.target``, while a deletion (no endpoints left)
   must still find the NEG by name.
+* **Subnetworks.** One NEG per (zone, subnetwork): endpoints on nodes labelled with another
+  subnetwork (``subnet_for_node``; ingress-gce's ``cloud.google.com/gke-node-pool-subnet``) go to
+  a NEG named with a subnet hash before the binding hash (ingress-gce ``NonDefaultSubnetNEG``),
+  created in that subnetwork.  Every NEG name of a binding ends with the binding hash, which is
+  how :meth:`GcpProvider.existing_targets` finds them all.
 * **Instances.** A ``GCE_VM_IP_PORT`` endpoint names its VM.  The instance is
   ``instance_for_node(node)`` when the kube layer passes such a lookup (it derives it from the
   Node's ``spec.providerID`` = ``gce://<project>/<zone>/<instance>``), else the node name, which
   equals the instance name on GCE in practice (GKE and kubeadm-on-GCE both name nodes after the
   VM's hostname).  Endpoints without a zone or node cannot be placed and are skipped.
-* **Health.** ``listNetworkEndpoints`` with ``healthStatus: SHOW`` is both the actual member set
-  and its health: HEALTHY/UNHEALTHY/DRAINING/UNKNOWN map one-to-one; an endpoint with no
-  ``healths`` at all means no backend service health-checks the NEG → :attr:`Health.NO_HEALTH_CHECK`
-  (the readiness gate passes with reason NoHealthCheck) — unless other endpoints of the same NEG
-  do report health, or ``health_check_known(ref)`` says a health-checked backend uses it; then the
-  endpoint simply has not been probed yet → :attr:`Health.INITIAL`.
+* **Health**, read as GKE reads it (ingress-gce pkg/neg/readiness/poller.go).
+  ``listNetworkEndpoints`` with ``healthStatus: SHOW`` is both the actual member set and its
+  health.  Every listed endpoint is a member whatever its state (``draining_is_member``); only
+  ``healths`` entries naming a backend service count; HEALTHY in any of them wins, then DRAINING,
+  UNHEALTHY, UNKNOWN.  No counted entry means no backend service health-checks the NEG →
+  :attr:`Health.NO_HEALTH_CHECK` (the gate passes with reason NoHealthCheck) — unless other
+  endpoints of the same NEG have one, or ``health_check_known(ref)`` says a health-checked backend
+  uses it; then the endpoint has not been probed yet → :attr:`Health.INITIAL`.
 * **Deletion.** :meth:`~GcpProvider.delete_target` runs only once the reconciler has detached
   every member.  A NEG still referenced by a backend service (``resourceInUseByAnotherResource``)
   is left in place and ``False`` is returned, which the reconciler reports as *retained*.
