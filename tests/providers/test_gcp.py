@@ -865,3 +865,28 @@ def test_the_provider_waits_again_when_zone_operations_wait_returns_early(fake: 
     provider.attach(ref(), member)
     assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("10.0.0.1", 8080)}
     assert fake.count("compute.zoneOperations.wait") >= 2
+
+
+def test_the_controller_wires_node_subnets_into_the_provider(fake: FakeCompute) -> None:
+    import argparse
+
+    from negsync.controller import NodeInstances, add_arguments, build_provider
+    from negsync.kube.caches import Caches, decode_node
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--provider", "gcp", "--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous",
+                              "--cluster-uid", UID])
+    instances = NodeInstances()
+    provider = build_provider(args, api_client=None, clock=RealClock(), instances=instances)
+    assert isinstance(provider, GcpProvider)
+    instances.caches = Caches()
+    labels = {"topology.kubernetes.io/zone": ZONE_A, "cloud.google.com/gke-node-pool-subnet": "pool-b"}
+    instances.caches.nodes.put(("", "n-b"), decode_node(
+        {"metadata": {"name": "n-b", "labels": labels}, "spec": {"providerID": f"gce://{PROJECT}/{ZONE_A}/vm-b"}}))
+    endpoint = Endpoint("192.168.1.5", 8080, ZONE_A, "n-b")
+    assert provider.subnet_of(endpoint, target(subnetwork="")) == "pool-b"
+    assert provider.subnet_of(endpoint, target(subnetwork="pool-b")) == ""  # pinned: the binding's own NEG
+    groups = provider.targets_for(binding=KEY, spec=target(subnetwork=""), endpoints=[endpoint])
+    assert [r.name for r in groups] == [neg_name(prefix="k8s", cluster_uid=UID, binding=KEY, subnet="pool-b")]
+    assert groups[next(iter(groups))] == {TargetEndpoint("192.168.1.5", 8080, "vm-b")}
