@@ -94,6 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="minimum time between two calls on one target (bounds the call rate)")
     sync.add_argument("--resync-period", type=_duration, default=300.0,
                       help="re-read every target this often to repair drift made outside negsync")
+    sync.add_argument("--member-list-period", type=_duration, default=60.0,
+                      help="re-list every target's members at least this often, so endpoints the cloud removed "
+                           "by itself (a VM stopped, preempted or deleted) are re-attached (default 60s)")
     sync.add_argument("--health-poll-interval", type=_duration, default=5.0,
                       help="re-read target health this often while a readiness gate is pending")
     sync.add_argument("--gate-timeout", type=_duration, default=600.0,
@@ -150,6 +153,7 @@ class Settings:
     call_workers: int = 8
     sync_min_interval: float = 0.5
     resync_period: float = 300.0
+    member_list_period: float = 60.0
     health_poll_interval: float = 5.0
     gate_timeout: float = 600.0
     leader_elect: bool = False
@@ -167,12 +171,15 @@ class Settings:
         if not args.leader_elect_lease_duration > args.leader_elect_renew_deadline > args.leader_elect_retry_period > 0:
             raise ConfigError("--leader-elect-lease-duration",
                               "need lease duration > renew deadline > retry period > 0")
+        if not args.member_list_period > 0:
+            raise ConfigError("--member-list-period", f"must be > 0, got {args.member_list_period:g}s")
         return cls(
             namespace=args.namespace,
             workers=args.workers,
             call_workers=args.call_workers,
             sync_min_interval=args.sync_min_interval,
             resync_period=args.resync_period,
+            member_list_period=args.member_list_period,
             health_poll_interval=args.health_poll_interval,
             gate_timeout=args.gate_timeout,
             leader_elect=args.leader_elect,
@@ -383,6 +390,7 @@ class Controller:
             call_workers=self.settings.call_workers,
             min_interval=self.settings.sync_min_interval,
             resync_period=self.settings.resync_period,
+            member_list_period=self.settings.member_list_period,
             health_poll_interval=self.settings.health_poll_interval,
         )
 
@@ -557,6 +565,8 @@ class Controller:
                 self.events.warning(service_ref, "SyncFailed", error)
         for member, why in result.rejected.items():
             self.events.warning(ref, "EndpointRejected", f"{member}: {why}")
+        for quota in result.quota_exceeded:
+            self.events.warning(ref, "QuotaExceeded", quota)
         for skipped in desired.skipped if desired else ():
             self.events.warning(ref, "EndpointSkipped", f"{skipped.address}: {skipped.reason}")
 
@@ -743,6 +753,11 @@ class NodeInstances:
             return node  # self-managed VMs without a providerID: the node name is the instance name
         return str(record.provider_id.rstrip("/").rsplit("/", 1)[-1]) or None
 
+    def subnet(self, node: str) -> str | None:
+        """The node's subnetwork label; "" = the cluster's default subnetwork, None = node not seen yet."""
+        record = self.caches.nodes.get(("", node)) if self.caches is not None else None
+        return None if record is None else str(record.subnet)
+
 
 def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
                    instances: NodeInstances | None = None) -> TargetProvider:
@@ -763,7 +778,8 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),
                        compute_endpoint=args.gcp_compute_endpoint,
                        rate_limit=(args.gcp_rate_limit, max(1, int(args.gcp_rate_limit * 2))), clock=clock,
-                       anonymous=args.gcp_anonymous, instance_for_node=instances)
+                       anonymous=args.gcp_anonymous, instance_for_node=instances,
+                       subnet_for_node=instances.subnet if instances is not None else None)
 
 
 def start_webhook_from_args(args: argparse.Namespace, *, controller: Controller, api_client: Any, provider: str) -> Any:

@@ -8,6 +8,7 @@ Provider errors say what the caller should do next, not which SDK raised them::
      ├── ConfigError                 bad user input; .field names it (CLI exit 2, binding condition)
      └── ProviderError               a cloud call did not do what was asked
           ├── TransientError         throttling, 5xx, time-outs: retry later (.retry_after hint)
+          │    └── QuotaExceeded     a resource quota (e.g. NEGs per project): waiting alone will not clear it
           ├── RejectedError          the API refused the batch as invalid (HTTP 400): bisect it
           ├── OwnershipConflict      the target exists but belongs to someone else: never touch it
           ├── InvalidTarget          the target cannot be used (e.g. target group type not ``ip``)
@@ -40,6 +41,10 @@ class TransientError(ProviderError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(TransientError):
+    """A resource quota is used up (not a per-minute rate): report it loudly and retry slowly."""
 
 
 class RejectedError(ProviderError):

@@ -68,13 +68,14 @@ class World:
         self.api = client.ApiClient(self.kube.client_configuration())
         self.fake: FakeCompute | None = None
         if provider_name == "gcp":
-            from google.auth.credentials import AnonymousCredentials
-
             from negsync.providers.gcp import GcpProvider
 
             self.fake = FakeCompute().start()
+            # The project's network, and node n1's VM owning the pod ranges the cases use.
+            self.fake.add_subnetwork(PROJECT, "us-central1", "default", cidr="10.0.0.0/8")
+            self.fake.add_instance(PROJECT, "us-central1-a", "n1", alias_ranges=["10.60.0.0/16", "10.70.0.0/16"])
             provider: Any = GcpProvider(cluster_uid=UID, compute_endpoint=self.fake.api_endpoint,
-                                        credentials=AnonymousCredentials(), num_retries=0, operation_timeout=5.0,
+                                        credentials=self.fake.credentials(), num_retries=0, operation_timeout=5.0,
                                         rate_limit=(1000.0, 1000), http_timeout=5.0)
         else:
             provider = MemoryProvider()

@@ -22,8 +22,14 @@ terminating pod must leave the load balancer as early as possible.
 
 Within a transaction detaches go first.  A batch the API rejects as invalid (one bad member
 fails the whole call) is bisected until the bad members are isolated; they are reported on the
-status and left out of later attaches until they leave the desired set.  Transient failures back
-off per target with a delay drawn from [d, 2d] (d doubling from ``retry_base`` up to ``retry_max``).
+status and left out of later attaches — not for good: each is tried again after its own back-off
+(``isolated_retry_base`` doubling to ``isolated_retry_max``, 5 min → 1 h), and at once when what it
+was computed from changes (its Endpoint record — pod, node, readiness — or the binding's spec).
+Transient failures back off per target with a delay drawn from [d, 2d] (d doubling from
+``retry_base`` up to ``retry_max``).  A target that turns out to be gone (TargetNotFound) is ensured
+again — re-created by a provider that manages its lifecycle — on the next pass.  Members are
+re-listed at least every ``member_list_period``, so endpoints the cloud removed by itself (a VM
+stopped or deleted) are noticed and re-attached while still desired.
 """
 
 from __future__ import annotations
@@ -42,7 +48,14 @@ from negsync.core.clock import Clock, RealClock
 from negsync.core.diffs import Plan, diff
 from negsync.core.endpoints import Skipped
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.errors import OwnershipConflict, ProviderError, RejectedError, TransientError
+from negsync.errors import (
+    OwnershipConflict,
+    ProviderError,
+    QuotaExceeded,
+    RejectedError,
+    TargetNotFound,
+    TransientError,
+)
 from negsync.providers.base import OwnershipStore, TargetProvider
 
 _T = TypeVar("_T")
@@ -58,6 +71,9 @@ class DesiredBinding:
     terminating: tuple[Endpoint, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     deleting: bool = False
+    # What an endpoint was computed from beyond its own record (its pod's and node's state), for
+    # retrying an isolated endpoint at once when they change; None: the Endpoint record alone.
+    inputs: Callable[[Endpoint], object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,7 @@ class ReconcileResult:
     urgent: bool = False  # a detach is waiting (min interval or back-off): re-queue in the priority lane
     finalized: bool = False
     retained: tuple[TargetRef, ...] = ()  # targets left in place on deletion (still in use)
+    quota_exceeded: tuple[str, ...] = ()  # a resource quota stops progress: waiting alone won't help
 
     @property
     def synced(self) -> bool:
@@ -147,6 +164,15 @@ class Observers:
             observer.became_healthy(ref=ref, endpoint=endpoint, seconds=seconds)
 
 
+@dataclass(slots=True)
+class _Rejection:
+    """An endpoint bisection isolated: left out of attaches until ``retry_at`` or a change."""
+
+    reason: str
+    retry_at: float
+    fingerprint: int | None = None  # of what the member was computed from; None until next seen
+
+
 @dataclass
 class _Target:
     """Mutable per-target bookkeeping; guarded by the reconciler's lock."""
@@ -158,7 +184,9 @@ class _Target:
     failures: int = 0
     error: str = ""
     ensured: bool = False
-    rejected: dict[TargetEndpoint, str] = field(default_factory=dict)
+    rejected: dict[TargetEndpoint, _Rejection] = field(default_factory=dict)
+    strikes: dict[TargetEndpoint, int] = field(default_factory=dict)  # rejections in a row
+    quota: str = ""
 
     @property
     def busy(self) -> bool:
@@ -181,6 +209,9 @@ class Reconciler:
         health_poll_interval: float = 5.0,
         retry_base: float = 5.0,
         retry_max: float = 600.0,
+        isolated_retry_base: float = 300.0,
+        isolated_retry_max: float = 3600.0,
+        member_list_period: float = 60.0,
         seed: int | None = None,
     ) -> None:
         """``enqueue(key, delay, priority)`` puts a key back on the work queue."""
@@ -195,6 +226,9 @@ class Reconciler:
         self._poll = health_poll_interval
         self._retry_base = retry_base
         self._retry_max = retry_max
+        self._isolated_base = isolated_retry_base
+        self._isolated_max = isolated_retry_max
+        self._list_period = member_list_period
         self._random = random.Random(seed)
         self._lock = threading.RLock()
         # Keyed by binding too: two bindings naming one target must each prove ownership.
@@ -230,11 +264,22 @@ class Reconciler:
         health: dict[TargetEndpoint, Health] = {}
         rejected: dict[TargetEndpoint, str] = {}
         requeue: list[float] = [self._resync]
+        if refs:
+            requeue.append(self._list_period)
         urgent: list[bool] = []
+        quota: list[str] = []
+        sources = {(e.ip, e.port): e for e in desired.endpoints}
+
+        def fingerprint(member: TargetEndpoint) -> int:
+            endpoint = sources.get((member.ip, member.port))
+            inputs = desired.inputs(endpoint) if desired.inputs is not None and endpoint is not None else None
+            return hash((spec, endpoint, member, repr(inputs)))
+
         now = self._clock.now()
         for ref in sorted(refs):
             want = groups.get(ref, set())
-            status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts, urgent)
+            status = self._sync_target(key, spec, ref, want, now, health, rejected, requeue, errors, conflicts, urgent,
+                                       quota, fingerprint)
             statuses.append(status)
         gates_pending = spec.readiness_gate and any(not h.lets_gate_pass for h in health.values())
         if gates_pending:
@@ -254,6 +299,7 @@ class Reconciler:
             urgent=bool(urgent),
             finalized=finalized,
             retained=retained,
+            quota_exceeded=tuple(quota),
         )
 
     def _targets_of(
@@ -288,13 +334,12 @@ class Reconciler:
         errors: list[str],
         conflicts: list[str],
         urgent: list[bool],
+        quota: list[str],
+        fingerprint: Callable[[TargetEndpoint], int],
     ) -> TargetStatus:
         with self._lock:
             state = self._targets.setdefault((key, ref), _Target())
-            # Rejected members stay out until they leave the desired set (a new pod, a new IP).
-            for member in [m for m in state.rejected if m not in want]:
-                del state.rejected[member]
-            rejected.update(state.rejected)
+            self._review_rejections(state, want, fingerprint, now, rejected, requeue)
             want = want - set(state.rejected)
             seen = self._writes.get(ref, 0)
         members: Mapping[TargetEndpoint, Health] = {}
@@ -313,15 +358,27 @@ class Reconciler:
             return TargetStatus(ref, len(want), 0, 0, 0, len(want), error=str(exc))
         except ProviderError as exc:
             errors.append(f"{ref}: {exc}")
+            with self._lock:
+                self._note_failure(state, exc)
+                if state.quota:
+                    quota.append(f"{ref}: {state.quota}")
             requeue.append(self._backoff(state, exc))
             return TargetStatus(ref, len(want), 0, 0, 0, len(want), error=str(exc))
         present = {m for m, h in members.items() if h.counts_as_present}
+        # A provider whose listed DRAINING endpoints are still members (GCE NEGs) must not see
+        # them attached again; they are not detached again either (already leaving).
+        listed_draining = (
+            {m for m, h in members.items() if h is Health.DRAINING}
+            if getattr(self._provider, "draining_is_member", False) else set()
+        )
         for member in want:
             health[member] = members.get(member, Health.INITIAL) if member in present else Health.INITIAL
         owned = self._ownership.owned(key, ref) if (spec.target.shared and self._ownership) else None
         with self._lock:
             in_flight = state.attaching | state.detaching
             plan = diff(want, present, in_flight, owned=owned)
+            if listed_draining & plan.attach:
+                plan = Plan(plan.detach, plan.attach - listed_draining)
             # A transaction finished after we listed: our list predates it, so the plan could repeat
             # it.  Send nothing; that transaction re-queued the key and the next pass lists afresh.
             stale = self._writes.get(ref, 0) != seen
@@ -344,6 +401,8 @@ class Reconciler:
             error = state.error
             if error:
                 (conflicts if error.startswith("conflict:") else errors).append(f"{ref}: {error}")
+            if state.quota:
+                quota.append(f"{ref}: {state.quota}")
         registered = sum(1 for m in present if m in want)
         healthy = sum(1 for m in want if health.get(m, Health.INITIAL).lets_gate_pass)
         draining = sum(1 for h in members.values() if h is Health.DRAINING)
@@ -357,7 +416,7 @@ class Reconciler:
             listed_at, members = cached
             age = now - listed_at
             # age < 0: the clock stepped back; the entry is as old as we can tell, i.e. expired.
-            expired = age >= self._resync or age < 0
+            expired = age >= min(self._resync, self._list_period) or age < 0
             stale_health = fresh and age >= self._poll and any(not h.lets_gate_pass for h in members.values())
             if not expired and not stale_health:
                 return members
@@ -429,9 +488,11 @@ class Reconciler:
                 with self._lock:
                     for member in attached:
                         self._attached_at[(ref, member)] = done_at
+                        state.strikes.pop(member, None)
             with self._lock:
                 state.failures = 0
                 state.error = ""
+                state.quota = ""
             certain = True
         except OwnershipConflict as exc:
             with self._lock:
@@ -440,6 +501,7 @@ class Reconciler:
         except ProviderError as exc:
             with self._lock:
                 state.error = str(exc)
+                self._note_failure(state, exc)
             delay = self._backoff(state, exc)
         except Exception as exc:  # a provider bug must not wedge the target forever
             with self._lock:
@@ -495,13 +557,13 @@ class Reconciler:
                 if known_bad:
                     with self._lock:
                         for member in known_bad:
-                            state.rejected[member] = str(exc)
+                            self._isolate(state, member, str(exc))
                     rest = [m for m in batch if m not in known_bad]
                     if rest:
                         pending.insert(0, rest)
                 elif len(batch) == 1:
                     with self._lock:
-                        state.rejected[batch[0]] = str(exc)
+                        self._isolate(state, batch[0], str(exc))
                 else:
                     left, right = halves(batch)
                     pending[:0] = [list(left), list(right)]
@@ -516,6 +578,47 @@ class Reconciler:
             )
             done.extend(batch)
         return done
+
+    def _isolate(self, state: _Target, member: TargetEndpoint, reason: str) -> None:
+        """Leave an isolated member out for a capped, doubling back-off (5 min → 1 h by default)."""
+        strikes = state.strikes.get(member, 0) + 1
+        state.strikes[member] = strikes
+        delay = min(self._isolated_max, self._isolated_base * 2 ** (strikes - 1))
+        state.rejected[member] = _Rejection(reason, self._clock.now() + delay)
+
+    def _review_rejections(
+        self,
+        state: _Target,
+        want: set[TargetEndpoint],
+        fingerprint: Callable[[TargetEndpoint], int],
+        now: float,
+        rejected: dict[TargetEndpoint, str],
+        requeue: list[float],
+    ) -> None:
+        """Release isolated members whose back-off ran out or whose inputs changed; report the rest."""
+        for member in [m for m in state.strikes if m not in want]:
+            del state.strikes[member]  # left the desired set: a later comeback starts afresh
+        for member, rejection in list(state.rejected.items()):
+            current = fingerprint(member)
+            if rejection.fingerprint is None:
+                rejection.fingerprint = current
+            if member not in want or rejection.fingerprint != current:
+                del state.rejected[member]  # its pod, node or binding changed: try it at once
+                state.strikes.pop(member, None)
+            elif now >= rejection.retry_at:
+                del state.rejected[member]  # back-off over: one more try (strikes kept)
+            else:
+                wait = rejection.retry_at - now
+                requeue.append(wait)
+                rejected[member] = f"{rejection.reason} (retried in {wait:.0f}s, or at once when its pod, " \
+                                   "node or the binding changes)"
+
+    @staticmethod
+    def _note_failure(state: _Target, exc: ProviderError) -> None:
+        """Caller holds the lock.  A missing target is ensured (re-created) on the next pass."""
+        if isinstance(exc, TargetNotFound):
+            state.ensured = False
+        state.quota = str(exc) if isinstance(exc, QuotaExceeded) else ""
 
     def _backoff(self, state: _Target, exc: Exception) -> float:
         with self._lock:

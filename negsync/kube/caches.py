@@ -24,6 +24,9 @@ from negsync.core.endpoints import SERVICE_NAME_LABEL, SliceRecord, decode_slice
 GATE_PREFIX = "target-health.negsync.io/"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 LEGACY_ZONE_LABEL = "failure-domain.beta.kubernetes.io/zone"
+# The node's subnetwork on GKE multi-subnet clusters; absent = the cluster's default subnetwork
+# (ingress-gce pkg/utils/utils.go LabelNodeSubnet, read by pkg/utils/zonegetter getSubnet).
+NODE_SUBNET_LABEL = "cloud.google.com/gke-node-pool-subnet"
 FINALIZER = "negsync.io/target-cleanup"
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
@@ -96,6 +99,7 @@ class NodeRecord:
     name: str
     zone: str
     provider_id: str
+    subnet: str = ""  # NODE_SUBNET_LABEL; "" = the cluster's default subnetwork
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,7 @@ def decode_node(raw: Mapping[str, Any]) -> NodeRecord:
         name=str(meta.get("name") or ""),
         zone=str(labels.get(ZONE_LABEL) or labels.get(LEGACY_ZONE_LABEL) or ""),
         provider_id=str(spec.get("providerID") or ""),
+        subnet=str(labels.get(NODE_SUBNET_LABEL) or ""),
     )
 
 

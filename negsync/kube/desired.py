@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from negsync.core.bindings import BindingSpec, parse_binding_spec
-from negsync.core.endpoints import DesiredEndpoints, desired_endpoints
-from negsync.core.model import BindingKey
+from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
+from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
+from negsync.core.model import BindingKey, Endpoint
 from negsync.core.reconciling import DesiredBinding
 from negsync.errors import ConfigError
 from negsync.kube.caches import GATE_PREFIX, Caches
@@ -80,14 +80,26 @@ class DesiredState:
         port = service.port_named(spec.service_port)
         computed = self.endpoints(key, spec, port.name)
         return DesiredBinding(key=key, spec=spec, endpoints=computed.endpoints, terminating=computed.terminating,
-                              skipped=computed.skipped)
+                              skipped=computed.skipped, inputs=self.inputs)
+
+    def inputs(self, endpoint: Endpoint) -> object:
+        """The pod and node state an endpoint depends on: a change retries an isolated endpoint at once.
+
+        Only what identifies them and what the cloud sees (UID, IPs, node, labels; the node's zone,
+        providerID, subnet) — not our own gate conditions, which we write ourselves.
+        """
+        pod = self._caches.pods.get((endpoint.pod.namespace, endpoint.pod.name)) if endpoint.pod else None
+        node = self._caches.nodes.get(("", endpoint.node)) if endpoint.node else None
+        pod_part = None if pod is None else tuple(
+            getattr(pod, name, None) for name in ("uid", "ips", "node", "labels", "deleting"))
+        return pod_part, node
 
     def endpoints(self, key: BindingKey, spec: BindingSpec, port_name: str) -> DesiredEndpoints:
         slices = self._caches.slices.by_index("service", (key.namespace, spec.service_name))
         gate = f"{GATE_PREFIX}{key.name}"
         gated = {(p.namespace, p.name) for p in self._caches.pods.by_index("binding", (key.namespace, key.name))
                  if gate in p.gates} if spec.readiness_gate else set()
-        return desired_endpoints(
+        computed = desired_endpoints(
             slices=slices,
             port_name=port_name,
             ip_family=spec.ip_family,
@@ -95,3 +107,27 @@ class DesiredState:
             node_zones=NodeZones(self._caches),
             require_zone=self._provider == "gcp",
         )
+        if isinstance(spec.target, GcpNegTarget) and spec.target.subnetwork:
+            return self._in_pinned_subnet(computed, spec.target.subnetwork)
+        return computed
+
+    def _in_pinned_subnet(self, computed: DesiredEndpoints, subnetwork: str) -> DesiredEndpoints:
+        """A binding that pins one subnetwork skips endpoints on nodes of another one.
+
+        GCE accepts only endpoint IPs of the NEG's subnetwork; attaching one from elsewhere is a 400
+        that bisection would turn into a blocked pod.  A node without the subnet label is in the
+        cluster's default subnetwork, taken to be the pinned one (ingress-gce zonegetter getSubnet).
+        """
+        pinned = subnetwork.rstrip("/").rsplit("/", 1)[-1]
+        keep: list[Any] = []
+        skipped = list(computed.skipped)
+        for endpoint in computed.endpoints:
+            node = self._caches.nodes.get(("", endpoint.node)) if endpoint.node else None
+            subnet = node.subnet if node is not None else ""
+            if subnet and subnet != pinned:
+                skipped.append(Skipped(endpoint.ip, f"node subnet {subnet}, NEG subnet {pinned} (node {endpoint.node})"))
+            else:
+                keep.append(endpoint)
+        if len(keep) == len(computed.endpoints):
+            return computed
+        return DesiredEndpoints(endpoints=tuple(keep), terminating=computed.terminating, skipped=tuple(skipped))

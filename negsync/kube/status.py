@@ -90,7 +90,10 @@ def binding_status(
             synced = _condition("Synced", False, "InProgress", "changes are being sent", generation, before)
         else:
             synced = _condition("Synced", True, "InSync", "targets match the Service's endpoints", generation, before)
-        if degraded:
+        if result.quota_exceeded:
+            degraded_condition = _condition("Degraded", True, "QuotaExceeded",
+                                            "; ".join(result.quota_exceeded), generation, before)
+        elif degraded:
             listed = ", ".join(f"{d['address']} ({d['reason']})" for d in degraded[:5])
             more = f" and {len(degraded) - 5} more" if len(degraded) > 5 else ""
             degraded_condition = _condition("Degraded", True, "EndpointsSkipped",

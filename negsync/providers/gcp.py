@@ -22,7 +22,8 @@ Design decisions a reader must know:
   own ``AuthorizedHttp`` (per project, see pacing) and passes it to ``execute(http=...)``, the
   pattern the client library documents for threads.  ``compute_endpoint`` replaces the client's
   ``rootUrl + servicePath`` (``https://compute.googleapis.com/compute/v1/``) for private endpoints
-  and tests.
+  and tests.  No credentials at all is a :class:`ConfigError` naming ``gcp.credentials`` (the CLI
+  exits 2 with one line).
 * **Retries are the client's.** ``execute(num_retries=...)`` already retries 429, 5xx, 403
   ``rateLimitExceeded``/``userRateLimitExceeded``, socket time-outs and connection resets with
   randomized exponential back-off (``rand() * 2**n`` seconds).  negsync does not wrap a second
@@ -36,6 +37,12 @@ Design decisions a reader must know:
   :class:`TransientError` — the next reconcile re-lists and diffs, so nothing is lost).  A DONE
   operation with an error maps by its error code / HTTP status: invalid → :class:`RejectedError`
   (bisected by the reconciler), rate/internal/not-ready → :class:`TransientError`.
+* **Errors as GCE means them** (terraform-provider-google error_retry_predicates.go, ingress-gce
+  syncers): 400 ``resourceNotReady`` is transient, never a rejection; a 403 quota error on a
+  per-minute metric is a rate limit, any other quota error is :class:`QuotaExceeded` (slow retry,
+  condition Degraded/QuotaExceeded); a 404 during attach/detach is told apart by re-reading the
+  NEG — gone → :class:`TargetNotFound` (the reconciler re-creates it), present → the batch
+  referenced a missing instance → :class:`RejectedError`.
 * **Pacing.** A :class:`~negsync.providers.ratelimit.TokenBucket` per project (``rate_limit`` =
   (requests per second, burst)) is taken before *every* HTTP attempt — retries and operation
   waits included — by wrapping the per-thread http object, so a retry storm is paced like first
@@ -53,17 +60,24 @@ Design decisions a reader must know:
   unique.  The Service port is deliberately not part of the name: a binding selects exactly one
   Service port, and the provider sees only ``spec.target``, while a deletion (no endpoints left)
   must still find the NEG by name.
+* **Subnetworks.** One NEG per (zone, subnetwork): endpoints on nodes labelled with another
+  subnetwork (``subnet_for_node``; ingress-gce's ``cloud.google.com/gke-node-pool-subnet``) go to
+  a NEG named with a subnet hash before the binding hash (ingress-gce ``NonDefaultSubnetNEG``),
+  created in that subnetwork.  Every NEG name of a binding ends with the binding hash, which is
+  how :meth:`GcpProvider.existing_targets` finds them all.
 * **Instances.** A ``GCE_VM_IP_PORT`` endpoint names its VM.  The instance is
   ``instance_for_node(node)`` when the kube layer passes such a lookup (it derives it from the
   Node's ``spec.providerID`` = ``gce://<project>/<zone>/<instance>``), else the node name, which
   equals the instance name on GCE in practice (GKE and kubeadm-on-GCE both name nodes after the
   VM's hostname).  Endpoints without a zone or node cannot be placed and are skipped.
-* **Health.** ``listNetworkEndpoints`` with ``healthStatus: SHOW`` is both the actual member set
-  and its health: HEALTHY/UNHEALTHY/DRAINING/UNKNOWN map one-to-one; an endpoint with no
-  ``healths`` at all means no backend service health-checks the NEG → :attr:`Health.NO_HEALTH_CHECK`
-  (the readiness gate passes with reason NoHealthCheck) — unless other endpoints of the same NEG
-  do report health, or ``health_check_known(ref)`` says a health-checked backend uses it; then the
-  endpoint simply has not been probed yet → :attr:`Health.INITIAL`.
+* **Health**, read as GKE reads it (ingress-gce pkg/neg/readiness/poller.go).
+  ``listNetworkEndpoints`` with ``healthStatus: SHOW`` is both the actual member set and its
+  health.  Every listed endpoint is a member whatever its state (``draining_is_member``); only
+  ``healths`` entries naming a backend service count; HEALTHY in any of them wins, then DRAINING,
+  UNHEALTHY, UNKNOWN.  No counted entry means no backend service health-checks the NEG →
+  :attr:`Health.NO_HEALTH_CHECK` (the gate passes with reason NoHealthCheck) — unless other
+  endpoints of the same NEG have one, or ``health_check_known(ref)`` says a health-checked backend
+  uses it; then the endpoint has not been probed yet → :attr:`Health.INITIAL`.
 * **Deletion.** :meth:`~GcpProvider.delete_target` runs only once the reconciler has detached
   every member.  A NEG still referenced by a backend service (``resourceInUseByAnotherResource``)
   is left in place and ``False`` is returned, which the reconciler reports as *retained*.
@@ -84,6 +98,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import google.auth
+import google.auth.credentials
 import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
@@ -99,6 +114,7 @@ from negsync.errors import (
     InvalidTarget,
     OwnershipConflict,
     ProviderError,
+    QuotaExceeded,
     RejectedError,
     TargetNotFound,
     TransientError,
@@ -130,20 +146,30 @@ SCOPES: Final = ("https://www.googleapis.com/auth/compute",)
 MANAGED_BY: Final = "negsync"
 
 _HASH_LEN: Final = 8
+_SUBNET_HASH_LEN: Final = 6
 _UID_LEN: Final = 8
 # How long one HTTP attempt may wait for a pacing token before giving up as transient.
 _PACING_TIMEOUT: Final = 60.0
 # zoneOperations.wait returns after at most 2 minutes server-side; the socket must outlast that.
 _SERVER_WAIT_CAP: Final = 120.0
 
-_RATE_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
-# Operation error codes that say "try again", not "your request is wrong".
+_RATE_REASONS: Final = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+# terraform-provider-google google/transport/error_retry_predicates.go, is403QuotaExceededPerMinuteError:
+# GCE answers a per-minute *rate* quota with 403 quotaExceeded (it should be a 429); that one clears
+# by itself.  Any other quotaExceeded (e.g. "Quota 'NETWORK_ENDPOINT_GROUPS' exceeded") does not.
+_PER_MINUTE_QUOTA: Final = re.compile(r"Quota exceeded for quota metric '.*' and limit '.* per minute'")
+# The same file, is403ConcurrentOperationsQuotaError: clears once operations in flight complete.
+_CONCURRENT_OPS_QUOTA: Final = "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"
+# A resource quota does not clear by waiting: the reconciler's slow retry (capped by its retry_max).
+QUOTA_RETRY_AFTER: Final = 600.0
+# Operation error codes that say "try again", not "your request is wrong".  RESOURCE_NOT_READY:
+# terraform's isSubnetworkUnreadyError / isNetworkUnreadyError retry the synchronous form (HTTP 400
+# resourceNotReady); ingress-gce's syncer retries every failed transaction with back-off.
 _TRANSIENT_OP_CODES: Final = frozenset(
     {
         "INTERNAL_ERROR",
         "RESOURCE_NOT_READY",
         "RATE_LIMIT_EXCEEDED",
-        "QUOTA_EXCEEDED",
         "RESOURCE_OPERATION_RATE_EXCEEDED",
         "OPERATION_CANCELED",
         "SERVICE_UNAVAILABLE",
@@ -197,22 +223,31 @@ def _trim_evenly(fields: Sequence[str], budget: int) -> list[str]:
     return [f[:n] for f, n in zip(fields, allotted, strict=True)]
 
 
-def neg_name(*, prefix: str, cluster_uid: str, binding: BindingKey) -> str:
+def binding_hash(*, cluster_uid: str, binding: BindingKey) -> str:
+    """The suffix every NEG name of a binding ends with (default and non-default subnetworks)."""
+    return hashlib.sha256(f"{cluster_uid}\0{binding.namespace}\0{binding.name}".encode()).hexdigest()[:_HASH_LEN]
+
+
+def neg_name(*, prefix: str, cluster_uid: str, binding: BindingKey, subnet: str = "") -> str:
     """The NEG name of a binding: the same in every zone, deterministic, at most 63 characters.
 
-    ``<prefix>-<uid8>-<namespace>-<binding>-<hash8>``; the hash covers the untrimmed inputs.
+    ``<prefix>-<uid8>-<namespace>-<binding>-<hash8>``; the hash covers the untrimmed inputs.  A NEG
+    for nodes of a non-default subnetwork gets ``-<subnet6>`` before the hash, as ingress-gce's
+    ``Namer.NonDefaultSubnetNEG`` (pkg/utils/namer) adds a 6-character subnet hash: a NEG holds
+    endpoints of one subnetwork only.
     """
-    digest = hashlib.sha256(f"{cluster_uid}\0{binding.namespace}\0{binding.name}".encode()).hexdigest()
+    digest = binding_hash(cluster_uid=cluster_uid, binding=binding)
     uid = (_clean(cluster_uid).replace("-", "") or "0")[:_UID_LEN]
     head = _clean(prefix) or "k8s"
     if not head[0].isalpha():
         head = "k" + head
-    fixed = len(head) + 1 + len(uid) + 1 + 1 + 1 + _HASH_LEN  # the '-' separators and the hash
+    subnet_part = f"-{hashlib.sha256(subnet.encode()).hexdigest()[:_SUBNET_HASH_LEN]}" if subnet else ""
+    fixed = len(head) + 1 + len(uid) + 1 + 1 + 1 + len(subnet_part) + _HASH_LEN  # separators and hashes
     namespace, name = _trim_evenly(
         [_clean(binding.namespace) or "ns", _clean(binding.name) or "b"], MAX_NAME_LENGTH - fixed
     )
     # Trimming can leave a trailing '-' inside the name; RFC 1035 allows inner hyphens.
-    return f"{head}-{uid}-{namespace}-{name}-{digest[:_HASH_LEN]}"
+    return f"{head}-{uid}-{namespace}-{name}{subnet_part}-{digest}"
 
 
 def location(project: str, zone: str) -> str:
@@ -265,18 +300,34 @@ class NegOwner:
         return f"binding {self.namespace}/{self.binding} of cluster {self.cluster_uid}"
 
 
-def health_from_item(item: Mapping[str, Any], *, health_checked: bool) -> Health:
-    """One ``listNetworkEndpoints`` item's health.
+def _counted(entry: Mapping[str, Any]) -> bool:
+    """Whether a ``healths`` entry is a backend service's health check.
 
-    Several backend services may use one NEG: a draining endpoint is draining; otherwise one
-    HEALTHY report is enough (the pod serves through that load balancer, as GKE's readiness
-    reflector decides), then UNHEALTHY, then UNKNOWN.  No ``healths`` at all means nothing
-    health-checks the NEG, unless ``health_checked`` says it is just not probed yet.
+    ingress-gce pkg/neg/readiness/poller.go (hasSupportedHealthStatus, getHealthyBackendService)
+    counts only entries naming a backend service; others (e.g. forwarding-rule-only entries of a
+    passthrough load balancer) neither pass the gate nor prove the NEG is health-checked.
     """
-    states = {str(h.get("healthState") or "UNKNOWN") for h in item.get("healths") or ()}
+    service = entry.get("backendService")
+    return isinstance(service, Mapping) and bool(service.get("backendService"))
+
+
+def is_health_checked(item: Mapping[str, Any]) -> bool:
+    return any(_counted(h) for h in item.get("healths") or () if isinstance(h, Mapping))
+
+
+def health_from_item(item: Mapping[str, Any], *, health_checked: bool) -> Health:
+    """One ``listNetworkEndpoints`` item's health, read as GKE reads it.
+
+    ingress-gce pkg/neg/readiness/poller.go: the gate passes when the endpoint is HEALTHY in *any*
+    backend service (getHealthyBackendService), so HEALTHY wins over every other state; otherwise
+    DRAINING, UNHEALTHY, then UNKNOWN.  No counted entry means nothing health-checks the NEG,
+    unless ``health_checked`` says it is just not probed yet (the poller's healthChecked flag).
+    """
+    states = {str(h.get("healthState") or "UNKNOWN") for h in item.get("healths") or ()
+              if isinstance(h, Mapping) and _counted(h)}
     if not states:
         return Health.INITIAL if health_checked else Health.NO_HEALTH_CHECK
-    for state in ("DRAINING", "HEALTHY", "UNHEALTHY"):
+    for state in ("HEALTHY", "DRAINING", "UNHEALTHY"):
         if state in states:
             return _HEALTH_STATES[state]
     return Health.UNKNOWN
@@ -347,6 +398,7 @@ class GcpProvider:
         health_check_known: Callable[[TargetRef], bool] | None = None,
         ownership_ttl: float = 0.0,
         anonymous: bool = False,
+        subnet_for_node: Callable[[str], str | None] | None = None,
     ) -> None:
         """``credentials=None`` uses application default credentials (fails fast with ConfigError).
 
@@ -374,25 +426,31 @@ class GcpProvider:
         # The wait socket must outlast the server-side wait, capped by our own deadline.
         self._wait_timeout = min(self._operation_timeout, _SERVER_WAIT_CAP) + self._http_timeout
         self._instance_for_node = instance_for_node
+        self._subnet_for_node = subnet_for_node
         self._health_check_known = health_check_known
         self._ownership_ttl = ownership_ttl
         if anonymous:
             if not compute_endpoint:
                 raise ConfigError("gcp.anonymous", "only allowed with a private or test compute endpoint")
-            import google.auth.credentials
-
             credentials = google.auth.credentials.AnonymousCredentials()
         if credentials is None:
             try:
                 credentials, _ = google.auth.default(scopes=list(SCOPES))
             except google.auth.exceptions.DefaultCredentialsError as exc:
-                raise ConfigError("gcp.credentials", f"no application default credentials: {exc}") from None
+                detail = " ".join(str(exc).split())
+                raise ConfigError(
+                    "gcp.credentials",
+                    "no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
+                    "file, or run on GKE with Workload Identity (the metadata server); see docs/gcp.md "
+                    f"({detail})",
+                ) from None
         self._credentials = credentials
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
         self._local = threading.local()
         self._owners: dict[TargetRef, BindingKey] = {}
         self._verified: dict[TargetRef, _Verified] = {}
+        self._subnets: dict[TargetRef, str] = {}  # NEGs of a non-default subnetwork: its name
         options = {"api_endpoint": compute_endpoint} if compute_endpoint else None
         service = discovery.build(
             "compute",
@@ -417,11 +475,33 @@ class GcpProvider:
     def max_batch_size(self) -> int:
         return MAX_ENDPOINTS_PER_CALL
 
-    def neg_name(self, binding: BindingKey, spec: GcpNegTarget) -> str:
-        return neg_name(prefix=spec.name_prefix, cluster_uid=self._cluster_uid, binding=binding)
+    @property
+    def draining_is_member(self) -> bool:
+        """Every listed endpoint is a NEG member, DRAINING included: never attach it again.
 
-    def ref(self, binding: BindingKey, spec: GcpNegTarget, zone: str) -> TargetRef:
-        return TargetRef("gcp", location(spec.project, zone), self.neg_name(binding, spec))
+        ingress-gce pkg/neg/syncers/utils.go (retrieveExistingZoneNetworkEndpointMap) takes every
+        endpoint listNetworkEndpoints returns as present, whatever its health.
+        """
+        return True
+
+    def neg_name(self, binding: BindingKey, spec: GcpNegTarget, subnet: str = "") -> str:
+        return neg_name(prefix=spec.name_prefix, cluster_uid=self._cluster_uid, binding=binding, subnet=subnet)
+
+    def ref(self, binding: BindingKey, spec: GcpNegTarget, zone: str, subnet: str = "") -> TargetRef:
+        return TargetRef("gcp", location(spec.project, zone), self.neg_name(binding, spec, subnet))
+
+    def subnet_of(self, endpoint: Endpoint, spec: GcpNegTarget) -> str:
+        """The non-default subnetwork of the endpoint's node, "" for the default (the binding's NEG).
+
+        One NEG per (zone, subnetwork): GCE takes only endpoint IPs of the NEG's subnetwork.  Nodes
+        carry their subnetwork as the label ingress-gce reads (``cloud.google.com/gke-node-pool-subnet``,
+        absent on the default subnetwork).  A binding pinning ``subnetwork`` has the others skipped
+        by the kube layer; its own subnetwork is the default NEG's.
+        """
+        if not endpoint.node or self._subnet_for_node is None:
+            return ""
+        subnet = self._subnet_for_node(endpoint.node) or ""
+        return "" if subnet == _last(spec.subnetwork) else subnet
 
     def instance_of(self, endpoint: Endpoint) -> str:
         """The VM an endpoint runs on: the providerID lookup when given, else the node name."""
@@ -436,17 +516,22 @@ class GcpProvider:
     ) -> dict[TargetRef, set[TargetEndpoint]]:
         gcp = self._spec(spec)
         groups: dict[TargetRef, set[TargetEndpoint]] = {self.ref(binding, gcp, zone): set() for zone in gcp.zones}
+        subnets: dict[TargetRef, str] = {}
         skipped = 0
         for endpoint in endpoints:
             instance = self.instance_of(endpoint)
             if not endpoint.zone or not instance:
                 skipped += 1  # a NEG endpoint needs its VM and the VM's zone
                 continue
-            ref = self.ref(binding, gcp, endpoint.zone)
+            subnet = self.subnet_of(endpoint, gcp)
+            ref = self.ref(binding, gcp, endpoint.zone, subnet)
+            if subnet:
+                subnets[ref] = subnet
             groups.setdefault(ref, set()).add(TargetEndpoint(endpoint.ip, endpoint.port, instance))
         if skipped:
             log.warning("binding %s: %d endpoint(s) without zone or instance skipped", binding, skipped)
         with self._lock:
+            self._subnets.update(subnets)
             for ref in groups:
                 self._owners[ref] = binding
         return groups
@@ -454,21 +539,29 @@ class GcpProvider:
     def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
         gcp = self._spec(spec)
         name = self.neg_name(binding, gcp)
+        suffix = binding_hash(cluster_uid=self._cluster_uid, binding=binding)
         mine = NegOwner(self._cluster_uid, binding.namespace, binding.name)
         refs: list[TargetRef] = []
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name = "{name}"', "maxResults": 500}
+            # Every NEG of the binding ends with its hash, whatever its subnetwork (an RE2 ``eq``
+            # filter, as the aggregatedList reference documents); the description decides.
+            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name eq ".*-{suffix}"', "maxResults": 500}
             if token:
                 kwargs["pageToken"] = token
             page = self._execute(gcp.project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs {name}")
             for scope in (page.get("items") or {}).values():
                 for neg in scope.get("networkEndpointGroups") or ():
-                    if neg.get("name") != name:
+                    found = str(neg.get("name") or "")
+                    if not found.endswith(f"-{suffix}"):
                         continue
                     # Someone else's NEG under our name is not adopted; ensure_target reports it.
                     if NegOwner.parse(neg.get("description")) == mine:
-                        refs.append(TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), name))
+                        found_ref = TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), found)
+                        refs.append(found_ref)
+                        if found != name and neg.get("subnetwork"):
+                            with self._lock:
+                                self._subnets[found_ref] = _last(neg.get("subnetwork"))
             token = page.get("nextPageToken")
             if not token:
                 break
@@ -517,7 +610,7 @@ class GcpProvider:
                 break
         # One endpoint reporting health proves a health-checked backend uses the NEG: the others
         # are merely not probed yet, and must not pass the readiness gate as NoHealthCheck.
-        checked = any(item.get("healths") for item in items) or bool(
+        checked = any(is_health_checked(item) for item in items) or bool(
             self._health_check_known and self._health_check_known(ref)
         )
         members: dict[TargetEndpoint, Health] = {}
@@ -538,7 +631,8 @@ class GcpProvider:
         except RejectedError:
             # Detaching an endpoint that is already gone is a 400 for the whole batch.  Re-read
             # the NEG and detach only what is still there, rather than bisecting for nothing.
-            present = {self._key(m) for m in self.list_endpoints(ref)}
+            # A DRAINING entry is already on its way out; detaching it again would fail the same way.
+            present = {self._key(m) for m, h in self.list_endpoints(ref).items() if h is not Health.DRAINING}
             still = [m for m in endpoints if self._key(m) in present]
             if len(still) == len(endpoints):
                 raise
@@ -598,8 +692,10 @@ class GcpProvider:
             "network": _network_path(project, spec.network),
             "description": NegOwner(self._cluster_uid, binding.namespace, binding.name).description(),
         }
-        if spec.subnetwork:
-            body["subnetwork"] = _subnetwork_path(project, zone, spec.subnetwork)
+        with self._lock:
+            subnetwork = self._subnets.get(ref) or spec.subnetwork
+        if subnetwork:
+            body["subnetwork"] = _subnetwork_path(project, zone, subnetwork)
         request = self._negs.insert(project=project, zone=zone, body=body, requestId=self._rid())
         try:
             operation = self._execute(project, request, what=f"creating {ref}", conflict_ok=True)
@@ -661,8 +757,18 @@ class GcpProvider:
             project=project, zone=zone, networkEndpointGroup=ref.name, body=body, requestId=self._rid()
         )
         what = f"{method} ({len(endpoints)}) on {ref}"
-        operation = self._execute(project, request, what=what)
-        self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        try:
+            operation = self._execute(project, request, what=what)
+            self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        except TargetNotFound as exc:
+            # A 404 names either the NEG or something the batch references (an instance that was
+            # deleted).  Only reading the NEG tells them apart: the NEG is there → the batch is at
+            # fault (bisect it); gone → TargetNotFound, and the reconciler re-creates it.
+            if self._get_neg(project, zone, ref.name, missing_ok=True) is not None:
+                raise RejectedError(f"{exc} (the NEG exists: a referenced instance is missing)") from exc
+            with self._lock:
+                self._verified.pop(ref, None)
+            raise
 
     # -- internals: calls, operations, errors ----------------------------------------------------
     def _request_builder(self, *args: Any, **kwargs: Any) -> HttpRequest:
@@ -743,11 +849,25 @@ def _retry_after(exc: HttpError) -> float | None:
         return None  # an HTTP-date; the reconciler's own back-off is good enough
 
 
+def _error_text(exc: HttpError) -> str:
+    try:
+        return exc.content.decode("utf-8", "replace")
+    except AttributeError:
+        return ""
+
+
 def _from_http_error(exc: HttpError, *, what: str, conflict_ok: bool) -> ProviderError:
     status = int(exc.resp.status)
     reason = _error_reason(exc)
     message = f"{what}: HTTP {status} {reason}: {exc.reason}".rstrip()
     if status == 429 or status >= 500 or (status == 403 and reason in _RATE_REASONS):
+        return TransientError(message, retry_after=_retry_after(exc))
+    if status == 403 and (_PER_MINUTE_QUOTA.search(_error_text(exc)) or _CONCURRENT_OPS_QUOTA in _error_text(exc)):
+        return TransientError(message, retry_after=_retry_after(exc))
+    if status == 403 and reason == "quotaExceeded":
+        return QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER)
+    if status == 400 and reason == "resourceNotReady":
+        # A network, subnetwork or the NEG itself is being changed: the batch is fine, retry it.
         return TransientError(message, retry_after=_retry_after(exc))
     if status == 404:
         return TargetNotFound(message)
@@ -770,6 +890,8 @@ def _from_operation_error(operation: Mapping[str, Any], *, what: str, op_kind: s
     message = f"{what}: operation {operation.get('name', '')} failed: {code}: {detail}"
     if code in _IN_USE:
         return _InUse(message)
+    if code == "QUOTA_EXCEEDED":
+        return QuotaExceeded(message, retry_after=QUOTA_RETRY_AFTER)
     if code in _TRANSIENT_OP_CODES or status == 429 or status >= 500:
         return TransientError(message)
     if status == 404 or code in ("RESOURCE_NOT_FOUND", "NOT_FOUND"):

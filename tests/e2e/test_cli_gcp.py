@@ -3,7 +3,9 @@ emulator, and the fake Compute API (validated against Google's discovery documen
 
 One NEG per zone appears with the Service's endpoints; the readiness gate stays False until the NEG
 reports the endpoint HEALTHY, then turns True; a terminating endpoint is detached; deleting the binding
-deletes the NEG through the finalizer.
+deletes the NEG through the finalizer.  Credentials are a service-account key file named by
+``GOOGLE_APPLICATION_CREDENTIALS`` whose ``token_uri`` is the fake's token endpoint: the fake Compute
+API answers 401 to anything without the token it issued, so this is the chain a user runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import ssl
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +31,30 @@ GATE = "target-health.negsync.io/web"
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     with FakeCompute() as compute:
+        # The project: the default network with its us-central1 subnetwork, and node n1's VM whose
+        # alias range holds the pod IPs (GKE VPC-native clusters give each node such a range).
+        compute.add_subnetwork(PROJECT, "us-central1", "default", cidr="10.0.0.0/8")
+        compute.add_instance(PROJECT, ZONE, "gke-pool-1-n1", alias_ranges=["10.8.0.0/24"])
         yield compute
+
+
+def isolated_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """No credentials but the ones a test gives: no gcloud ADC file, no real metadata server.
+
+    The metadata variables point at a closed loopback port, so google-auth's GCE check fails at once
+    instead of reaching for 169.254.169.254.
+    """
+    closed = f"127.0.0.1:{free_port()}"
+    env = {"HOME": str(tmp), "CLOUDSDK_CONFIG": str(tmp / "gcloud"),
+           "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed}
+    env.update(extra)
+    return env
+
+
+def key_file(fake: FakeCompute, tmp: Path) -> Path:
+    path = tmp / "negsync-sa.json"
+    path.write_text(json.dumps(fake.service_account_key(project=PROJECT)))
+    return path
 
 
 def gate_of(kube: KubeApiEmulator, name: str) -> dict[str, Any] | None:
@@ -36,7 +62,7 @@ def gate_of(kube: KubeApiEmulator, name: str) -> dict[str, Any] | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == GATE), None)
 
 
-def test_the_cli_keeps_a_neg_in_sync_with_gates(kube: KubeApiEmulator, fake: FakeCompute) -> None:
+def test_the_cli_keeps_a_neg_in_sync_with_gates(kube: KubeApiEmulator, fake: FakeCompute, tmp_path: Path) -> None:
     kube.create({"apiVersion": "v1", "kind": "Node",
                  "metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": ZONE}},
                  "spec": {"providerID": f"gce://{PROJECT}/{ZONE}/gke-pool-1-n1"}})
@@ -51,9 +77,11 @@ def test_the_cli_keeps_a_neg_in_sync_with_gates(kube: KubeApiEmulator, fake: Fak
                           # zones: the NEG exists before any endpoint, so it can be put behind a backend first
                           "target": {"gcpNeg": {"project": PROJECT, "network": "default", "zones": [ZONE]}}}})
     webhook_port = free_port()
-    ctl = ControllerProcess(kube, "--provider", "gcp", "--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous",
+    env = isolated_env(tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(key_file(fake, tmp_path)))
+    ctl = ControllerProcess(kube, "--provider", "gcp", "--gcp-compute-endpoint", fake.api_endpoint,
                             "--cluster-uid", "cluster-uid-1234", "--health-poll-interval", "0.2",
-                            "--sync-min-interval", "0", "--webhook-addr", f"127.0.0.1:{webhook_port}").start()
+                            "--sync-min-interval", "0", "--webhook-addr", f"127.0.0.1:{webhook_port}",
+                            env=env).start()
     try:
         ctl.wait_ready()
         negs = wait_for(lambda: fake.negs(PROJECT), timeout=15, what="a NEG", describe=ctl.tail)

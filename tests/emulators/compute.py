@@ -13,14 +13,20 @@ discovery surface does not declare.
 Control surface (all thread-safe)
 ---------------------------------
 ``FakeCompute(operation_delay=0.0, wait_timeout=2.0, strict_detach=True,
-default_health="UNKNOWN", max_endpoints_per_call=500)``; ``start()``/``stop()``
-or ``with``; ``url``, ``api_endpoint``; ``add_neg``, ``set_backend``,
-``clear_backend``, ``set_health``, ``reject_endpoints``,
-``clear_rejected_endpoints``, ``fail_next_operation``, ``inject``,
-``set_latency``, ``complete_operations``; inspection via ``calls``, ``count``,
-``clear_calls``, ``endpoints``, ``endpoint_instances``, ``negs``, ``neg``.
-``operation_delay=math.inf`` keeps operations RUNNING until
-``complete_operations()``.
+default_health="UNKNOWN", max_endpoints_per_call=500, require_auth=True,
+detach_drain_seconds=2.0, wait_returns_early=False, neg_quota=None)``;
+``start()``/``stop()`` or ``with``; ``url``, ``api_endpoint``, ``token_uri``;
+credentials: ``issue_token``, ``credentials()``, ``service_account_key()``,
+``revoke_tokens``; topology: ``add_network``, ``add_subnetwork``,
+``add_instance``, ``provision``, ``stop_instance``, ``start_instance``,
+``delete_instance``; NEGs: ``add_neg``, ``remove_neg``, ``set_backend`` (one per
+backend service), ``clear_backend``, ``add_forwarding_rule``, ``set_health``;
+faults: ``reject_endpoints``, ``clear_rejected_endpoints``,
+``fail_next_operation``, ``inject``, ``set_latency``, ``complete_operations``;
+inspection via ``calls``, ``count``, ``clear_calls``, ``endpoints``,
+``endpoint_instances``, ``negs``, ``neg``.  ``operation_delay=math.inf`` keeps
+operations RUNNING until ``complete_operations()``.  The metadata server fake
+(Workload Identity) is :mod:`tests.emulators.gce_metadata`.
 
 Building a client against it
 ----------------------------
@@ -39,9 +45,10 @@ the real API, so build the client with ``fake.api_endpoint``
         "compute", "v1", static_discovery=True, http=http,
         client_options={"api_endpoint": fake.api_endpoint})
 
-(``credentials=`` and ``http=`` are mutually exclusive in ``build``; passing
-``credentials=AnonymousCredentials()`` alone also works but gives an
-``httplib2.Http`` without a timeout.)  Authorization headers are ignored.
+(``credentials=`` and ``http=`` are mutually exclusive in ``build``.)  Every
+Compute call needs ``Authorization: Bearer <token>`` with a token this fake
+issued (``credentials()`` for tests, the ``/token`` endpoint for a key file, the
+metadata fake for Workload Identity): 401 without, 403 without a Compute scope.
 
 What is validated (from the discovery document)
 -----------------------------------------------
@@ -78,6 +85,21 @@ Behaviour copied from the real API
 * attach/detach: at most 500 endpoints per call; one rejected endpoint
   (``reject_endpoints``) fails the whole call and nothing is applied.  Detaching
   an absent endpoint is a 400 (``strict_detach``).
+* attach: each endpoint's instance exists in the NEG's zone (404 naming it
+  otherwise; 400 if it is in another zone), is RUNNING, has an interface in the
+  NEG's subnetwork, and owns the IP as primary IP or inside an alias range (NEG
+  concepts: "the IP address must belong to a VM … primary IP or … aliased IP
+  range"); see ``_check_endpoint``.  NEG insert: network and subnetwork exist
+  (404), subnetwork of that network and in the zone's region (``_check_network``).
+* stopping or deleting an instance removes its endpoints from every NEG
+  (kubernetes/kubernetes#110641).
+* a detached endpoint stays listed DRAINING for ``detach_drain_seconds`` when a
+  health-checked backend service uses the NEG (belief; stricter for clients).
+* ``healths``: one entry per backend service (several services per NEG), plus
+  forwarding-rule-only entries without a backend service.
+* ``zoneOperations.wait`` may return before DONE: after ``wait_timeout``, or at
+  once with ``wait_returns_early`` (the reference: "not guaranteed to wait").
+* ``neg_quota``: inserts beyond it end with operation error ``QUOTA_EXCEEDED``.
 * listNetworkEndpoints (POST): ``healthStatus`` SHOW/SKIP; ``healths`` only
   with SHOW and a health-checked backend service; paging via
   maxResults/pageToken; empty repeated fields are omitted, like Google does.
@@ -92,10 +114,10 @@ Deliberate choices / honest gaps
   *different* instance, or listing one ip:port twice in one call, is a 400.
   Whether the real API errors on re-attach was not verified.
 * Endpoint identity is (ipAddress, port).  ``instance`` and ``ipAddress`` are
-  required (the real API can derive ipAddress from the instance's primary NIC;
-  the fake has no instances).  ``port`` falls back to the NEG's defaultPort.
+  required (stricter: the real API can derive ipAddress from the instance's
+  primary NIC).  ``port`` falls back to the NEG's defaultPort.
 * Only ``networkEndpointType=GCE_VM_IP_PORT`` is supported; ``network`` is
-  required; networks/subnetworks/instances are not checked for existence.
+  required.  Alias ranges of different instances are not checked for overlap.
 * Rejected endpoints apply to attach only; ``reject_endpoints(mode="operation")``
   reports the rejection as an operation error instead of a synchronous 400.
 * Error *messages* imitate Google's wording but are not byte-identical; match
@@ -118,7 +140,8 @@ Deliberate choices / honest gaps
 * Health states are validated against the discovery doc's
   HealthStatusForNetworkEndpoint.healthState enum (DRAINING, HEALTHY,
   UNHEALTHY, UNKNOWN); compute v1 has no TIMEOUT there.
-* No IAM, quotas (other than injected faults), projects/zones existence checks.
+* No IAM permissions (only token and scope), no quotas other than ``neg_quota``
+  and injected faults, no project/zone existence checks.
 """
 
 from __future__ import annotations
@@ -127,9 +150,11 @@ import base64
 import datetime
 import functools
 import http
+import ipaddress
 import itertools
 import json
 import re
+import secrets
 import threading
 import time
 import urllib.parse
@@ -140,6 +165,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+import google.auth.crypt
+import google.auth.exceptions
+import google.auth.jwt
 import googleapiclient
 
 JSON = dict[str, Any]
@@ -149,6 +177,13 @@ IMPLEMENTED_RESOURCES = ("networkEndpointGroups", "zoneOperations")
 MAX_PAGE = 500
 _NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _ONE_HOUR = 3600.0
+# Scopes that grant the Compute API (https://developers.google.com/identity/protocols/oauth2/scopes#compute).
+COMPUTE_SCOPES = frozenset({
+    "https://www.googleapis.com/auth/compute",
+    "https://www.googleapis.com/auth/cloud-platform",
+})
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -283,6 +318,32 @@ class _Backend:
 
 
 @dataclass
+class _Subnetwork:
+    project: str
+    region: str
+    name: str
+    network: str  # network URL
+    cidr: ipaddress.IPv4Network
+    url: str
+
+
+@dataclass
+class _Nic:
+    subnetwork: _Subnetwork
+    ip: ipaddress.IPv4Address
+    aliases: list[ipaddress.IPv4Network]
+
+
+@dataclass
+class _Instance:
+    project: str
+    zone: str
+    name: str
+    nics: list[_Nic]
+    status: str = "RUNNING"
+
+
+@dataclass
 class _Neg:
     project: str
     zone: str
@@ -296,7 +357,17 @@ class _Neg:
     # (ip, port) -> instance name; a dict keeps attach order stable.
     endpoints: dict[tuple[str, int], str] = field(default_factory=dict)
     health: dict[tuple[str, int], str] = field(default_factory=dict)
-    backend: _Backend | None = None
+    # Per backend service overrides of ``health``: (ip, port, backend service name) -> state.
+    health_by_service: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    backends: dict[str, _Backend] = field(default_factory=dict)  # backend service name -> backend
+    # Entries without a backend service (e.g. a passthrough forwarding rule): rule URLs.
+    forwarding_rules: list[str] = field(default_factory=list)
+    # Detached endpoints still listed as DRAINING: (ip, port) -> (instance, until monotonic time).
+    draining: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
+
+    @property
+    def backend(self) -> _Backend | None:
+        return next(iter(self.backends.values()), None)
 
 
 @dataclass
@@ -333,7 +404,21 @@ class FakeCompute:
         default_health: str | None = "UNKNOWN",
         max_endpoints_per_call: int = 500,
         host: str = "127.0.0.1",
+        require_auth: bool = True,
+        detach_drain_seconds: float = 2.0,
+        wait_returns_early: bool = False,
+        neg_quota: int | None = None,
     ) -> None:
+        self.require_auth = require_auth
+        self.detach_drain_seconds = detach_drain_seconds
+        self.wait_returns_early = wait_returns_early
+        self.neg_quota = neg_quota
+        self._tokens: dict[str, frozenset[str]] = {}
+        self._sa_keys: dict[str, tuple[str, str]] = {}  # key id -> (client email, public key PEM)
+        self._networks: dict[tuple[str, str], str] = {}  # (project, name) -> URL
+        self._subnets: dict[tuple[str, str, str], _Subnetwork] = {}  # (project, region, name)
+        self._instances: dict[tuple[str, str, str], _Instance] = {}
+        self._primary_ips = itertools.count(1)
         self.operation_delay = operation_delay
         self.wait_timeout = wait_timeout
         self.strict_detach = strict_detach
@@ -476,6 +561,151 @@ class FakeCompute:
         with self._lock:
             self._rejected.clear()
 
+    # -- credentials ------------------------------------------------------------------------
+
+    @property
+    def token_uri(self) -> str:
+        """The OAuth 2.0 token endpoint (a key file's ``token_uri``)."""
+        return self.url + "token"
+
+    def issue_token(self, scopes: Iterable[str] = COMPUTE_SCOPES) -> str:
+        """A bearer token the Compute API will accept (as Google's token endpoint would issue)."""
+        token = "ya29.fake-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = frozenset(scopes)
+        return token
+
+    def revoke_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def credentials(self) -> Any:
+        """google-auth credentials holding a freshly issued token (for tests that build a client)."""
+        import google.oauth2.credentials
+
+        return google.oauth2.credentials.Credentials(token=self.issue_token())
+
+    def service_account_key(
+        self, *, email: str = "negsync@proj-negsync.iam.gserviceaccount.com", project: str = "proj-negsync"
+    ) -> JSON:
+        """A service-account key file (the JSON ``gcloud iam service-accounts keys create`` writes).
+
+        Its ``token_uri`` is this fake's token endpoint; the public half is registered here, so a
+        JWT assertion signed with the private key is verified like Google verifies it.
+        """
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        key_id = secrets.token_hex(20)
+        with self._lock:
+            self._sa_keys[key_id] = (email, public)
+        return {
+            "type": "service_account", "project_id": project, "private_key_id": key_id,
+            "private_key": private, "client_email": email, "client_id": "10" + secrets.token_hex(8),
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": self.token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        }
+
+    # -- topology: networks, subnetworks, instances -----------------------------------------
+
+    def add_network(self, project: str, name: str = "default") -> str:
+        with self._lock:
+            url = self._link(f"projects/{project}/global/networks/{name}")
+            self._networks[(project, name)] = url
+            return url
+
+    def add_subnetwork(
+        self, project: str, region: str, name: str, *, cidr: str, network: str = "default"
+    ) -> None:
+        with self._lock:
+            net = self._networks.get((project, network)) or self.add_network(project, network)
+            self._subnets[(project, region, name)] = _Subnetwork(
+                project, region, name, net, ipaddress.IPv4Network(cidr),
+                self._link(f"projects/{project}/regions/{region}/subnetworks/{name}"))
+
+    def add_instance(
+        self,
+        project: str,
+        zone: str,
+        name: str,
+        *,
+        subnetwork: str = "default",
+        ip: str | None = None,
+        alias_ranges: Iterable[str] = (),
+    ) -> None:
+        """A running VM with one network interface in ``subnetwork`` of the zone's region."""
+        with self._lock:
+            sub = self._subnets[(project, _region_of(zone), subnetwork)]
+            primary = ipaddress.IPv4Address(ip) if ip else self._free_primary(sub)
+            self._instances[(project, zone, name)] = _Instance(
+                project, zone, name,
+                [_Nic(sub, primary, [ipaddress.IPv4Network(r) for r in alias_ranges])])
+
+    def provision(
+        self,
+        project: str,
+        zone: str,
+        instance: str,
+        ips: Iterable[str] = (),
+        *,
+        subnetwork: str = "default",
+        cidr: str = "10.0.0.0/8",
+        network: str = "default",
+    ) -> None:
+        """Create what an endpoint needs: network, subnetwork, instance, and each IP as a /32 alias."""
+        with self._lock:
+            region = _region_of(zone)
+            if (project, region, subnetwork) not in self._subnets:
+                self.add_subnetwork(project, region, subnetwork, cidr=cidr, network=network)
+            if (project, zone, instance) not in self._instances:
+                self.add_instance(project, zone, instance, subnetwork=subnetwork)
+            nic = self._instances[(project, zone, instance)].nics[0]
+            nic.aliases.extend(ipaddress.IPv4Network(f"{ip}/32") for ip in ips)
+
+    def _free_primary(self, sub: _Subnetwork) -> ipaddress.IPv4Address:
+        # Primary IPs from the top of the range, well away from the low pod ranges tests use.
+        return sub.cidr.broadcast_address - 1 - next(self._primary_ips)
+
+    def stop_instance(self, project: str, zone: str, name: str) -> None:
+        """Stop (or preempt) a VM: GCE removes its endpoints from every NEG.
+
+        kubernetes/kubernetes#110641 and the NEG docs ("if the VM is stopped or deleted, its
+        endpoints are removed from the NEG"): the NEG does not get them back when it restarts.
+        """
+        with self._lock:
+            self._advance()
+            self._instances[(project, zone, name)].status = "TERMINATED"
+            self._drop_endpoints_of(project, zone, name)
+
+    def start_instance(self, project: str, zone: str, name: str) -> None:
+        with self._lock:
+            self._instances[(project, zone, name)].status = "RUNNING"
+
+    def delete_instance(self, project: str, zone: str, name: str) -> None:
+        with self._lock:
+            self._advance()
+            del self._instances[(project, zone, name)]
+            self._drop_endpoints_of(project, zone, name)
+
+    def _drop_endpoints_of(self, project: str, zone: str, instance: str) -> None:
+        for neg in self._negs.values():
+            if (neg.project, neg.zone) != (project, zone):
+                continue
+            for key in [k for k, v in neg.endpoints.items() if v == instance]:
+                del neg.endpoints[key]
+                neg.health.pop(key, None)
+
+    def remove_neg(self, project: str, zone: str, name: str) -> None:
+        """Delete a NEG behind the controller's back (another tool, a person, a project clean-up)."""
+        with self._lock:
+            self._advance()
+            del self._negs[(project, zone, name)]
+
     def add_neg(
         self,
         project: str,
@@ -496,6 +726,8 @@ class FakeCompute:
                 default_port, None,
             )
             for instance, ip, port in endpoints:
+                self.provision(project, zone, instance, [ip], network=_last(network),
+                               subnetwork=_last(subnetwork or "default"))
                 neg.endpoints[(ip, port)] = instance
             self._negs[(project, zone, name)] = neg
 
@@ -508,30 +740,53 @@ class FakeCompute:
         health_check: bool = True,
         backend_service: str | None = None,
     ) -> None:
-        """Mark the NEG as used by a backend service (blocks delete, enables healths)."""
+        """Add a backend service using the NEG (blocks delete; one ``healths`` entry per service).
+
+        Several backend services may use one NEG (e.g. an external and an internal LB); each
+        reports its own health for every endpoint (compute v1 NetworkEndpointWithHealthStatus).
+        """
         with self._lock:
             n = self._require_neg(project, zone, neg)
             bs = backend_service or f"bs-{neg}"
-            n.backend = _Backend(
+            n.backends[bs] = _Backend(
                 self._link(f"projects/{project}/global/backendServices/{bs}"),
                 self._link(f"projects/{project}/global/healthChecks/hc-{bs}")
                 if health_check else None,
             )
 
-    def clear_backend(self, project: str, zone: str, neg: str) -> None:
+    def clear_backend(self, project: str, zone: str, neg: str, backend_service: str | None = None) -> None:
         with self._lock:
-            self._require_neg(project, zone, neg).backend = None
+            n = self._require_neg(project, zone, neg)
+            if backend_service is None:
+                n.backends.clear()
+            else:
+                n.backends.pop(backend_service, None)
+
+    def add_forwarding_rule(self, project: str, zone: str, neg: str, rule: str) -> None:
+        """A ``healths`` entry that names a forwarding rule and no backend service.
+
+        compute v1 HealthStatusForNetworkEndpoint has ``forwardingRule`` beside ``backendService``;
+        ingress-gce's poller ignores entries without a backend service.
+        """
+        with self._lock:
+            self._require_neg(project, zone, neg).forwarding_rules.append(
+                self._link(f"projects/{project}/regions/{_region_of(zone)}/forwardingRules/{rule}"))
 
     def set_health(
-        self, project: str, zone: str, neg: str, ip: str, port: int, state: str
+        self, project: str, zone: str, neg: str, ip: str, port: int, state: str,
+        *, backend_service: str | None = None,
     ) -> None:
+        """An endpoint's health in every backend service, or in ``backend_service`` only."""
         allowed = self._doc["schemas"]["HealthStatusForNetworkEndpoint"]["properties"][
             "healthState"]["enum"]
         if state not in allowed:
             raise ValueError(f"{state!r} not in compute v1 healthState enum {allowed}")
         with self._lock:
             n = self._require_neg(project, zone, neg)
-            n.health[(ip, port)] = state
+            if backend_service is None:
+                n.health[(ip, port)] = state
+            else:
+                n.health_by_service[(ip, port, backend_service)] = state
 
     def complete_operations(self) -> None:
         """Finish every pending operation now (for ``operation_delay=math.inf``)."""
@@ -620,11 +875,15 @@ class FakeCompute:
         if self._latency:
             self._stopping.wait(self._latency)
         split = urllib.parse.urlsplit(req.path)
+        if split.path == "/token":
+            self._token_endpoint(req, raw_body)
+            return
         query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
         route: _Route | None = None
         path_params: dict[str, str] = {}
         body: Any = None
         try:
+            self._check_auth(req.headers.get("Authorization"))
             route, path_params = self._route(req.command, split.path)
             with self._lock:
                 self._advance()
@@ -651,6 +910,67 @@ class FakeCompute:
         data = json.dumps(payload).encode()
         req.send_response(status)
         req.send_header("Content-Type", "application/json; charset=UTF-8")
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _check_auth(self, header: str | None) -> None:
+        """401 without a bearer token this fake issued; 403 when its scopes exclude Compute.
+
+        Google's answers (wording from the live API): a request without credentials is 401
+        UNAUTHENTICATED "Request is missing required authentication credential..."; an unknown or
+        expired token is 401 "Request had invalid authentication credentials..."; a token without
+        a Compute scope is 403 "Request had insufficient authentication scopes."
+        """
+        if not self.require_auth:
+            return
+        kind, _, token = (header or "").partition(" ")
+        if kind.lower() != "bearer" or not token:
+            raise ApiError(401, "Request is missing required authentication credential. Expected OAuth 2 "
+                           "access token, login cookie or other valid authentication credential.", "required")
+        with self._lock:
+            scopes = self._tokens.get(token.strip())
+        if scopes is None:
+            raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access "
+                           "token, login cookie or other valid authentication credential.", "authError")
+        if not scopes & COMPUTE_SCOPES:
+            raise ApiError(403, "Request had insufficient authentication scopes.", "insufficientPermissions")
+
+    def _token_endpoint(self, req: _Handler, raw_body: bytes) -> None:
+        """Google's OAuth 2.0 token endpoint for the JWT-bearer grant of a service account.
+
+        https://developers.google.com/identity/protocols/oauth2/service-account#httprest: POST
+        form ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<JWT>``; the JWT is
+        RS256-signed by the key ``kid`` names, ``iss`` is the service account, ``aud`` Google's token
+        URI, ``scope`` space-separated.  Answer ``{access_token, expires_in, token_type}``, or 400
+        ``invalid_grant``.
+        """
+        status, payload = 200, {}
+        form = urllib.parse.parse_qs(raw_body.decode("utf-8", "replace"))
+        try:
+            if req.command != "POST" or form.get("grant_type", [""])[0] != JWT_BEARER:
+                raise ValueError("unsupported grant type")
+            assertion = form.get("assertion", [""])[0]
+            with self._lock:
+                certs = {kid: pem for kid, (_, pem) in self._sa_keys.items()}
+                emails = {kid: email for kid, (email, _) in self._sa_keys.items()}
+            header = google.auth.jwt.decode_header(assertion)
+            # "aud: always https://oauth2.googleapis.com/token" (the same page), whatever URI the
+            # assertion is posted to — google-auth sends exactly that.
+            claims = google.auth.jwt.decode(assertion, certs=certs, audience=GOOGLE_TOKEN_AUDIENCE)
+            if claims.get("iss") != emails.get(header.get("kid")):
+                raise ValueError("iss is not the key's service account")
+            scopes = str(claims.get("scope") or "").split()
+            if not scopes:
+                raise ValueError("no scope requested")
+            payload = {"access_token": self.issue_token(scopes), "expires_in": 3599, "token_type": "Bearer"}
+        except (ValueError, KeyError, google.auth.exceptions.GoogleAuthError) as exc:
+            status, payload = 400, {"error": "invalid_grant", "error_description": f"Invalid JWT: {exc}"}
+        with self._lock:
+            self._calls.append(Call("oauth2.token", req.command, "/token", {}, {}, None, status))
+        data = json.dumps(payload).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json; charset=utf-8")
         req.send_header("Content-Length", str(len(data)))
         req.end_headers()
         req.wfile.write(data)
@@ -935,7 +1255,11 @@ class FakeCompute:
             while True:
                 self._advance()
                 now = time.monotonic()
-                if op.status == "DONE" or self._stopping.is_set() or now >= deadline:
+                # The reference: "not guaranteed to wait" and "might be DONE or still in
+                # progress"; wait_returns_early makes every wait return at once, so a client
+                # must loop (stricter than the real one, which usually waits).
+                if (op.status == "DONE" or self._stopping.is_set() or now >= deadline
+                        or self.wait_returns_early):
                     return self._op_json(op)
                 self._cond.wait(min(deadline, op.done_at) - now + 0.001)
 
@@ -1003,6 +1327,7 @@ class FakeCompute:
             raise _invalid(f"Invalid value for field 'resource.defaultPort': '{port}'. "
                            "Must be between 1 and 65535.")
         with self._lock:
+            subnet_url = self._check_network(project, zone, body["network"], body.get("subnetwork"))
             key = (project, zone, name)
             pending_insert = any(
                 op.operation_type == "insert" and op.target_link.endswith(f"/{name}")
@@ -1013,11 +1338,20 @@ class FakeCompute:
             neg = _Neg(
                 project, zone, name, self._next_id(), _ts(),
                 self._network_url(project, body["network"]),
-                self._subnetwork_url(project, zone, body["subnetwork"])
-                if body.get("subnetwork") else None,
+                subnet_url,
                 int(port) if port is not None else None,
                 body.get("description"),
             )
+            failure: _OpFailure | None = None
+            used = sum(1 for p, _, _ in self._negs if p == project)
+            if self.neg_quota is not None and used >= self.neg_quota:
+                # Resource quotas fail the operation with QUOTA_EXCEEDED (as instance inserts do,
+                # compute docs "Resource quotas"); the synchronous 403 quotaExceeded form is covered
+                # by inject().  Which form NEG inserts use is not documented: both are handled.
+                failure = _OpFailure(
+                    "QUOTA_EXCEEDED",
+                    f"Quota 'NETWORK_ENDPOINT_GROUPS' exceeded.  Limit: {float(self.neg_quota)} globally.",
+                    403, "compute.networkEndpointGroups.insert")
 
             def apply() -> ApiError | None:
                 if key in self._negs:
@@ -1026,7 +1360,83 @@ class FakeCompute:
                 return None
 
             return self._new_operation("compute.networkEndpointGroups.insert", params, query,
-                                       "insert", name, neg.id, apply)
+                                       "insert", name, neg.id, apply, failure)
+
+    def _check_network(self, project: str, zone: str, network: str, subnetwork: str | None) -> str | None:
+        """The NEG's network and subnetwork must exist; returns the subnetwork URL.
+
+        A missing network or subnetwork is a 404 naming it (the answer GCE gives for any missing
+        referenced resource).  The subnetwork must be of that network and in the zone's region.
+        Without ``subnetwork`` GCE picks the network's subnetwork in the region (the NEG API
+        reference: "Optional URL of the subnetwork to which all network endpoints in the NEG
+        belong"): the fake takes the only one, or the auto-mode one named like the network; with
+        none or several others it answers 400 — stricter, since what GCE does then is not
+        documented.
+        """
+        net_url = self._network_url(project, network)
+        net_key = _resource_key(net_url, "networks")
+        if net_key is None or net_key not in self._networks:
+            raise ApiError(404, f"The resource '{_rel(net_url)}' was not found")
+        region = _region_of(zone)
+        if subnetwork:
+            sub_url = self._subnetwork_url(project, zone, subnetwork)
+            match = re.search(r"projects/([^/]+)/regions/([^/]+)/subnetworks/([^/]+)$", sub_url)
+            sub = self._subnets.get((match[1], match[2], match[3])) if match else None
+            if sub is None:
+                raise ApiError(404, f"The resource '{_rel(sub_url)}' was not found")
+            if sub.region != region:
+                raise _invalid(f"Invalid value for field 'resource.subnetwork': '{subnetwork}'. "
+                               f"Subnetwork must be in region {region}.")
+            if sub.network != net_url:
+                raise _invalid(f"Invalid value for field 'resource.subnetwork': '{subnetwork}'. "
+                               "Subnetwork does not belong to the network.")
+            return sub.url
+        candidates = [s for s in self._subnets.values() if s.network == net_url and s.region == region]
+        # An auto-mode network's subnetwork in each region carries the network's name; taken as the
+        # one GCE picks (belief).  Otherwise exactly one candidate, else 400 (stricter).
+        auto = [s for s in candidates if s.name == net_key[1]]
+        if len(candidates) > 1 and len(auto) == 1:
+            return auto[0].url
+        if len(candidates) != 1:
+            raise _invalid("Invalid value for field 'resource.subnetwork': ''. The network has "
+                           f"{len(candidates)} subnetworks in {region}; the fake requires one, or "
+                           "an explicit subnetwork.")
+        return candidates[0].url
+
+    def _check_endpoint(self, neg: _Neg, where: str, ip: str, instance: str) -> None:
+        """An endpoint's VM exists in the NEG's zone and owns the IP in the NEG's subnetwork.
+
+        The NEG reference (GCE_VM_IP_PORT): "the IP address must belong to a VM in Compute
+        Engine (either the primary IP or as part of an aliased IP range)" and the instance must be
+        in the NEG's zone; the VM's interface must be in the NEG's subnetwork.  A missing instance
+        is a 404 naming it (belief: the shape of GCE's other missing-reference errors); an IP
+        outside the instance is a 400.  A stopped VM is refused (stricter: not documented).
+        """
+        vm = self._instances.get((neg.project, neg.zone, instance))
+        if vm is None:
+            elsewhere = [z for (p, z, n) in self._instances if p == neg.project and n == instance]
+            if elsewhere:
+                raise _invalid(f"Invalid value for field '{where}.instance': '{instance}'. The instance "
+                               f"is in zone {elsewhere[0]}, not in the NEG's zone {neg.zone}.")
+            raise ApiError(404, f"The resource 'projects/{neg.project}/zones/{neg.zone}/instances/"
+                           f"{instance}' was not found")
+        if vm.status != "RUNNING":
+            raise _invalid(f"Invalid value for field '{where}.instance': '{instance}'. The instance "
+                           f"is {vm.status}.")
+        nics = [n for n in vm.nics
+                if (n.subnetwork.url == neg.subnetwork if neg.subnetwork else n.subnetwork.network == neg.network)]
+        if not nics:
+            raise _invalid(f"Invalid value for field '{where}.instance': '{instance}'. The instance has "
+                           "no network interface in the network endpoint group's subnetwork.")
+        try:
+            address = ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise _invalid(f"Invalid value for field '{where}.ipAddress': '{ip}'. Must be an IPv4 "
+                           "address (the fake supports IPv4 only).") from None
+        if not any(address == n.ip or any(address in r for r in n.aliases) for n in nics):
+            raise _invalid(f"Invalid value for field '{where}.ipAddress': '{ip}'. Specified IP address "
+                           f"{ip} doesn't belong to instance {instance} in the network endpoint "
+                           "group's subnetwork.")
 
     def _neg_get(self, params: dict[str, str], query: dict[str, list[str]], body: Any) -> JSON:
         with self._lock:
@@ -1139,6 +1549,7 @@ class FakeCompute:
             eps = self._parse_endpoints(neg, body)
             failure: _OpFailure | None = None
             for i, (ip, port, instance) in enumerate(eps):
+                self._check_endpoint(neg, f"resource.networkEndpoints[{i}]", ip, instance)
                 have = neg.endpoints.get((ip, port))
                 if have is not None and have != instance:
                     raise _invalid(f"Network endpoint {ip}:{port} is already attached for "
@@ -1156,6 +1567,7 @@ class FakeCompute:
                 if self._negs.get((neg.project, neg.zone, neg.name)) is not neg:
                     return ApiError(404, f"The resource '{neg.name}' was not found")
                 for ip, port, instance in eps:
+                    neg.draining.pop((ip, port), None)
                     if (ip, port) not in neg.endpoints:
                         neg.endpoints[(ip, port)] = instance
                         if self.default_health is not None:
@@ -1180,8 +1592,14 @@ class FakeCompute:
                 if self._negs.get((neg.project, neg.zone, neg.name)) is not neg:
                     return ApiError(404, f"The resource '{neg.name}' was not found")
                 for ip, port, _ in eps:
-                    neg.endpoints.pop((ip, port), None)
+                    instance = neg.endpoints.pop((ip, port), None)
                     neg.health.pop((ip, port), None)
+                    if (instance is not None and self.detach_drain_seconds > 0
+                            and any(b.health_check for b in neg.backends.values())):
+                        # Connection draining: the backend services report a detached endpoint
+                        # DRAINING for a while (the issue's reading; stricter for a client, which
+                        # must neither re-attach nor re-detach it).
+                        neg.draining[(ip, port)] = (instance, time.monotonic() + self.detach_drain_seconds)
                 return None
 
             return self._new_operation("compute.networkEndpointGroups.detachNetworkEndpoints",
@@ -1194,17 +1612,30 @@ class FakeCompute:
         show = (body or {}).get("healthStatus") == "SHOW"
         with self._lock:
             neg = self._get_neg(params)
+            now = time.monotonic()
+            for key in [k for k, (_, until) in neg.draining.items() if until <= now]:
+                del neg.draining[key]
+            listed = {**{k: (v, None) for k, (v, _) in neg.draining.items()},
+                      **{k: (v, neg.health.get(k)) for k, v in neg.endpoints.items()}}
             items: list[JSON] = []
-            for (ip, port), instance in sorted(neg.endpoints.items()):
+            for (ip, port), (instance, state) in sorted(listed.items()):
                 item: JSON = {"networkEndpoint": {
                     "instance": instance, "ipAddress": ip, "port": port}}
-                state = neg.health.get((ip, port))
-                if show and neg.backend and neg.backend.health_check and state:
-                    item["healths"] = [{
-                        "healthState": state,
-                        "backendService": {"backendService": neg.backend.backend_service},
-                        "healthCheck": {"healthCheck": neg.backend.health_check},
-                    }]
+                draining = (ip, port) not in neg.endpoints
+                healths: list[JSON] = []
+                for name, backend in neg.backends.items():
+                    got = "DRAINING" if draining else neg.health_by_service.get((ip, port, name), state)
+                    if backend.health_check and got:
+                        healths.append({
+                            "healthState": got,
+                            "backendService": {"backendService": backend.backend_service},
+                            "healthCheck": {"healthCheck": backend.health_check},
+                        })
+                for rule in neg.forwarding_rules:
+                    healths.append({"healthState": state or "UNKNOWN",
+                                    "forwardingRule": {"forwardingRule": rule}})
+                if show and healths:
+                    item["healths"] = healths
                 items.append(item)
         page, token = _paginate(_filter_sort(items, query), query, "endpoints")
         out: JSON = {"kind": "compute#networkEndpointGroupsListNetworkEndpoints"}
@@ -1213,6 +1644,21 @@ class FakeCompute:
         if token:
             out["nextPageToken"] = token
         return out
+
+
+def _last(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _rel(url: str) -> str:
+    """``projects/...`` part of a resource URL, as Google's error messages quote it."""
+    index = url.find("projects/")
+    return url[index:] if index >= 0 else url
+
+
+def _resource_key(url: str, collection: str) -> tuple[str, str] | None:
+    match = re.search(rf"projects/([^/]+)/global/{collection}/([^/]+)$", url)
+    return (match[1], match[2]) if match else None
 
 
 # ---------------------------------------------------------------- list helpers

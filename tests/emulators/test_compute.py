@@ -13,7 +13,6 @@ from typing import Any
 import google_auth_httplib2
 import httplib2
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 
@@ -27,22 +26,30 @@ NEG_BODY = {"name": "neg-a", "networkEndpointType": "GCE_VM_IP_PORT",
 pytestmark = pytest.mark.timeout(20)
 
 
-def make_client(endpoint: str) -> Any:
+def make_client(fake: FakeCompute, credentials: Any = None, *, endpoint: str | None = None) -> Any:
     http = google_auth_httplib2.AuthorizedHttp(
-        AnonymousCredentials(), http=httplib2.Http(timeout=5))
+        credentials or fake.credentials(), http=httplib2.Http(timeout=5))
     return discovery.build("compute", "v1", static_discovery=True, http=http,
-                           client_options={"api_endpoint": endpoint})
+                           client_options={"api_endpoint": endpoint or fake.api_endpoint})
+
+
+def new_project(fake: FakeCompute) -> None:
+    """What a new project has: the auto-mode ``default`` network, one subnetwork per region."""
+    fake.add_subnetwork(P, "us-central1", "default", cidr="10.0.0.0/8")
+    for i, region in enumerate(("europe-west1", "us-east1", "asia-east1")):
+        fake.add_subnetwork(P, region, "default", cidr=f"172.16.{16 * i}.0/20")
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     with FakeCompute() as f:
+        new_project(f)
         yield f
 
 
 @pytest.fixture
 def compute(fake: FakeCompute) -> Any:
-    return make_client(fake.api_endpoint)
+    return make_client(fake)
 
 
 def negs(compute: Any) -> Any:
@@ -58,7 +65,7 @@ def raw(fake: FakeCompute, method: str, rel: str, body: Any = None) -> tuple[int
     resp, content = httplib2.Http(timeout=5).request(
         fake.api_endpoint + rel, method,
         body=None if body is None else json.dumps(body),
-        headers={"Content-Type": "application/json"})
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {fake.issue_token()}"})
     return resp.status, json.loads(content)
 
 
@@ -68,7 +75,20 @@ def eps(*pairs: tuple[str, int]) -> dict[str, Any]:
         for ip, port in pairs]}
 
 
-def attach(compute: Any, body: dict[str, Any], neg: str = "neg-a", **kw: Any) -> Any:
+def place(fake: FakeCompute, body: dict[str, Any]) -> None:
+    """Give each endpoint's VM its IP (as a /32 alias range), so attaching it is valid."""
+    for ep in body.get("networkEndpoints") or []:
+        if isinstance(ep, dict) and isinstance(ep.get("instance"), str) and isinstance(ep.get("ipAddress"), str):
+            try:
+                fake.provision(P, Z, ep["instance"], [ep["ipAddress"]])
+            except ValueError:
+                pass  # not an IP: the test is about the fake refusing it
+
+
+def attach(compute: Any, body: dict[str, Any], neg: str = "neg-a", *, fake: FakeCompute | None = None,
+           **kw: Any) -> Any:
+    if fake is not None:
+        place(fake, body)
     return negs(compute).attachNetworkEndpoints(
         project=P, zone=Z, networkEndpointGroup=neg, body=body, **kw).execute()
 
@@ -87,9 +107,9 @@ def list_endpoints(compute: Any, show: bool = True, neg: str = "neg-a") -> Any:
 def test_client_must_be_given_the_service_path(fake: FakeCompute) -> None:
     # api_endpoint replaces rootUrl+servicePath, so the bare server root misses /compute/v1/.
     with pytest.raises(HttpError) as exc:
-        negs(make_client(fake.url)).list(project=P, zone=Z).execute()
+        negs(make_client(fake, endpoint=fake.url)).list(project=P, zone=Z).execute()
     assert exc.value.status_code == 404
-    assert negs(make_client(fake.api_endpoint)).list(project=P, zone=Z).execute()[
+    assert negs(make_client(fake)).list(project=P, zone=Z).execute()[
         "kind"] == "compute#networkEndpointGroupList"
     assert fake.calls[-1].path == f"/compute/v1/projects/{P}/zones/{Z}/networkEndpointGroups"
 
@@ -166,13 +186,13 @@ def test_list_paging_and_filter(fake: FakeCompute, compute: Any) -> None:
 
 def test_attach_detach_and_list_endpoints_with_health(fake: FakeCompute, compute: Any) -> None:
     fake.add_neg(P, Z, "neg-a", default_port=8080)
-    op = attach(compute, eps(("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)))
+    op = attach(compute, fake=fake, body=eps(("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)))
     assert op["operationType"] == "attachNetworkEndpoints" and op["status"] == "DONE"
     assert fake.endpoints(P, Z, "neg-a") == {
         ("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)}
     assert fake.endpoint_instances(P, Z, "neg-a")[("10.0.0.1", 8080)] == "vm-1"
     # Re-attaching is a no-op by design (see module docstring).
-    attach(compute, eps(("10.0.0.1", 8080)))
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 8080)))
     assert negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()[
         "size"] == 3
 
@@ -211,10 +231,10 @@ def test_more_than_500_endpoints_rejected(fake: FakeCompute, compute: Any) -> No
     fake.add_neg(P, Z, "neg-a")
     many = [(f"10.0.{i // 250}.{i % 250}", 8080) for i in range(501)]
     with pytest.raises(HttpError) as exc:
-        attach(compute, eps(*many))
+        attach(compute, fake=fake, body=eps(*many))
     assert exc.value.status_code == 400
     assert fake.endpoints(P, Z, "neg-a") == set()
-    attach(compute, eps(*many[:500]))
+    attach(compute, fake=fake, body=eps(*many[:500]))
     assert len(fake.endpoints(P, Z, "neg-a")) == 500
 
 
@@ -222,7 +242,7 @@ def test_unknown_and_mistyped_body_fields_rejected(fake: FakeCompute, compute: A
     fake.add_neg(P, Z, "neg-a")
     # The client does not validate bodies, so a typo reaches the server.
     with pytest.raises(HttpError) as exc:
-        attach(compute, {"networkEndpoints": [
+        attach(compute, fake=fake, body={"networkEndpoints": [
             {"instance": "vm-1", "ipAdress": "10.0.0.1", "port": 80}]})
     assert exc.value.status_code == 400 and "ipAdress" in str(exc.value)
     assert "body.networkEndpoints[0]" in str(exc.value)
@@ -238,10 +258,10 @@ def test_unknown_and_mistyped_body_fields_rejected(fake: FakeCompute, compute: A
                 {"annotations": {"k": 1}}):
         body = {"networkEndpoints": [{"instance": "vm-1", "ipAddress": "10.0.0.1"} | bad]}
         with pytest.raises(HttpError) as exc:
-            attach(compute, body)
+            attach(compute, fake=fake, body=body)
         assert exc.value.status_code == 400, bad
     with pytest.raises(HttpError) as exc:
-        attach(compute, {"networkEndpoints": {"instance": "vm-1"}})
+        attach(compute, fake=fake, body={"networkEndpoints": {"instance": "vm-1"}})
     assert exc.value.status_code == 400
     with pytest.raises(HttpError) as exc:
         list_endpoints_body = {"healthStatus": "MAYBE"}
@@ -249,7 +269,7 @@ def test_unknown_and_mistyped_body_fields_rejected(fake: FakeCompute, compute: A
                                            body=list_endpoints_body).execute()
     assert exc.value.status_code == 400
     # proto3 JSON: integers may be strings, null means unset.
-    attach(compute, {"networkEndpoints": [
+    attach(compute, fake=fake, body={"networkEndpoints": [
         {"instance": "vm-1", "ipAddress": "10.0.0.1", "port": "80", "fqdn": None}]})
     assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.1", 80)}
 
@@ -282,17 +302,17 @@ def test_bad_endpoint_fails_whole_batch(fake: FakeCompute, compute: Any) -> None
     fake.reject_endpoints({("10.0.0.5", 8080)})
     batch = eps(("10.0.0.4", 8080), ("10.0.0.5", 8080), ("10.0.0.6", 8080))
     with pytest.raises(HttpError) as exc:
-        attach(compute, batch)
+        attach(compute, fake=fake, body=batch)
     assert exc.value.status_code == 400 and "networkEndpoints[1]" in str(exc.value)
     assert fake.endpoints(P, Z, "neg-a") == set()
 
     fake.reject_endpoints({("10.0.0.5", 8080)}, mode="operation")
-    op = attach(compute, batch)
+    op = attach(compute, fake=fake, body=batch)
     assert op["status"] == "DONE" and op["error"]["errors"][0]["code"] == "INVALID_FIELD_VALUE"
     assert fake.endpoints(P, Z, "neg-a") == set()
 
     fake.clear_rejected_endpoints()
-    attach(compute, batch)
+    attach(compute, fake=fake, body=batch)
     assert len(fake.endpoints(P, Z, "neg-a")) == 3
 
 
@@ -301,12 +321,12 @@ def test_injected_faults_surface_as_http_errors(fake: FakeCompute, compute: Any)
     fake.inject(ATTACH, 429, count=2)
     for _ in range(2):
         with pytest.raises(HttpError) as exc:
-            attach(compute, eps(("10.0.0.1", 80)))
+            attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
         assert exc.value.status_code == 429 and reason_of(exc.value) == "rateLimitExceeded"
         assert json.loads(exc.value.content)["error"]["status"] == "RESOURCE_EXHAUSTED"
     # Other methods are unaffected by a method-scoped fault.
     negs(compute).get(project=P, zone=Z, networkEndpointGroup="neg-a").execute()
-    attach(compute, eps(("10.0.0.1", 80)))
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
     assert fake.count(ATTACH) == 3 and fake.count(ATTACH, status=429) == 2
 
     fake.inject(None, 503)
@@ -325,7 +345,7 @@ def test_operation_error_reported_in_operation(fake: FakeCompute, compute: Any) 
     fake.add_neg(P, Z, "neg-a")
     fake.fail_next_operation("RESOURCE_NOT_READY", "The resource is not ready",
                              http_status=400, method_id=ATTACH)
-    op = attach(compute, eps(("10.0.0.1", 80)))
+    op = attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
     assert op["status"] == "DONE"
     assert op["error"] == {"errors": [
         {"code": "RESOURCE_NOT_READY", "message": "The resource is not ready"}]}
@@ -333,14 +353,15 @@ def test_operation_error_reported_in_operation(fake: FakeCompute, compute: Any) 
     assert fake.endpoints(P, Z, "neg-a") == set()
     again = compute.zoneOperations().get(project=P, zone=Z, operation=op["name"]).execute()
     assert again["error"] == op["error"]
-    assert "error" not in attach(compute, eps(("10.0.0.1", 80)))
+    assert "error" not in attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
 
 
 def test_operation_running_then_done_via_wait() -> None:
     with FakeCompute(operation_delay=0.4) as fake:
-        compute = make_client(fake.api_endpoint)
+        new_project(fake)
+        compute = make_client(fake)
         fake.add_neg(P, Z, "neg-a")
-        op = attach(compute, eps(("10.0.0.1", 80)))
+        op = attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
         assert op["status"] == "RUNNING" and "endTime" not in op
         assert fake.endpoints(P, Z, "neg-a") == set()
         ops = compute.zoneOperations()
@@ -357,7 +378,8 @@ def test_operation_running_then_done_via_wait() -> None:
 
 def test_wait_returns_running_after_timeout_then_manual_completion() -> None:
     with FakeCompute(operation_delay=math.inf, wait_timeout=0.2) as fake:
-        compute = make_client(fake.api_endpoint)
+        new_project(fake)
+        compute = make_client(fake)
         op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
         ops = compute.zoneOperations()
         assert ops.wait(project=P, zone=Z, operation=op["name"]).execute()["status"] == "RUNNING"
@@ -389,19 +411,19 @@ def test_delete_of_in_use_neg_refused(fake: FakeCompute, compute: Any) -> None:
 def test_request_id_makes_retries_idempotent(fake: FakeCompute, compute: Any) -> None:
     fake.add_neg(P, Z, "neg-a")
     rid = str(uuid.uuid4())
-    first = attach(compute, eps(("10.0.0.1", 80)), requestId=rid)
+    first = attach(compute, fake=fake, body=eps(("10.0.0.1", 80)), requestId=rid)
     detach(compute, eps(("10.0.0.1", 80)))
-    second = attach(compute, eps(("10.0.0.1", 80)), requestId=rid)
+    second = attach(compute, fake=fake, body=eps(("10.0.0.1", 80)), requestId=rid)
     assert second["name"] == first["name"]
     assert fake.endpoints(P, Z, "neg-a") == set()
     with pytest.raises(HttpError) as exc:
-        attach(compute, eps(("10.0.0.1", 80)), requestId="not-a-uuid")
+        attach(compute, fake=fake, body=eps(("10.0.0.1", 80)), requestId="not-a-uuid")
     assert exc.value.status_code == 400
 
 
 def test_calls_are_recorded(fake: FakeCompute, compute: Any) -> None:
     fake.add_neg(P, Z, "neg-a")
-    attach(compute, eps(("10.0.0.1", 80)))
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
     call = fake.calls[-1]
     assert call.method_id == ATTACH and call.status == 200 and call.http_method == "POST"
     assert call.path_params == {"project": P, "zone": Z, "networkEndpointGroup": "neg-a"}
@@ -413,7 +435,8 @@ def test_calls_are_recorded(fake: FakeCompute, compute: Any) -> None:
 
 def test_latency_and_stop_never_hangs() -> None:
     fake = FakeCompute(operation_delay=math.inf, wait_timeout=60).start()
-    compute = make_client(fake.api_endpoint)
+    new_project(fake)
+    compute = make_client(fake)
     fake.set_latency(0.2)
     t0 = time.monotonic()
     op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
@@ -435,3 +458,140 @@ def test_latency_and_stop_never_hangs() -> None:
     fake.stop()
     waiter.join(timeout=5)
     assert not waiter.is_alive() and time.monotonic() - t0 < 3
+
+
+# -- issue 13: as strict as GCE ------------------------------------------------------------------------
+def call_status(fn: Any) -> tuple[int, str]:
+    try:
+        fn()
+    except HttpError as exc:
+        return exc.status_code, str(exc)
+    return 200, ""
+
+
+def one(ip: str, instance: str, port: int = 80) -> dict[str, Any]:
+    return {"networkEndpoints": [{"instance": instance, "ipAddress": ip, "port": port}]}
+
+
+def test_an_endpoint_ip_must_belong_to_its_instance_in_the_negs_zone_and_subnet(
+    fake: FakeCompute, compute: Any
+) -> None:
+    fake.add_subnetwork(P, "us-central1", "other", cidr="192.168.0.0/16")
+    negs(compute).insert(project=P, zone=Z, body={**NEG_BODY, "subnetwork": "default"}).execute()
+    fake.add_instance(P, Z, "vm-1", ip="10.1.0.5", alias_ranges=["10.8.1.0/24"])
+    fake.add_instance(P, "us-central1-b", "vm-b", alias_ranges=["10.8.2.0/24"])
+    fake.add_instance(P, Z, "vm-other-subnet", subnetwork="other", alias_ranges=["192.168.1.0/24"])
+    assert call_status(lambda: attach(compute, one("10.1.0.5", "vm-1")))[0] == 200  # primary IP
+    assert call_status(lambda: attach(compute, one("10.8.1.7", "vm-1")))[0] == 200  # alias range
+    status, text = call_status(lambda: attach(compute, one("10.8.9.9", "vm-1")))
+    assert status == 400 and "doesn't belong to instance" in text
+    status, text = call_status(lambda: attach(compute, one("10.8.9.9", "vm-missing")))
+    assert status == 404 and "instances/vm-missing" in text
+    status, text = call_status(lambda: attach(compute, one("10.8.2.1", "vm-b")))
+    assert status == 400 and "us-central1-b" in text
+    status, text = call_status(lambda: attach(compute, one("192.168.1.1", "vm-other-subnet")))
+    assert status == 400 and "subnetwork" in text
+    assert fake.endpoints(P, Z, "neg-a") == {("10.1.0.5", 80), ("10.8.1.7", 80)}
+
+
+def test_a_neg_needs_an_existing_network_and_subnetwork(fake: FakeCompute, compute: Any) -> None:
+    status, text = call_status(lambda: negs(compute).insert(
+        project=P, zone=Z, body={**NEG_BODY, "network": "nope"}).execute())
+    assert status == 404 and "global/networks/nope" in text
+    status, text = call_status(lambda: negs(compute).insert(
+        project=P, zone=Z, body={**NEG_BODY, "subnetwork": "nope"}).execute())
+    assert status == 404 and "subnetworks/nope" in text
+    op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    assert op["status"] == "DONE" and "error" not in op
+    assert fake.neg(P, Z, "neg-a")["subnetwork"].endswith("/regions/us-central1/subnetworks/default")
+
+
+def test_stopping_or_deleting_a_vm_removes_its_endpoints(fake: FakeCompute, compute: Any) -> None:
+    negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80), ("10.0.0.2", 80)))
+    fake.stop_instance(P, Z, "vm-1")
+    assert fake.endpoints(P, Z, "neg-a") == {("10.0.0.2", 80)}
+    assert call_status(lambda: attach(compute, eps(("10.0.0.1", 80))))[0] == 400  # not RUNNING
+    fake.start_instance(P, Z, "vm-1")
+    fake.delete_instance(P, Z, "vm-2")
+    assert fake.endpoints(P, Z, "neg-a") == set()
+
+
+def test_a_detached_endpoint_stays_draining_for_a_while() -> None:
+    with FakeCompute(detach_drain_seconds=0.3) as fake:
+        new_project(fake)
+        compute = make_client(fake)
+        fake.add_neg(P, Z, "neg-a")
+        fake.set_backend(P, Z, "neg-a")
+        attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
+        detach(compute, eps(("10.0.0.1", 80)))
+        assert fake.endpoints(P, Z, "neg-a") == set()
+
+        def listed() -> list[Any]:
+            return negs(compute).listNetworkEndpoints(project=P, zone=Z, networkEndpointGroup="neg-a",
+                                                      body={"healthStatus": "SHOW"}).execute().get("items", [])
+
+        items = listed()
+        assert [i["healths"][0]["healthState"] for i in items] == ["DRAINING"]
+        assert call_status(lambda: detach(compute, eps(("10.0.0.1", 80))))[0] == 400  # not attached
+        time.sleep(0.35)
+        assert listed() == []
+
+
+def test_several_healths_entries_per_endpoint(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    attach(compute, fake=fake, body=eps(("10.0.0.1", 80)))
+    fake.set_backend(P, Z, "neg-a", backend_service="external")
+    fake.set_backend(P, Z, "neg-a", backend_service="internal")
+    fake.add_forwarding_rule(P, Z, "neg-a", "ilb-rule")
+    fake.set_health(P, Z, "neg-a", "10.0.0.1", 80, "HEALTHY")
+    fake.set_health(P, Z, "neg-a", "10.0.0.1", 80, "UNHEALTHY", backend_service="internal")
+    item, = negs(compute).listNetworkEndpoints(project=P, zone=Z, networkEndpointGroup="neg-a",
+                                               body={"healthStatus": "SHOW"}).execute()["items"]
+    by_service = {h["backendService"]["backendService"].rsplit("/", 1)[1]: h["healthState"]
+                  for h in item["healths"] if "backendService" in h}
+    assert by_service == {"external": "HEALTHY", "internal": "UNHEALTHY"}
+    rules = [h for h in item["healths"] if "forwardingRule" in h]
+    assert len(rules) == 1 and "backendService" not in rules[0]
+
+
+def test_wait_may_return_before_the_operation_is_done() -> None:
+    with FakeCompute(operation_delay=0.3, wait_returns_early=True) as fake:
+        new_project(fake)
+        compute = make_client(fake)
+        op = negs(compute).insert(project=P, zone=Z, body=NEG_BODY).execute()
+        waited = compute.zoneOperations().wait(project=P, zone=Z, operation=op["name"]).execute()
+        assert waited["status"] == "RUNNING"  # the client must wait again
+        time.sleep(0.35)
+        assert compute.zoneOperations().wait(project=P, zone=Z, operation=op["name"]).execute()["status"] == "DONE"
+
+
+def test_injections_resource_not_ready_quota_and_a_vanished_neg(fake: FakeCompute, compute: Any) -> None:
+    fake.add_neg(P, Z, "neg-a")
+    fake.inject(ATTACH, 400, reason="resourceNotReady")
+    status, text = call_status(lambda: attach(compute, fake=fake, body=eps(("10.0.0.1", 80))))
+    assert status == 400 and "resourceNotReady" in text
+    fake.neg_quota = 1
+    op = negs(compute).insert(project=P, zone=Z, body={**NEG_BODY, "name": "neg-b"}).execute()
+    assert op["error"]["errors"][0]["code"] == "QUOTA_EXCEEDED" and op["httpErrorStatusCode"] == 403
+    fake.remove_neg(P, Z, "neg-a")
+    assert call_status(lambda: attach(compute, eps(("10.0.0.1", 80))))[0] == 404
+
+
+def test_the_token_endpoint_verifies_the_service_account_assertion(fake: FakeCompute) -> None:
+    import google.oauth2.service_account
+    from google.auth.transport.requests import Request
+
+    key = fake.service_account_key()
+    creds = google.oauth2.service_account.Credentials.from_service_account_info(
+        key, scopes=["https://www.googleapis.com/auth/compute"])
+    creds.refresh(Request())
+    compute = make_client(fake, creds)
+    assert negs(compute).list(project=P, zone=Z).execute()["kind"] == "compute#networkEndpointGroupList"
+    # A key the fake never issued (another private key under the same id) is refused.
+    with FakeCompute() as other:
+        forged = {**key, "private_key": other.service_account_key()["private_key"]}
+    bad = google.oauth2.service_account.Credentials.from_service_account_info(
+        forged, scopes=["https://www.googleapis.com/auth/compute"])
+    with pytest.raises(Exception, match="invalid_grant"):
+        bad.refresh(Request())

@@ -267,14 +267,15 @@ def test_aws_cloud_fault(aws: Cloud, fault: str) -> None:
 # -- gcp (FakeCompute) -------------------------------------------------------------------------------
 @pytest.fixture
 def gcp() -> Iterator[Cloud]:
-    from google.auth.credentials import AnonymousCredentials
-
     from negsync.providers.gcp import GcpProvider, neg_name
 
     fake = FakeCompute().start()
+    # The project's network, and the VM the endpoints run on owning their range.
+    fake.add_subnetwork(PROJECT, "us-central1", "default", cidr="10.0.0.0/8")
+    fake.add_instance(PROJECT, ZONE, "vm-a-1", alias_ranges=["10.2.0.0/24"])
     foreign_neg = "someone-elses-neg"
     fake.add_neg(PROJECT, ZONE, foreign_neg, endpoints=[("vm-x", "10.2.0.1", 8080)])
-    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=AnonymousCredentials(),
+    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
                            num_retries=0, operation_timeout=3.0, rate_limit=(1000.0, 1000), http_timeout=1.0)
     spec = BindingSpec("web", "http", GcpNegTarget(project=PROJECT, network="default"), readiness_gate=False)
     harness = Harness(provider, spec).start()

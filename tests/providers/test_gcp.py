@@ -13,13 +13,12 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httplib2
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from googleapiclient.errors import HttpError
 
 from negsync.core.bindings import BindingSpec, GcpNegTarget
@@ -31,12 +30,14 @@ from negsync.errors import (
     InvalidTarget,
     OwnershipConflict,
     ProviderError,
+    QuotaExceeded,
     RejectedError,
     TargetNotFound,
     TransientError,
 )
 from negsync.providers.gcp import (
     MAX_NAME_LENGTH,
+    QUOTA_RETRY_AFTER,
     GcpProvider,
     NegOwner,
     _from_http_error,
@@ -72,10 +73,24 @@ class SkipSleepClock(RealClock):
         self.sleeps.append(seconds)
 
 
+def new_project(fake: FakeCompute) -> FakeCompute:
+    """The project's network: ``default`` with the ``nodes`` subnetwork in us-central1."""
+    fake.add_subnetwork(PROJECT, "us-central1", "nodes", cidr="10.0.0.0/8")
+    return fake
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     with FakeCompute() as f:
-        yield f
+        yield new_project(f)
+
+
+def place(fake: FakeCompute, endpoints: Iterable[Endpoint | TargetEndpoint], zone: str = "") -> None:
+    """The VMs the endpoints name exist and own their IPs (each a /32 alias range)."""
+    for e in endpoints:
+        instance = e.node if isinstance(e, Endpoint) else e.instance
+        fake.provision(PROJECT, (e.zone if isinstance(e, Endpoint) else "") or zone or ZONE_A, instance, [e.ip],
+                       subnetwork="nodes")
 
 
 @pytest.fixture
@@ -89,7 +104,7 @@ def make(fake: FakeCompute, clock: SkipSleepClock) -> Callable[..., GcpProvider]
         kwargs: dict[str, Any] = {
             "cluster_uid": UID,
             "compute_endpoint": fake.api_endpoint,
-            "credentials": AnonymousCredentials(),
+            "credentials": fake.credentials(),
             "num_retries": 2,
             "operation_timeout": 5.0,
             "rate_limit": (1000.0, 1000),
@@ -148,9 +163,13 @@ def batch_sizes(fake: FakeCompute, method_id: str) -> list[int]:
 
 
 class Driver:
-    """The real reconciler, reconciled by hand until a condition holds (no engine, no queue)."""
+    """The real reconciler, reconciled by hand until a condition holds (no engine, no queue).
 
-    def __init__(self, provider: GcpProvider) -> None:
+    ``set`` also plays the cloud side of the cluster: the VMs the endpoints run on exist.
+    """
+
+    def __init__(self, provider: GcpProvider, fake: FakeCompute | None = None) -> None:
+        self.fake = fake
         self.desired: dict[BindingKey, DesiredBinding] = {}
         self.reconciler = Reconciler(
             provider=provider,
@@ -165,6 +184,8 @@ class Driver:
     def set(
         self, key: BindingKey, spec: BindingSpec, endpoints: tuple[Endpoint, ...], *, deleting: bool = False
     ) -> None:
+        if self.fake is not None:
+            place(self.fake, endpoints)
         self.desired[key] = DesiredBinding(key=key, spec=spec, endpoints=endpoints, deleting=deleting)
 
     def run(
@@ -189,8 +210,8 @@ class Driver:
 
 
 @pytest.fixture
-def driver(provider: GcpProvider) -> Iterator[Driver]:
-    d = Driver(provider)
+def driver(provider: GcpProvider, fake: FakeCompute) -> Iterator[Driver]:
+    d = Driver(provider, fake)
     yield d
     d.close()
 
@@ -235,13 +256,16 @@ def test_parse_location_and_owner_description() -> None:
 
 def test_health_from_item() -> None:
     def item(*states: str) -> dict[str, Any]:
-        return {"healths": [{"healthState": s} for s in states]}
+        return {"healths": [{"healthState": s, "backendService": {"backendService": f"bs-{i}"}}
+                            for i, s in enumerate(states)]}
 
     assert health_from_item({}, health_checked=False) is Health.NO_HEALTH_CHECK
     assert health_from_item({}, health_checked=True) is Health.INITIAL
     assert health_from_item(item("HEALTHY"), health_checked=False) is Health.HEALTHY
     assert health_from_item(item("UNHEALTHY", "HEALTHY"), health_checked=False) is Health.HEALTHY
-    assert health_from_item(item("HEALTHY", "DRAINING"), health_checked=False) is Health.DRAINING
+    # HEALTHY in any backend service passes the gate (ingress-gce getHealthyBackendService).
+    assert health_from_item(item("HEALTHY", "DRAINING"), health_checked=False) is Health.HEALTHY
+    assert health_from_item(item("UNHEALTHY", "DRAINING"), health_checked=False) is Health.DRAINING
     assert health_from_item(item("UNHEALTHY"), health_checked=False) is Health.UNHEALTHY
     assert health_from_item(item("UNKNOWN"), health_checked=False) is Health.UNKNOWN
 
@@ -336,6 +360,7 @@ def test_1200_endpoints_attach_in_3_calls_and_detach_in_3_calls(fake: FakeComput
 def test_list_endpoints_pages_through_more_than_500(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     members = [TargetEndpoint(e.ip, e.port, e.node) for e in eps(700)]
+    place(fake, members)
     provider.attach(ref(), members[:500])
     provider.attach(ref(), members[500:])
     fake.clear_calls()
@@ -350,6 +375,7 @@ def test_detach_of_an_already_gone_endpoint_detaches_the_rest(
 ) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+    place(fake, [a, b])
     provider.attach(ref(), [a, b])
     provider.detach(ref(), [b])
     provider.detach(ref(), [a, b])  # b is gone: a strict 400 for the batch, then only a
@@ -372,10 +398,13 @@ def test_concurrent_calls_use_one_http_object_per_thread(fake: FakeCompute, prov
     for r in refs:
         provider.ensure_target(r, binding=KEY, spec=target())
 
+    for i in range(24):
+        place(fake, [TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}")], zone=parse_location(refs[i % 3])[1])
+
     def work(i: int) -> None:
         r = refs[i % 3]
-        provider.attach(r, [TargetEndpoint(f"10.1.{i}.1", 80, "vm")])
-        assert TargetEndpoint(f"10.1.{i}.1", 80, "vm") in provider.list_endpoints(r)
+        provider.attach(r, [TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}")])
+        assert TargetEndpoint(f"10.1.{i}.1", 80, f"vm-{i % 3}") in provider.list_endpoints(r)
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(work, range(24)))
@@ -435,6 +464,7 @@ def test_the_client_retries_throttling_and_5xx(
     fake: FakeCompute, provider: GcpProvider, clock: SkipSleepClock, status: int, reason: str
 ) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
+    place(fake, [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     fake.inject(ATTACH, status, count=2, reason=reason)
     provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     assert fake.count(ATTACH, status) == 2 and fake.count(ATTACH, 200) == 1
@@ -485,6 +515,7 @@ def test_retry_after_header_reaches_the_transient_error() -> None:
 def test_operation_errors_are_mapped(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
     fake.fail_next_operation("RESOURCE_NOT_READY", "not ready", http_status=400, method_id=ATTACH)
     with pytest.raises(TransientError, match="RESOURCE_NOT_READY"):
         provider.attach(ref(), member)
@@ -501,6 +532,7 @@ def test_an_operation_past_its_deadline_is_transient(
 ) -> None:
     provider = make(operation_timeout=0.3)
     provider.ensure_target(ref(), binding=KEY, spec=target())
+    place(fake, [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     fake.operation_delay = math.inf
     fake.wait_timeout = 0.1
     started = time.monotonic()
@@ -581,16 +613,19 @@ def test_unprobed_endpoints_of_a_health_checked_neg_do_not_pass_the_gate(
     make: Callable[..., GcpProvider],
 ) -> None:
     with FakeCompute(default_health=None) as fake:
-        provider = make(compute_endpoint=fake.api_endpoint)
+        new_project(fake)
+        provider = make(compute_endpoint=fake.api_endpoint, credentials=fake.credentials())
         provider.ensure_target(ref(), binding=KEY, spec=target())
         a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+        place(fake, [a, b])
         provider.attach(ref(), [a, b])
         fake.set_backend(PROJECT, ZONE_A, name_of())
         assert provider.list_endpoints(ref()) == {a: Health.NO_HEALTH_CHECK, b: Health.NO_HEALTH_CHECK}
         fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "HEALTHY")
         assert provider.list_endpoints(ref()) == {a: Health.HEALTHY, b: Health.INITIAL}
         # The kube layer can say a health-checked backend uses the NEG before any probe reports.
-        known = make(compute_endpoint=fake.api_endpoint, health_check_known=lambda r: True)
+        known = make(compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                     health_check_known=lambda r: True)
         fake.clear_backend(PROJECT, ZONE_A, name_of())
         assert set(known.list_endpoints(ref()).values()) == {Health.INITIAL}
 
@@ -613,3 +648,245 @@ def test_threads_do_not_share_http_objects(provider: GcpProvider) -> None:
         t.join()
     assert len({id(h) for h in seen}) == 4
     assert provider._http(PROJECT) is provider._http(PROJECT)
+
+
+# -- issue 13: errors classified as GCE means them ---------------------------------------------------
+def test_resource_not_ready_is_transient_never_a_rejection(fake: FakeCompute, provider: GcpProvider) -> None:
+    # terraform-provider-google isSubnetworkUnreadyError: 400 resourceNotReady is retried.
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
+    fake.inject(ATTACH, 400, reason="resourceNotReady",
+                message="The resource 'projects/p/regions/us-central1/subnetworks/nodes' is not ready")
+    with pytest.raises(TransientError) as caught:
+        provider.attach(ref(), member)
+    assert not isinstance(caught.value, RejectedError)
+    provider.attach(ref(), member)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("10.0.0.1", 8080)}
+
+
+def test_resource_not_ready_never_blocks_an_endpoint(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(4)
+    fake.inject(ATTACH, 400, count=3, reason="resourceNotReady")
+    driver.set(KEY, bspec(), endpoints)
+    result = driver.run(until=lambda r: r.synced and r.count("registered") == 4)
+    assert not result.rejected  # no bisection of a batch that was never wrong
+
+
+def test_quota_exceeded_is_its_own_error_and_a_per_minute_quota_is_not(
+    fake: FakeCompute, provider: GcpProvider
+) -> None:
+    fake.inject(INSERT, 403, reason="quotaExceeded",
+                message="Quota 'NETWORK_ENDPOINT_GROUPS' exceeded.  Limit: 100.0 globally.")
+    with pytest.raises(QuotaExceeded) as caught:
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+    assert caught.value.retry_after == QUOTA_RETRY_AFTER  # slow retry
+    # is403QuotaExceededPerMinuteError: a per-minute rate quota clears by waiting.
+    per_minute = ("Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' "
+                  "of service 'compute.googleapis.com' for consumer 'project_number:1'.")
+    fake.inject(INSERT, 403, reason="quotaExceeded", message=per_minute)
+    with pytest.raises(TransientError) as transient:
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+    assert not isinstance(transient.value, QuotaExceeded)
+    # The operation form (QUOTA_EXCEEDED, as resource quotas fail instance inserts).
+    fake.neg_quota = 0
+    with pytest.raises(QuotaExceeded, match="NETWORK_ENDPOINT_GROUPS"):
+        provider.ensure_target(ref(), binding=KEY, spec=target())
+
+
+def test_quota_exceeded_surfaces_on_the_result_and_the_status(fake: FakeCompute, driver: Driver) -> None:
+    from negsync.kube.status import binding_status
+
+    fake.neg_quota = 0
+    driver.set(KEY, bspec(), eps(2))
+    result = driver.run(until=lambda r: bool(r.quota_exceeded))
+    assert "NETWORK_ENDPOINT_GROUPS" in result.quota_exceeded[0]
+    status = binding_status(generation=1, previous={}, result=result)
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "QuotaExceeded"
+    fake.neg_quota = None
+    result = driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+    assert not result.quota_exceeded
+
+
+def test_a_neg_deleted_behind_our_back_is_recreated_with_its_endpoints(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(3)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    description = fake.neg(PROJECT, ZONE_A, name_of())["description"]
+    fake.remove_neg(PROJECT, ZONE_A, name_of())
+    driver.reconciler.invalidate()
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints)
+    recreated = fake.neg(PROJECT, ZONE_A, name_of())
+    assert recreated["description"] == description  # same name, same ownership
+    assert recreated["subnetwork"].endswith("/subnetworks/nodes")
+
+
+def test_a_404_about_an_instance_is_a_rejection_not_a_missing_neg(fake: FakeCompute, provider: GcpProvider) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    good, gone = TargetEndpoint("10.0.0.1", 8080, "vm-1"), TargetEndpoint("10.0.0.2", 8080, "vm-gone")
+    place(fake, [good])
+    with pytest.raises(RejectedError, match="instance"):
+        provider.attach(ref(), [good, gone])
+    fake.remove_neg(PROJECT, ZONE_A, name_of())
+    with pytest.raises(TargetNotFound):
+        provider.attach(ref(), [good])
+
+
+# -- issue 13: health read as GKE reads it ---------------------------------------------------------------
+def test_healthy_in_any_backend_service_passes_and_forwarding_rule_entries_do_not_count(
+    fake: FakeCompute, provider: GcpProvider
+) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    a, b = (TargetEndpoint(e.ip, e.port, e.node) for e in eps(2))
+    place(fake, [a, b])
+    provider.attach(ref(), [a, b])
+    # Only a passthrough forwarding rule reports health: not a backend service, so not health-checked.
+    fake.add_forwarding_rule(PROJECT, ZONE_A, name_of(), "ilb")
+    fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "HEALTHY")
+    assert provider.list_endpoints(ref()) == {a: Health.NO_HEALTH_CHECK, b: Health.NO_HEALTH_CHECK}
+    # Two backend services: HEALTHY in one of them is enough, whatever the other says.
+    fake.set_backend(PROJECT, ZONE_A, name_of(), backend_service="external")
+    fake.set_backend(PROJECT, ZONE_A, name_of(), backend_service="internal")
+    fake.set_health(PROJECT, ZONE_A, name_of(), a.ip, a.port, "DRAINING", backend_service="internal")
+    fake.set_health(PROJECT, ZONE_A, name_of(), b.ip, b.port, "UNHEALTHY")
+    listed = provider.list_endpoints(ref())
+    assert listed == {a: Health.HEALTHY, b: Health.UNHEALTHY}
+
+
+def test_a_draining_member_is_a_member_and_is_not_attached_again(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(2)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+    fake.set_backend(PROJECT, ZONE_A, name_of())
+    fake.set_health(PROJECT, ZONE_A, name_of(), endpoints[0].ip, endpoints[0].port, "DRAINING")
+    attaches = fake.count(ATTACH)
+    driver.reconciler.invalidate()
+    for _ in range(3):
+        result = driver.run()
+    assert fake.count(ATTACH) == attaches  # ingress-gce: every listed endpoint is present
+    assert result.count("draining") == 1
+
+
+def test_a_detached_endpoint_draining_in_the_list_is_not_detached_again(fake: FakeCompute, driver: Driver) -> None:
+    endpoints = eps(3)
+    driver.set(KEY, bspec(), endpoints)
+    driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+    fake.set_backend(PROJECT, ZONE_A, name_of())
+    driver.set(KEY, bspec(), endpoints[1:])
+    driver.run(until=lambda r: r.synced and fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints[1:]))
+    detaches = fake.count(DETACH)
+    driver.reconciler.invalidate()
+    result = driver.run()
+    assert result.synced and fake.count(DETACH) == detaches and fake.count(DETACH, 400) == 0
+
+
+# -- issue 13: endpoints GCE removes by itself ---------------------------------------------------------
+def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_period(fake: FakeCompute) -> None:
+    from negsync.core.clock import VirtualClock
+
+    clock = VirtualClock(start=1000.0)
+    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                           num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
+    driver = Driver(provider, fake)
+    driver.reconciler = Reconciler(provider=provider, source=driver.desired.get,
+                                   enqueue=lambda key, delay, priority: None, clock=clock, seed=1)
+    try:
+        endpoints = eps(3, node="vm-preemptible")
+        driver.set(KEY, bspec(), endpoints)
+        result = driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+        assert result.requeue_after is not None and result.requeue_after <= 60.0  # the default period
+        # Preempted: GCE drops the VM's endpoints; it comes back with the same name and pods.
+        fake.stop_instance(PROJECT, ZONE_A, "vm-preemptible")
+        fake.start_instance(PROJECT, ZONE_A, "vm-preemptible")
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
+        attaches = fake.count(ATTACH)
+        clock.advance(59.0)
+        driver.reconciler.reconcile(KEY)
+        assert fake.count(ATTACH) == attaches  # the member list is still fresh
+        clock.advance(2.0)
+        driver.run(until=lambda r: r.synced and r.count("registered") == 3)
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == ips(endpoints)
+    finally:
+        driver.close()
+
+
+def test_member_list_period_is_a_flag() -> None:
+    import argparse
+
+    from negsync.controller import Settings, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert Settings.from_args(parser.parse_args([])).member_list_period == 60.0
+    assert Settings.from_args(parser.parse_args(["--member-list-period", "30s"])).member_list_period == 30.0
+    with pytest.raises(ConfigError, match="--member-list-period"):
+        Settings.from_args(parser.parse_args(["--member-list-period", "0"]))
+
+
+# -- issue 13: one NEG per (zone, subnetwork) -------------------------------------------------------------
+def test_nodes_of_a_non_default_subnetwork_get_a_neg_of_their_own(fake: FakeCompute) -> None:
+    # An auto-mode-like network: "default" subnetwork, plus the node pool's own "pool-b".
+    fake.add_subnetwork(PROJECT, "us-central1", "default", cidr="172.16.0.0/16")
+    fake.add_subnetwork(PROJECT, "us-central1", "pool-b", cidr="192.168.0.0/16")
+    fake.add_instance(PROJECT, ZONE_A, "n-default", subnetwork="default", alias_ranges=["172.16.1.0/24"])
+    fake.add_instance(PROJECT, ZONE_A, "n-pool-b", subnetwork="pool-b", alias_ranges=["192.168.1.0/24"])
+    subnets = {"n-default": "", "n-pool-b": "pool-b"}
+    provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                           num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0,
+                           subnet_for_node=subnets.get)
+    driver = Driver(provider)  # the VMs are set up above
+    try:
+        endpoints = (Endpoint("172.16.1.5", 8080, ZONE_A, "n-default"), Endpoint("192.168.1.5", 8080, ZONE_A, "n-pool-b"))
+        driver.set(KEY, bspec(subnetwork=""), endpoints)
+        result = driver.run(until=lambda r: r.synced and r.count("registered") == 2)
+        assert not result.rejected
+        other = neg_name(prefix="k8s", cluster_uid=UID, binding=KEY, subnet="pool-b")
+        assert other != name_of() and len(other) <= MAX_NAME_LENGTH and RFC1035.match(other)
+        assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("172.16.1.5", 8080)}
+        assert fake.endpoints(PROJECT, ZONE_A, other) == {("192.168.1.5", 8080)}
+        assert fake.neg(PROJECT, ZONE_A, other)["subnetwork"].endswith("/subnetworks/pool-b")
+        # After a restart both NEGs are found again (every name of the binding ends with its hash).
+        fresh = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
+                            num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
+        assert {r.name for r in fresh.existing_targets(binding=KEY, spec=target(subnetwork=""))} == {name_of(), other}
+    finally:
+        driver.close()
+
+
+def test_the_provider_waits_again_when_zone_operations_wait_returns_early(fake: FakeCompute,
+                                                                          provider: GcpProvider) -> None:
+    fake.wait_returns_early = True  # the reference: wait may return before the operation is DONE
+    fake.operation_delay = 0.2
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    member = [TargetEndpoint("10.0.0.1", 8080, "vm-1")]
+    place(fake, member)
+    provider.attach(ref(), member)
+    assert fake.endpoints(PROJECT, ZONE_A, name_of()) == {("10.0.0.1", 8080)}
+    assert fake.count("compute.zoneOperations.wait") >= 2
+
+
+def test_the_controller_wires_node_subnets_into_the_provider(fake: FakeCompute) -> None:
+    import argparse
+
+    from negsync.controller import NodeInstances, add_arguments, build_provider
+    from negsync.kube.caches import Caches, decode_node
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--provider", "gcp", "--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous",
+                              "--cluster-uid", UID])
+    instances = NodeInstances()
+    provider = build_provider(args, api_client=None, clock=RealClock(), instances=instances)
+    assert isinstance(provider, GcpProvider)
+    instances.caches = Caches()
+    labels = {"topology.kubernetes.io/zone": ZONE_A, "cloud.google.com/gke-node-pool-subnet": "pool-b"}
+    instances.caches.nodes.put(("", "n-b"), decode_node(
+        {"metadata": {"name": "n-b", "labels": labels}, "spec": {"providerID": f"gce://{PROJECT}/{ZONE_A}/vm-b"}}))
+    endpoint = Endpoint("192.168.1.5", 8080, ZONE_A, "n-b")
+    assert provider.subnet_of(endpoint, target(subnetwork="")) == "pool-b"
+    assert provider.subnet_of(endpoint, target(subnetwork="pool-b")) == ""  # pinned: the binding's own NEG
+    groups = provider.targets_for(binding=KEY, spec=target(subnetwork=""), endpoints=[endpoint])
+    assert [r.name for r in groups] == [neg_name(prefix="k8s", cluster_uid=UID, binding=KEY, subnet="pool-b")]
+    assert groups[next(iter(groups))] == {TargetEndpoint("192.168.1.5", 8080, "vm-b")}
