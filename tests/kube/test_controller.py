@@ -78,8 +78,8 @@ def test_syncs_a_service_and_gates_turn_true_only_when_healthy(kube: KubeApiEmul
                                                                provider: MemoryProvider) -> None:
     ips = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
     # Pods carrying the gate are not Ready yet: they must still be registered.
+    kube.create(binding())  # first: the webhook gates only pods of an existing binding
     seed_service(kube, ips, not_ready=tuple(ips))
-    kube.create(binding())
     wait_for(lambda: provider.members(REF) == members(*ips), what="members attached")
     attached_at = time.monotonic()
     first = wait_for(lambda: gate_of(kube, "web-0"), what="gate condition")
@@ -168,8 +168,8 @@ def test_gate_times_out_when_the_lb_never_reports_healthy(kube: KubeApiEmulator,
     ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=4.0))
     ctl.start()
     try:
+        kube.create(binding())  # first: the webhook gates only pods of an existing binding
         seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-        kube.create(binding())
         first = wait_for(lambda: gate_of(kube, "web-0"), what="gate condition")
         assert first["status"] == "False"
         done = wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True" and c, what="gate timeout")
@@ -185,8 +185,8 @@ def test_no_health_check_releases_the_gate_with_a_reason(kube: KubeApiEmulator, 
     ctl = Controller(api_client=api_client, provider=provider, settings=settings())
     ctl.start()
     try:
+        kube.create(binding())  # first: the webhook gates only pods of an existing binding
         seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-        kube.create(binding())
         done = wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True" and c, what="gate")
         assert done["reason"] == "NoHealthCheck"
     finally:
@@ -195,8 +195,8 @@ def test_no_health_check_releases_the_gate_with_a_reason(kube: KubeApiEmulator, 
 
 def test_gate_patch_is_guarded_by_uid_and_skipped_when_unchanged(kube: KubeApiEmulator, controller: Controller,
                                                                  provider: MemoryProvider) -> None:
+    kube.create(binding())  # first: the webhook gates only pods of an existing binding
     seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-    kube.create(binding())
     wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True")
     patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/pods/web-0/status")]
     pod_uid = (kube.get("v1", "Pod", "shop", "web-0") or {})["metadata"]["uid"]
