@@ -728,13 +728,14 @@ class Controller:
     def _write_status(self, record: Any, status: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        from negsync.kube.status import status_changed
+        from negsync.kube.status import replacing_patch, status_changed
 
         if not status_changed(record.status, status):
             return
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, record.namespace, PLURAL, record.name, {"status": status}, _request_timeout=10)
+                GROUP, VERSION, record.namespace, PLURAL, record.name,
+                {"status": replacing_patch(record.status, status)}, _request_timeout=10)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("status not written", extra={"binding": f"{record.namespace}/{record.name}",
