@@ -7,6 +7,7 @@ so for the reason the test names, not because the endpoint became healthy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -155,8 +156,10 @@ def test_a_gated_pod_is_registered_only_while_its_containers_are_ready(kube: Kub
         kube.create(service())
         kube.create(pod("web-0", ip="10.1.0.1", gates=[GATE], containers_ready=False))
         kube.create(endpoint_slice("web-abc", ["10.1.0.1"], not_ready=("10.1.0.1",), pods={"10.1.0.1": "web-0"}))
-        wait_gate(kube, "web-0", "False", "ContainersNotReady")
+        wait_for(lambda: (kube.get(*BINDINGS, "shop", "web") or {}).get("status"), what="first reconcile done")
+        time.sleep(0.5)  # any attach it issued has landed
         assert provider.members(REF) == set()  # the probe fails: the LB must not send it traffic
+        wait_gate(kube, "web-0", "False", "ContainersNotReady")
         # The probe passes: registered, healthy, the gate opens.
         kube.patch("v1", "Pod", "shop", "web-0", {"status": {"conditions": [
             {"type": "ContainersReady", "status": "True"}]}}, patch_type="strategic", subresource="status")

@@ -9,7 +9,6 @@ from kubernetes import client
 from negsync.controller import Controller
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey
-from negsync.kube.status import replacing_patch
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator, merge_patch
 from tests.kube.conftest import binding, endpoint_slice, pod, service
@@ -55,6 +54,8 @@ def test_a_fixed_degraded_endpoint_leaves_no_trace_and_a_quiet_binding_writes_no
 
 
 def test_the_replacing_patch_turns_the_stored_status_into_exactly_the_new_one() -> None:
+    from negsync.kube.status import replacing_patch
+
     stored = {"degradedEndpoints": [{"address": "a", "reason": "r"}], "lastDetach": {"callSeconds": 1.0,
               "changeToCallSeconds": 0.5}, "endpoints": {"desired": 2}}
     new = {"lastDetach": {"callSeconds": 0.2}, "endpoints": {"desired": 1}}
