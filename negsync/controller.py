@@ -523,6 +523,13 @@ class Controller:
                     self.events.warning(ref, "TargetRetained", f"{target} is still in use and was left in place")
                 self._set_finalizer(record, present=False)
             return result
+        if not reason and spec is not None and spec.readiness_gate and len(key.name) > 63:
+            # The CRD's CEL rule rejects these; a cluster without CEL validation (< 1.25) may still
+            # hold one. No pod can carry its gate (a condition type's name part is at most 63
+            # characters), so the webhook skips it: say so instead of syncing it without gates.
+            reason, message = "NameTooLong", (
+                f"metadata.name has {len(key.name)} characters; the readiness gate target-health.negsync.io/<name> "
+                f"fits at most 63: use a shorter name, or set spec.readinessGate false")
         if reason:
             self.events.warning(ref, reason, message)
             if service is not None:

@@ -222,3 +222,23 @@ def test_a_replaced_pod_is_never_marked_by_a_stale_gate_write(kube: KubeApiEmula
     writer = GateWriter(core_api=client.CoreV1Api(api_client))
     assert writer.write(stale, GATE, GateCondition("True", "LoadBalancerHealthy", "x")) is False
     assert gate_of(kube, "web-0") is None
+
+
+def test_a_gated_binding_whose_name_cannot_name_a_gate_says_so(kube: KubeApiEmulator, controller: Controller,
+                                                               provider: MemoryProvider) -> None:
+    # The CRD's CEL rule rejects this on a real API server (>= 1.25); the emulator stores it as-is,
+    # as a cluster without CEL validation would.
+    name = "w" * 64
+    seed_service(kube, ["10.1.0.1"])
+    long = binding()
+    long["metadata"]["name"] = name
+    kube.create(long)
+
+    def ready() -> dict[str, Any] | None:
+        obj = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", name) or {}
+        return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+
+    found = wait_for(lambda: (c := ready()) and c["reason"] == "NameTooLong" and c, what="NameTooLong condition")
+    assert found["status"] == "False" and "63" in found["message"]
+    assert any(e["reason"] == "NameTooLong" for e in kube.list_objects("v1", "Event", "shop"))
+    assert provider.targets() == []  # not synced half-way without its gates
