@@ -536,7 +536,8 @@ class Controller:
                 self.events.warning(ObjectRef("v1", "Service", key.namespace, service.name, service.uid), reason, message)
             self._write_status(record, binding_status(generation=record.generation, previous=record.status,
                                                       problem=Problem(reason, message)))
-            self._release_gates(key, reason, message)
+            service_name = spec.service_name if spec is not None else ""
+            self._release_gates(key, reason, message, confirm=lambda: self._caches_current(key, service_name))
             return ReconcileResult(key=key, errors=(message,))
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
@@ -554,7 +555,10 @@ class Controller:
             if wait_until is not None and (result.requeue_after is None or wait_until < result.requeue_after):
                 result = dataclasses.replace(result, requeue_after=wait_until)
         else:
-            self._release_gates(key, GATE_DISABLED, f"TargetBinding {key.name} has spec.readinessGate false")
+            released = self._release_gates(key, GATE_DISABLED, f"TargetBinding {key.name} has spec.readinessGate false",
+                                           confirm=lambda: self._caches_current(key, ""))
+            if not released:
+                result = dataclasses.replace(result, requeue_after=min(result.requeue_after or 1.0, 1.0))
         self._report(ref, service, result, desired)
         with self._lock:
             self._skipped[key] = len(desired.skipped) if desired else 0
@@ -597,6 +601,40 @@ class Controller:
         kind = condition_type(key.name)
         return [p for p in self.caches.pods.by_index("binding", (key.namespace, key.name))
                 if kind in p.gates and not p.deleting]
+
+    def _caches_current(self, key: BindingKey, service_name: str) -> bool:
+        """Whether the cached binding and Service are what the API holds now.
+
+        Releasing a gate cannot be undone, and the pod watch may run ahead of the Service and
+        binding watches (a pod created right after its Service is seen first): decide on the
+        API's answer, not a lagging cache.  Costs two GETs, only when a gate is about to be released.
+        """
+        import json
+
+        from kubernetes.client.exceptions import ApiException
+
+        from negsync.kube.caches import decode_binding, decode_service
+
+        cached_binding = self.caches.bindings.get((key.namespace, key.name))
+        cached_service = self.caches.services.get((key.namespace, service_name)) if service_name else None
+        raw: Any
+        try:
+            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, key.namespace, PLURAL, key.name,
+                                                           _request_timeout=10, _preload_content=False)
+            live = decode_binding(json.loads(raw.data))
+            if cached_binding is None or (live.uid, live.spec_json, live.deleting) != (
+                    cached_binding.uid, cached_binding.spec_json, cached_binding.deleting):
+                return False
+            if not service_name:
+                return True
+            try:
+                raw = self.core.read_namespaced_service(service_name, key.namespace, _request_timeout=10,
+                                                        _preload_content=False)
+            except ApiException as exc:
+                return exc.status == 404 and cached_service is None
+            return decode_service(json.loads(raw.data)) == cached_service
+        except (ApiException, ValueError, OSError):
+            return False  # not sure: release nothing now, the re-queue asks again
 
     def _binding_gone(self, key: BindingKey) -> bool:
         from kubernetes.client.exceptions import ApiException
@@ -678,6 +716,7 @@ class Controller:
             if endpoint.pod is not None:
                 targets.setdefault(endpoint.pod.name, []).append(endpoint)
         listing: _SliceListing | None = None
+        confirmed: bool | None = None
         for pod in self._gated_pods(key):
             age = wall - pod.created if pod.created else 0.0
             # The slice may still name an earlier pod of that name (a re-created pod has a new IP).
@@ -696,6 +735,11 @@ class Controller:
                     listing = _SliceListing.of(self.caches, key.namespace, spec, service, desired)
                 why = listing.why_not(pod, service)
                 if why[0] in (ENDPOINT_SKIPPED, NOT_IN_TARGETS):
+                    if confirmed is None:
+                        confirmed = self._caches_current(key, spec.service_name)
+                    if not confirmed:
+                        wait_until = 1.0 if wait_until is None else min(wait_until, 1.0)
+                        continue
                     wanted = released(*why)
                 else:
                     wanted = waiting(reason=why[0], message=why[1], pod_age=age, timeout=self.settings.gate_timeout)
