@@ -134,10 +134,12 @@ def test_an_other_family_binding_releases_pods_listed_only_in_the_other_family(
 def test_the_gate_timeout_applies_to_a_pod_that_never_becomes_a_target(kube: KubeApiEmulator,
                                                                       api_client: client.ApiClient,
                                                                       never_healthy: MemoryProvider) -> None:
-    ctl = start(api_client, never_healthy, gate_timeout=2.0)
+    ctl = start(api_client, never_healthy, gate_timeout=3.0)
     try:
         seed(kube)
-        wait_gate(kube, "pending", "False", "WaitingForEndpoint")
+        # (On a slow machine the first reconcile may come after the deadline already.)
+        wait_for(lambda: gate_reason(kube, "pending") in {("False", "WaitingForEndpoint"), ("True", "Timeout")},
+                 what="pending pod's gate written")
         # No event about the pod arrives after this: the controller re-queues itself for the deadline.
         wait_gate(kube, "pending", "True", "Timeout", timeout=10)
         wait_gate(kube, "sick", "True", "Timeout", timeout=10)
