@@ -537,7 +537,8 @@ class Controller:
             self._write_status(record, binding_status(generation=record.generation, previous=record.status,
                                                       problem=Problem(reason, message)))
             service_name = spec.service_name if spec is not None else ""
-            self._release_gates(key, reason, message, confirm=lambda: self._caches_current(key, service_name))
+            self._release_gates(key, reason, message,
+                                confirm=lambda: self._decided_on_current(key, record, service_name, service))
             return ReconcileResult(key=key, errors=(message,))
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
@@ -551,12 +552,12 @@ class Controller:
                 self._computing.pop(key, None)
         timeouts = 0
         if spec is not None and spec.readiness_gate:
-            timeouts, wait_until = self._update_gates(key, spec, service, desired, result)
+            timeouts, wait_until = self._update_gates(key, record, spec, service, desired, result)
             if wait_until is not None and (result.requeue_after is None or wait_until < result.requeue_after):
                 result = dataclasses.replace(result, requeue_after=wait_until)
         else:
             released = self._release_gates(key, GATE_DISABLED, f"TargetBinding {key.name} has spec.readinessGate false",
-                                           confirm=lambda: self._caches_current(key, ""))
+                                           confirm=lambda: self._decided_on_current(key, record, "", None))
             if not released:
                 result = dataclasses.replace(result, requeue_after=min(result.requeue_after or 1.0, 1.0))
         self._report(ref, service, result, desired)
@@ -602,12 +603,13 @@ class Controller:
         return [p for p in self.caches.pods.by_index("binding", (key.namespace, key.name))
                 if kind in p.gates and not p.deleting]
 
-    def _caches_current(self, key: BindingKey, service_name: str) -> bool:
-        """Whether the cached binding and Service are what the API holds now.
+    def _decided_on_current(self, key: BindingKey, record: Any, service_name: str, service: Any) -> bool:
+        """Whether the binding and Service a decision was made on are what the API holds now.
 
         Releasing a gate cannot be undone, and the pod watch may run ahead of the Service and
-        binding watches (a pod created right after its Service is seen first): decide on the
-        API's answer, not a lagging cache.  Costs two GETs, only when a gate is about to be released.
+        binding watches (a pod created right after its Service is seen first): a release is
+        decided on cached records, then checked against the API's answer.  ``service`` None means
+        the decision saw no such Service.  Two GETs, only when a gate is about to be released.
         """
         import json
 
@@ -615,15 +617,12 @@ class Controller:
 
         from negsync.kube.caches import decode_binding, decode_service
 
-        cached_binding = self.caches.bindings.get((key.namespace, key.name))
-        cached_service = self.caches.services.get((key.namespace, service_name)) if service_name else None
         raw: Any
         try:
             raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, key.namespace, PLURAL, key.name,
                                                            _request_timeout=10, _preload_content=False)
             live = decode_binding(json.loads(raw.data))
-            if cached_binding is None or (live.uid, live.spec_json, live.deleting) != (
-                    cached_binding.uid, cached_binding.spec_json, cached_binding.deleting):
+            if (live.uid, live.spec_json, live.deleting) != (record.uid, record.spec_json, record.deleting):
                 return False
             if not service_name:
                 return True
@@ -631,10 +630,11 @@ class Controller:
                 raw = self.core.read_namespaced_service(service_name, key.namespace, _request_timeout=10,
                                                         _preload_content=False)
             except ApiException as exc:
-                return exc.status == 404 and cached_service is None
-            return decode_service(json.loads(raw.data)) == cached_service
-        except (ApiException, ValueError, OSError):
-            return False  # not sure: release nothing now, the re-queue asks again
+                return exc.status == 404 and service is None
+            return decode_service(json.loads(raw.data)) == service
+        except Exception:  # not sure: release nothing now, the re-queue asks again
+            log.debug("gate release not confirmed", exc_info=True)
+            return False
 
     def _binding_gone(self, key: BindingKey) -> bool:
         from kubernetes.client.exceptions import ApiException
@@ -689,8 +689,8 @@ class Controller:
             self.events.warning(ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name),
                                 "GateTimeout", f"pod {pod.name}: {wanted.message}")
 
-    def _update_gates(self, key: BindingKey, spec: BindingSpec, service: Any, desired: DesiredBinding | None,
-                      result: ReconcileResult) -> tuple[int, float | None]:
+    def _update_gates(self, key: BindingKey, record: Any, spec: BindingSpec, service: Any,
+                      desired: DesiredBinding | None, result: ReconcileResult) -> tuple[int, float | None]:
         """Gates of every pod carrying this binding's gate: (targets timed out, seconds to the next time-out)."""
         from negsync.kube.gates import (
             ENDPOINT_SKIPPED,
@@ -736,7 +736,7 @@ class Controller:
                 why = listing.why_not(pod, service)
                 if why[0] in (ENDPOINT_SKIPPED, NOT_IN_TARGETS):
                     if confirmed is None:
-                        confirmed = self._caches_current(key, spec.service_name)
+                        confirmed = self._decided_on_current(key, record, spec.service_name, service)
                     if not confirmed:
                         wait_until = 1.0 if wait_until is None else min(wait_until, 1.0)
                         continue

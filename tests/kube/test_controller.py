@@ -165,7 +165,9 @@ def test_bad_bindings_get_a_condition_and_an_event_and_others_keep_syncing(
 
 def test_gate_times_out_when_the_lb_never_reports_healthy(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
     provider = MemoryProvider(attach_delay=Fixed(3600))
-    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=4.0))
+    # Long enough that a loaded machine still sees the False state first (creationTimestamp has
+    # whole seconds, so up to one second of it is gone at creation).
+    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=6.0))
     ctl.start()
     try:
         kube.create(binding())  # first: the webhook gates only pods of an existing binding

@@ -53,7 +53,7 @@ def gate_reason(kube: KubeApiEmulator, name: str) -> tuple[str, str] | None:
     return None if condition is None else (condition["status"], condition["reason"])
 
 
-def wait_gate(kube: KubeApiEmulator, name: str, status: str, reason: str, timeout: float = 8.0) -> None:
+def wait_gate(kube: KubeApiEmulator, name: str, status: str, reason: str, timeout: float = 15.0) -> None:
     wait_for(lambda: gate_reason(kube, name) == (status, reason), timeout=timeout,
              what=f"{name}: gate {status}/{reason} (now {gate_reason(kube, name)})")
 
@@ -141,8 +141,8 @@ def test_the_gate_timeout_applies_to_a_pod_that_never_becomes_a_target(kube: Kub
         wait_for(lambda: gate_reason(kube, "pending") in {("False", "WaitingForEndpoint"), ("True", "Timeout")},
                  what="pending pod's gate written")
         # No event about the pod arrives after this: the controller re-queues itself for the deadline.
-        wait_gate(kube, "pending", "True", "Timeout", timeout=10)
-        wait_gate(kube, "sick", "True", "Timeout", timeout=10)
+        wait_gate(kube, "pending", "True", "Timeout", timeout=20)
+        wait_gate(kube, "sick", "True", "Timeout", timeout=20)
         assert any(e["reason"] == "GateTimeout" and e["involvedObject"]["name"] == "pending"
                    for e in kube.list_objects("v1", "Event", "shop"))
     finally:
