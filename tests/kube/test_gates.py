@@ -54,8 +54,10 @@ def gate_reason(kube: KubeApiEmulator, name: str) -> tuple[str, str] | None:
 
 
 def wait_gate(kube: KubeApiEmulator, name: str, status: str, reason: str, timeout: float = 15.0) -> None:
-    wait_for(lambda: gate_reason(kube, name) == (status, reason), timeout=timeout,
-             what=f"{name}: gate {status}/{reason} (now {gate_reason(kube, name)})")
+    try:
+        wait_for(lambda: gate_reason(kube, name) == (status, reason), timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"{name}: gate {status}/{reason} not reached; it is {gate_reason(kube, name)}") from None
 
 
 def seed(kube: KubeApiEmulator, **binding_kwargs: Any) -> None:
