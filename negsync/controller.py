@@ -677,11 +677,14 @@ class Controller:
 
     def _write_gate(self, key: BindingKey, pod: Any, kind: str, wanted: Any, wall: float) -> None:
         from negsync.kube.events import ObjectRef
-        from negsync.kube.gates import TIMEOUT
+        from negsync.kube.gates import LOAD_BALANCER_HEALTHY, NO_HEALTH_CHECK, TIMEOUT
 
         if not self.gates.write(pod, kind, wanted):
             return
-        if wanted.passed and self.telemetry is not None and pod.created:
+        # Gate latency is the load balancer's verdict (or the lack of one); a pod released because
+        # it is no target says nothing about it and stays out of the histogram.
+        if (wanted.reason in (LOAD_BALANCER_HEALTHY, NO_HEALTH_CHECK, TIMEOUT) and self.telemetry is not None
+                and pod.created):
             self.telemetry.gate_latency.record(max(0.0, wall - pod.created),
                                                {"provider": self.provider.name, "reason": wanted.reason})
         if wanted.reason == TIMEOUT:
