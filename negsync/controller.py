@@ -19,13 +19,14 @@ back-off by the engine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,10 +342,13 @@ class Controller:
             engine = Engine(reconciler_factory=self._new_reconciler, reconcile=self.reconcile,
                             clock=self.clock, workers=self.settings.workers)
             self._engine = engine
+        # Another replica may have led since we last did: what we cached of its ownership
+        # records is stale (see negsync.kube.ownership).
+        invalidate = getattr(self.ownership, "invalidate", None)
+        if callable(invalidate):
+            invalidate()
         engine.start()
-        from negsync.kube.handlers import all_keys
-
-        for key in all_keys(self.caches):
+        for key in self._all_keys():
             engine.enqueue(key)
         if self.leader is not None:
             # The previous leader may still have had calls in flight that land after our first
@@ -353,13 +357,22 @@ class Controller:
             timer.daemon = True
             timer.start()
 
-    def _relook(self, engine: Engine) -> None:
+    def _all_keys(self) -> list[BindingKey]:
+        """Every binding, and every binding a pod's gate names (its binding may be gone: release it)."""
+        from negsync.kube.caches import pod_gate_bindings
         from negsync.kube.handlers import all_keys
 
+        keys = dict.fromkeys(all_keys(self.caches))
+        for pod in self.caches.pods.values():
+            for namespace, name in pod_gate_bindings(pod):
+                keys.setdefault(BindingKey(namespace, name))
+        return list(keys)
+
+    def _relook(self, engine: Engine) -> None:
         if self.engine is not engine:
             return
         engine.reconciler.invalidate()
-        for key in all_keys(self.caches):
+        for key in self._all_keys():
             engine.enqueue(key)
 
     def _stop_leading(self) -> None:
@@ -488,6 +501,7 @@ class Controller:
     def _reconcile(self, key: BindingKey) -> ReconcileResult:
         from negsync.kube.caches import FINALIZER
         from negsync.kube.events import ObjectRef
+        from negsync.kube.gates import BINDING_DELETED, GATE_DISABLED
         from negsync.kube.status import Problem, binding_status
 
         engine = self.engine
@@ -498,10 +512,16 @@ class Controller:
             return ReconcileResult(key=key, requeue_after=self.settings.retry_period)
         record = self.caches.bindings.get((key.namespace, key.name))
         if record is None:
+            # The pod watch may run ahead of the binding watch: a pod seen before its binding must
+            # not be released, so "gone" is confirmed with a read from the API first.
+            if not self._release_gates(key, BINDING_DELETED, f"TargetBinding {key.name} does not exist",
+                                       confirm=lambda: self._binding_gone(key)):
+                return ReconcileResult(key=key, requeue_after=1.0)
             return engine.reconciler.reconcile(key)
         ref = ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name, record.uid)
         spec, service, reason, message = self._problem(key)
         if record.deleting:
+            self._release_gates(key, BINDING_DELETED, f"TargetBinding {key.name} is being deleted")
             if FINALIZER not in record.finalizers:
                 return ReconcileResult(key=key, finalized=True)
             if spec is None:
@@ -514,12 +534,22 @@ class Controller:
                     self.events.warning(ref, "TargetRetained", f"{target} is still in use and was left in place")
                 self._set_finalizer(record, present=False)
             return result
+        if not reason and spec is not None and spec.readiness_gate and len(key.name) > 63:
+            # The CRD's CEL rule rejects these; a cluster without CEL validation (< 1.25) may still
+            # hold one. No pod can carry its gate (a condition type's name part is at most 63
+            # characters), so the webhook skips it: say so instead of syncing it without gates.
+            reason, message = "NameTooLong", (
+                f"metadata.name has {len(key.name)} characters; the readiness gate target-health.negsync.io/<name> "
+                f"fits at most 63: use a shorter name, or set spec.readinessGate false")
         if reason:
             self.events.warning(ref, reason, message)
             if service is not None:
                 self.events.warning(ObjectRef("v1", "Service", key.namespace, service.name, service.uid), reason, message)
             self._write_status(record, binding_status(generation=record.generation, previous=record.status,
                                                       problem=Problem(reason, message)))
+            service_name = spec.service_name if spec is not None else ""
+            self._release_gates(key, reason, message,
+                                confirm=lambda: self._decided_on_current(key, record, service_name, service))
             return ReconcileResult(key=key, errors=(message,))
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
@@ -531,7 +561,16 @@ class Controller:
         finally:
             with self._lock:
                 self._computing.pop(key, None)
-        timeouts = self._update_gates(key, spec, desired, result) if spec is not None and spec.readiness_gate else 0
+        timeouts = 0
+        if spec is not None and spec.readiness_gate:
+            timeouts, wait_until = self._update_gates(key, record, spec, service, desired, result)
+            if wait_until is not None and (result.requeue_after is None or wait_until < result.requeue_after):
+                result = dataclasses.replace(result, requeue_after=wait_until)
+        else:
+            released = self._release_gates(key, GATE_DISABLED, f"TargetBinding {key.name} has spec.readinessGate false",
+                                           confirm=lambda: self._decided_on_current(key, record, "", None))
+            if not released:
+                result = dataclasses.replace(result, requeue_after=min(result.requeue_after or 1.0, 1.0))
         self._report(ref, service, result, desired)
         with self._lock:
             self._skipped[key] = len(desired.skipped) if desired else 0
@@ -570,41 +609,162 @@ class Controller:
         for skipped in desired.skipped if desired else ():
             self.events.warning(ref, "EndpointSkipped", f"{skipped.address}: {skipped.reason}")
 
-    def _update_gates(self, key: BindingKey, spec: BindingSpec, desired: DesiredBinding | None,
-                      result: ReconcileResult) -> int:
+    def _gated_pods(self, key: BindingKey) -> list[Any]:
+        from negsync.kube.gates import condition_type
+
+        kind = condition_type(key.name)
+        return [p for p in self.caches.pods.by_index("binding", (key.namespace, key.name))
+                if kind in p.gates and not p.deleting]
+
+    def _decided_on_current(self, key: BindingKey, record: Any, service_name: str, service: Any) -> bool:
+        """Whether the binding and Service a decision was made on are what the API holds now.
+
+        Releasing a gate cannot be undone, and the pod watch may run ahead of the Service and
+        binding watches (a pod created right after its Service is seen first): a release is
+        decided on cached records, then checked against the API's answer.  ``service`` None means
+        the decision saw no such Service.  Two GETs, only when a gate is about to be released.
+        """
+        import json
+
+        from kubernetes.client.exceptions import ApiException
+
+        from negsync.kube.caches import decode_binding, decode_service
+
+        raw: Any
+        try:
+            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, key.namespace, PLURAL, key.name,
+                                                           _request_timeout=10, _preload_content=False)
+            live = decode_binding(json.loads(raw.data))
+            if (live.uid, live.spec_json, live.deleting) != (record.uid, record.spec_json, record.deleting):
+                return False
+            if not service_name:
+                return True
+            try:
+                raw = self.core.read_namespaced_service(service_name, key.namespace, _request_timeout=10,
+                                                        _preload_content=False)
+            except ApiException as exc:
+                return exc.status == 404 and service is None
+            return decode_service(json.loads(raw.data)) == service
+        except Exception:  # not sure: release nothing now, the re-queue asks again
+            log.debug("gate release not confirmed", exc_info=True)
+            return False
+
+    def _binding_gone(self, key: BindingKey) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, key.namespace, PLURAL, key.name,
+                                                     _request_timeout=10, _preload_content=False)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    def _release_gates(self, key: BindingKey, reason: str, message: str,
+                       confirm: Callable[[], bool] | None = None) -> bool:
+        """Set the gate True on every pod of ``key`` that still waits: the binding holds no target for it.
+
+        ``confirm`` is asked once, before the first write; False when it said no.
+        """
+        from negsync.kube.gates import condition_type, needs_write, released, waiting
+
+        kind = condition_type(key.name)
+        wall = _wall_now()
+        for pod in self._gated_pods(key):
+            if reason == "ProviderMismatch":
+                # Another negsync (for that provider) may own this binding and its gates: leave them
+                # to it, but never past --gate-timeout.
+                wanted = waiting(reason=reason, message=message, pod_age=wall - pod.created if pod.created else 0.0,
+                                 timeout=self.settings.gate_timeout)
+                if not wanted.passed:
+                    continue
+            else:
+                wanted = released(reason, message)
+            if not needs_write(pod, kind, wanted):
+                continue
+            if confirm is not None:
+                if not confirm():
+                    return False
+                confirm = None
+            self._write_gate(key, pod, kind, wanted, wall)
+        return True
+
+    def _write_gate(self, key: BindingKey, pod: Any, kind: str, wanted: Any, wall: float) -> None:
         from negsync.kube.events import ObjectRef
-        from negsync.kube.gates import TIMEOUT, condition_type, gate_condition, needs_write
+        from negsync.kube.gates import LOAD_BALANCER_HEALTHY, NO_HEALTH_CHECK, TIMEOUT
+
+        if not self.gates.write(pod, kind, wanted):
+            return
+        # Gate latency is the load balancer's verdict (or the lack of one); a pod released because
+        # it is no target says nothing about it and stays out of the histogram.
+        if (wanted.reason in (LOAD_BALANCER_HEALTHY, NO_HEALTH_CHECK, TIMEOUT) and self.telemetry is not None
+                and pod.created):
+            self.telemetry.gate_latency.record(max(0.0, wall - pod.created),
+                                               {"provider": self.provider.name, "reason": wanted.reason})
+        if wanted.reason == TIMEOUT:
+            self.events.warning(ObjectRef("v1", "Pod", pod.namespace, pod.name, pod.uid), "GateTimeout", wanted.message)
+            self.events.warning(ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name),
+                                "GateTimeout", f"pod {pod.name}: {wanted.message}")
+
+    def _update_gates(self, key: BindingKey, record: Any, spec: BindingSpec, service: Any,
+                      desired: DesiredBinding | None, result: ReconcileResult) -> tuple[int, float | None]:
+        """Gates of every pod carrying this binding's gate: (targets timed out, seconds to the next time-out)."""
+        from negsync.kube.gates import (
+            ENDPOINT_SKIPPED,
+            NOT_IN_TARGETS,
+            TIMEOUT,
+            condition_type,
+            gate_condition,
+            needs_write,
+            released,
+            waiting,
+        )
 
         if desired is None:
-            return 0
+            return 0, None
         kind = condition_type(key.name)
         health = {(m.ip, m.port): h for m, h in result.health.items()}
         wall = _wall_now()
         target = ", ".join(sorted({str(t.ref) for t in result.targets})) or "the load balancer"
         timeouts = 0
+        wait_until: float | None = None
+        targets: dict[str, list[Any]] = {}
         for endpoint in desired.endpoints:
-            if endpoint.pod is None:
-                continue
-            pod = self.caches.pods.get((endpoint.pod.namespace, endpoint.pod.name))
-            if pod is None or kind not in pod.gates:
-                continue
-            if pod.ips and endpoint.ip not in pod.ips:
-                continue  # the slice still names an earlier pod of that name (a re-created pod has a new IP)
-            wanted = gate_condition(health=health.get((endpoint.ip, endpoint.port), Health.INITIAL),
-                                    pod_age=wall - pod.created if pod.created else 0.0,
-                                    timeout=self.settings.gate_timeout, target=target)
-            if wanted.reason == TIMEOUT:
-                timeouts += 1
-            if not needs_write(pod, kind, wanted) or not self.gates.write(pod, kind, wanted):
-                continue
-            if wanted.passed and self.telemetry is not None and pod.created:
-                self.telemetry.gate_latency.record(max(0.0, wall - pod.created),
-                                                   {"provider": self.provider.name, "reason": wanted.reason})
-            if wanted.reason == TIMEOUT:
-                self.events.warning(ObjectRef("v1", "Pod", pod.namespace, pod.name, pod.uid), "GateTimeout", wanted.message)
-                self.events.warning(ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name),
-                                    "GateTimeout", f"pod {pod.name}: {wanted.message}")
-        return timeouts
+            if endpoint.pod is not None:
+                targets.setdefault(endpoint.pod.name, []).append(endpoint)
+        listing: _SliceListing | None = None
+        confirmed: bool | None = None
+        for pod in self._gated_pods(key):
+            age = wall - pod.created if pod.created else 0.0
+            # The slice may still name an earlier pod of that name (a re-created pod has a new IP).
+            mine = [e for e in targets.get(pod.name, ()) if not pod.ips or e.ip in pod.ips]
+            if mine:
+                endpoint = mine[0]
+                wanted = gate_condition(health=health.get((endpoint.ip, endpoint.port), Health.INITIAL),
+                                        pod_age=age, timeout=self.settings.gate_timeout, target=target)
+                if wanted.reason == TIMEOUT:
+                    timeouts += 1
+            else:
+                current = pod.condition(kind)
+                if current is not None and current[0] == "True":
+                    continue  # sticky (see negsync.kube.gates)
+                if listing is None:
+                    listing = _SliceListing.of(self.caches, key.namespace, spec, service, desired)
+                why = listing.why_not(pod, service)
+                if why[0] in (ENDPOINT_SKIPPED, NOT_IN_TARGETS):
+                    if confirmed is None:
+                        confirmed = self._decided_on_current(key, record, spec.service_name, service)
+                    if not confirmed:
+                        wait_until = 1.0 if wait_until is None else min(wait_until, 1.0)
+                        continue
+                    wanted = released(*why)
+                else:
+                    wanted = waiting(reason=why[0], message=why[1], pod_age=age, timeout=self.settings.gate_timeout)
+                    if not wanted.passed:
+                        left = max(0.0, self.settings.gate_timeout - age)
+                        wait_until = left if wait_until is None else min(wait_until, left)
+            if needs_write(pod, kind, wanted):
+                self._write_gate(key, pod, kind, wanted, wall)
+        return timeouts, wait_until
 
     def _set_finalizer(self, record: Any, *, present: bool) -> bool:
         from kubernetes.client.exceptions import ApiException
@@ -635,17 +795,61 @@ class Controller:
     def _write_status(self, record: Any, status: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        from negsync.kube.status import status_changed
+        from negsync.kube.status import replacing_patch, status_changed
 
         if not status_changed(record.status, status):
             return
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, record.namespace, PLURAL, record.name, {"status": status}, _request_timeout=10)
+                GROUP, VERSION, record.namespace, PLURAL, record.name,
+                {"status": replacing_patch(record.status, status)}, _request_timeout=10)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("status not written", extra={"binding": f"{record.namespace}/{record.name}",
                                                          "status": exc.status})
+
+
+class _SliceListing:
+    """Why a gated pod is not among a binding's targets, from the Service's EndpointSlices."""
+
+    def __init__(self, *, skipped: Mapping[str, str], eligible: set[str], listed: set[str], port: str,
+                 family: str) -> None:
+        self._skipped = skipped
+        self._eligible = eligible  # addresses in a slice of our family carrying our TCP port
+        self._listed = listed  # addresses in any slice of the Service
+        self._port = port
+        self._family = family
+
+    @classmethod
+    def of(cls, caches: Any, namespace: str, spec: BindingSpec, service: Any, desired: DesiredBinding) -> _SliceListing:
+        port = service.port_named(spec.service_port)
+        port_name = port.name if port is not None else ""
+        eligible: set[str] = set()
+        listed: set[str] = set()
+        for record in caches.slices.by_index("service", (namespace, spec.service_name)):
+            fits = record.address_type == spec.ip_family and any(
+                p[0] == port_name and p[2] == "TCP" for p in record.ports)
+            for ep in record.endpoints:
+                listed.add(ep.address)
+                if fits and not ep.terminating:
+                    eligible.add(ep.address)
+        return cls(skipped={s.address: s.reason for s in desired.skipped}, eligible=eligible, listed=listed,
+                   port=port_name, family=spec.ip_family)
+
+    def why_not(self, pod: Any, service: Any) -> tuple[str, str]:
+        from negsync.kube.gates import CONTAINERS_NOT_READY, ENDPOINT_SKIPPED, NOT_IN_TARGETS, WAITING_FOR_ENDPOINT
+
+        for ip in pod.ips:
+            if ip in self._skipped:
+                return ENDPOINT_SKIPPED, f"endpoint {ip} is not registered: {self._skipped[ip]}"
+        if not service.selects(pod.label_map):
+            return NOT_IN_TARGETS, f"Service {service.name} does not select this pod"
+        if any(ip in self._eligible for ip in pod.ips):
+            return CONTAINERS_NOT_READY, "waiting for the pod's containers to be ready before registering it"
+        if any(ip in self._listed for ip in pod.ips):
+            return NOT_IN_TARGETS, (f"the pod's endpoints {', '.join(pod.ips)} are not in an {self._family} "
+                                    f"EndpointSlice with TCP port {self._port!r} of Service {service.name}")
+        return WAITING_FOR_ENDPOINT, f"waiting for the pod's endpoint in an EndpointSlice of Service {service.name}"
 
 
 class DetachTimings:

@@ -6,8 +6,10 @@ client's models).  :func:`desired_endpoints` picks the endpoints a load balancer
 
 * the Service port is matched by *name* (an EndpointSlice port carries the Service port's name);
 * terminating endpoints are left out — they are detached first;
-* not-ready endpoints are included when their pod carries this binding's readiness gate, because
-  the load balancer's health check must start before the gate can ever turn True;
+* not-ready endpoints are included when their pod carries this binding's readiness gate and its
+  containers are ready (``ContainersReady``), because the load balancer's health check must start
+  before the gate can ever turn True — but the pod's readiness probe keeps its say: when it fails
+  the endpoint leaves the target (AWS LBC ``pkg/backend/endpoint_resolver.go`` does the same);
 * the same IP:port appearing in two slices (during slice re-balancing) is counted once;
 * addresses of the other IP family, or not parseable, ports out of range and — where the provider
   needs it — endpoints without a zone are *skipped with a reason*, never fatal.
@@ -163,7 +165,8 @@ def desired_endpoints(
 ) -> DesiredEndpoints:
     """Endpoints the load balancer must hold for one Service port.
 
-    ``gated_pods`` holds (namespace, name) of pods carrying this binding's readiness gate.
+    ``gated_pods`` holds (namespace, name) of pods carrying this binding's readiness gate whose
+    ``ContainersReady`` condition is True.
     ``node_zones`` fills in a zone the slice left empty, from the node's topology label.
     """
     chosen: dict[tuple[str, int], Endpoint] = {}

@@ -55,6 +55,10 @@ class PodRecord:
     node: str
     created: float
     deleting: bool
+    # The kubelet's ContainersReady condition: every container passes its readiness probe.  A
+    # not-ready endpoint of a gated pod is registered only while this holds (AWS LBC
+    # pkg/backend/endpoint_resolver.go), so the readiness probe keeps its say over the target.
+    containers_ready: bool = False
 
     def condition(self, condition_type: str) -> tuple[str, str] | None:
         for kind, status, reason in self.conditions:
@@ -88,8 +92,16 @@ class ServiceRecord:
         return self.has_selector and all(labels.get(k) == v for k, v in self.selector)
 
     def port_named(self, port: int | str) -> ServicePort | None:
+        """The Service port ``spec.serviceRef.port`` names.
+
+        By number only a TCP port matches: a Service may expose 53/UDP and 53/TCP, and the load
+        balancers negsync drives carry TCP only (the slice's ports are filtered the same way).
+        """
         for candidate in self.ports:
-            if (isinstance(port, int) and candidate.port == port) or candidate.name == port:
+            if isinstance(port, int):
+                if candidate.port == port and candidate.protocol == "TCP":
+                    return candidate
+            elif candidate.name == port:
                 return candidate
         return None
 
@@ -147,6 +159,10 @@ def decode_pod(raw: Mapping[str, Any]) -> PodRecord:
         for c in status.get("conditions") or []
         if isinstance(c, Mapping) and str(c.get("type") or "").startswith(GATE_PREFIX)
     )
+    containers_ready = any(
+        isinstance(c, Mapping) and c.get("type") == "ContainersReady" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
     ips = tuple(str(p.get("ip")) for p in status.get("podIPs") or [] if isinstance(p, Mapping) and p.get("ip"))
     if not ips and status.get("podIP"):
         ips = (str(status["podIP"]),)
@@ -161,6 +177,7 @@ def decode_pod(raw: Mapping[str, Any]) -> PodRecord:
         node=str(spec.get("nodeName") or ""),
         created=parse_time(meta.get("creationTimestamp")),
         deleting=bool(meta.get("deletionTimestamp")),
+        containers_ready=containers_ready,
     )
 
 

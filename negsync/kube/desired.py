@@ -97,8 +97,10 @@ class DesiredState:
     def endpoints(self, key: BindingKey, spec: BindingSpec, port_name: str) -> DesiredEndpoints:
         slices = self._caches.slices.by_index("service", (key.namespace, spec.service_name))
         gate = f"{GATE_PREFIX}{key.name}"
+        # A not-ready endpoint is registered only while its pod's containers are ready: the
+        # readiness probe keeps its say (AWS LBC pkg/backend/endpoint_resolver.go).
         gated = {(p.namespace, p.name) for p in self._caches.pods.by_index("binding", (key.namespace, key.name))
-                 if gate in p.gates} if spec.readiness_gate else set()
+                 if gate in p.gates and p.containers_ready} if spec.readiness_gate else set()
         computed = desired_endpoints(
             slices=slices,
             port_name=port_name,

@@ -7,6 +7,10 @@ once per ``bump_seconds``), as kubectl's event aggregation expects.  Event
 writes are best effort — a failure to record an Event is logged and never fails a reconcile.
 Messages are written verbatim, so callers must never put a credential in one (the telemetry
 tests grep a whole run's output for planted fake credentials).
+
+Memory is bounded on a controller that runs for months: the de-duplication table is a TTL cache
+of at most 100,000 keys, and :attr:`EventRecorder.recorded` keeps only the most recent new Events
+(a ring of ``keep_recent``), for tests and debugging.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -35,7 +40,7 @@ class ObjectRef(NamedTuple):
 
 class EventRecorder:
     def __init__(self, *, core_api: Any, dedupe_seconds: float = 600.0, request_timeout: float = 10.0,
-                 host: str = "", bump_seconds: float = 60.0) -> None:
+                 host: str = "", bump_seconds: float = 60.0, keep_recent: int = 256) -> None:
         self._core = core_api
         self._timeout = request_timeout
         self._host = host
@@ -45,7 +50,8 @@ class EventRecorder:
         )
         self._bump_seconds = bump_seconds
         self._lock = threading.Lock()
-        self.recorded: list[tuple[ObjectRef, str, str, str]] = []  # (ref, type, reason, message), for tests
+        # (ref, type, reason, message) of the most recent new Events: a ring, never a growing list.
+        self.recorded: deque[tuple[ObjectRef, str, str, str]] = deque(maxlen=keep_recent)
 
     def warning(self, ref: ObjectRef, reason: str, message: str) -> None:
         self.record(ref, "Warning", reason, message)

@@ -10,6 +10,16 @@ condition.
 
 Once True a gate stays True: flipping it back would make the pod un-Ready and pull it out of the
 EndpointSlice, which is the load balancer's health check's job, not ours.
+
+No gated pod is ever stranded.  Every reconcile of a binding covers *every* pod that carries
+its gate, not only the binding's targets (ingress-gce ``pkg/neg/readiness/reflector.go``,
+``getExpectedNegCondition``, marks a pod that belongs to no NEG ready at once).  A gated pod
+that is not a target gets its gate set True with a reason naming why (:func:`released`):
+``BindingDeleted``, ``GateDisabled``, the binding's problem (``InvalidSpec``, ``PortNotFound``,
+…), ``EndpointSkipped`` or ``NotInTargets``.  A pod that may still become a target — selected
+by the Service but not yet in a slice, or its containers not ready yet — waits (False), and
+``--gate-timeout`` counted from the pod's creation releases it as for any target
+(:func:`waiting`; ingress-gce's ``unreadyTimeout`` is counted the same way).
 """
 
 from __future__ import annotations
@@ -29,6 +39,14 @@ LOAD_BALANCER_HEALTHY = "LoadBalancerHealthy"
 NO_HEALTH_CHECK = "NoHealthCheck"
 TIMEOUT = "Timeout"
 UNHEALTHY = "LoadBalancerUnhealthy"
+# A gated pod that is not a target: released at once, one reason per cause.
+BINDING_DELETED = "BindingDeleted"
+GATE_DISABLED = "GateDisabled"
+NOT_IN_TARGETS = "NotInTargets"
+ENDPOINT_SKIPPED = "EndpointSkipped"
+# A gated pod that may still become a target: it waits, until --gate-timeout.
+WAITING_FOR_ENDPOINT = "WaitingForEndpoint"
+CONTAINERS_NOT_READY = "ContainersNotReady"
 
 
 def condition_type(binding_name: str) -> str:
@@ -65,6 +83,18 @@ def gate_condition(*, health: Health | None, pod_age: float, timeout: float, tar
     return GateCondition("False", REGISTRATION_IN_PROGRESS, f"waiting for {target} to report the endpoint healthy")
 
 
+def released(reason: str, message: str) -> GateCondition:
+    """The gate of a pod that is not (and will not become) a target: nothing to wait for."""
+    return GateCondition("True", reason, f"{message}; gate released")
+
+
+def waiting(*, reason: str, message: str, pod_age: float, timeout: float) -> GateCondition:
+    """The gate of a pod that may still become a target; released by ``timeout`` from creation."""
+    if pod_age >= timeout:
+        return GateCondition("True", TIMEOUT, f"{message} for {timeout:.0f}s; gate released")
+    return GateCondition("False", reason, message)
+
+
 def needs_write(pod: PodRecord, kind: str, wanted: GateCondition) -> bool:
     current = pod.condition(kind)
     if current is None:
@@ -89,21 +119,19 @@ class GateWriter:
         """True when written; False when the pod is gone or was replaced."""
         from kubernetes.client.exceptions import ApiException
 
-        body = {
-            "metadata": {"uid": pod.uid},
-            "status": {
-                "conditions": [
-                    {
-                        "type": kind,
-                        "status": condition.status,
-                        "reason": condition.reason,
-                        "message": condition.message,
-                        "lastTransitionTime": _now(),
-                        "lastProbeTime": None,
-                    }
-                ]
-            },
+        entry: dict[str, Any] = {
+            "type": kind,
+            "status": condition.status,
+            "reason": condition.reason,
+            "message": condition.message,
+            "lastProbeTime": None,
         }
+        current = pod.condition(kind)
+        if current is None or current[0] != condition.status:
+            # Only a change of status is a transition; a new reason or message alone keeps the
+            # time the server holds (the strategic merge by ``type`` leaves an omitted field).
+            entry["lastTransitionTime"] = _now()
+        body = {"metadata": {"uid": pod.uid}, "status": {"conditions": [entry]}}
         try:
             self._core.patch_namespaced_pod_status(
                 pod.name, pod.namespace, body, _request_timeout=self._timeout,

@@ -8,8 +8,15 @@ has not renewed for ``lease_duration`` may be replaced; a leader that cannot ren
 as clocks advance at the same rate.  On clean shutdown the Lease is released (holder cleared) so
 a standby takes over at once instead of after a full lease duration.
 
-Lease times are wall-clock (``MicroTime``) because other processes read them; our own view of
-"when did I last renew" uses the injected monotonic clock.
+Expiry never compares another process's timestamp with ours.  As client-go's
+``tools/leaderelection`` ("only acts on timestamps captured locally"), we remember the last
+Lease record we saw and *when we saw it change*, on our own monotonic clock; a holder has
+expired when the record has not changed for ``leaseDurationSeconds`` of our time.  The
+``renewTime`` a holder writes is only a change marker to us, so a holder whose wall clock is
+an hour behind (or ahead) of ours is neither deposed while it renews nor waited on for an hour
+after it died.  A new process therefore waits one full lease duration before it takes over a
+Lease whose holder is silent — client-go does the same.  Lease times are still written as
+wall-clock ``MicroTime`` because other tools (``kubectl get lease``) read them.
 """
 
 from __future__ import annotations
@@ -40,6 +47,20 @@ def _parse(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+def _record_of(spec: Any) -> tuple[Any, ...]:
+    """The Lease fields whose change means "the holder is alive" (client-go compares the raw record)."""
+    if spec is None:
+        return ("", None, None, None, 0)
+    return (spec.holder_identity or "", _parse(spec.acquire_time), _parse(spec.renew_time),
+            spec.lease_duration_seconds, spec.lease_transitions or 0)
+
+
+def _record_of_body(body: dict[str, Any]) -> tuple[Any, ...]:
+    spec = body["spec"]
+    return (spec["holderIdentity"] or "", _parse(spec["acquireTime"]), _parse(spec["renewTime"]),
+            spec["leaseDurationSeconds"], spec["leaseTransitions"])
 
 
 class LeaderElector:
@@ -76,6 +97,10 @@ class LeaderElector:
         self._leading = threading.Event()
         self._last_renew = float("-inf")
         self.observed_holder = ""
+        # client-go's observedRecord / observedTime: the record as last read, and when (our
+        # monotonic clock) we first saw it in that form.
+        self._observed_record: tuple[Any, ...] | None = None
+        self._observed_at = float("-inf")
         self._cond = threading.Condition()
 
     @property
@@ -100,9 +125,9 @@ class LeaderElector:
         spec = lease.spec
         holder = (spec.holder_identity if spec else "") or ""
         self.observed_holder = holder
-        renewed = _parse(spec.renew_time if spec else None) or _parse(spec.acquire_time if spec else None)
         duration = (spec.lease_duration_seconds if spec else None) or self.lease_duration
-        expired = renewed is None or (now - renewed).total_seconds() > duration
+        self._observe(_record_of(spec))
+        expired = self._clock.now() >= self._observed_at + duration
         if holder and holder != self.identity and not expired:
             return False
         transitions = (spec.lease_transitions if spec else 0) or 0
@@ -122,7 +147,13 @@ class LeaderElector:
                 log.warning("lease update failed", extra={"status": exc.status})
             return False
         self.observed_holder = self.identity
+        self._observe(_record_of_body(body))
         return True
+
+    def _observe(self, record: tuple[Any, ...]) -> None:
+        if record != self._observed_record:
+            self._observed_record = record
+            self._observed_at = self._clock.now()
 
     def _body(self, *, resource_version: str | None, holder: str | None, duration: int, acquire: str | None,
               renew: str, transitions: int) -> dict[str, Any]:
@@ -147,6 +178,7 @@ class LeaderElector:
                 log.warning("lease create failed", extra={"status": exc.status})
             return False
         self.observed_holder = self.identity
+        self._observe(_record_of_body(body))
         return True
 
     # -- the loop ------------------------------------------------------------------------------

@@ -4,6 +4,12 @@
 reconcile — an invalid spec, a missing Service) into the ``status`` object.  Conditions keep
 their ``lastTransitionTime`` while their status does not change, so a status write happens only
 when something a user could observe changed; :func:`status_changed` decides that.
+
+The status is always written *whole*: a JSON merge patch (RFC 7386) keeps every key it does not
+mention, so :func:`replacing_patch` spells out ``null`` for each key of the stored status that
+the new one lacks (``degradedEndpoints`` once the endpoints are fixed, a field of
+``lastDetach``…).  Without that a cleared field would linger, every later status would differ
+from the stored one, and a quiet binding would be written on every reconcile.
 """
 
 from __future__ import annotations
@@ -131,3 +137,13 @@ def _comparable(status: Mapping[str, Any]) -> Any:
 
 def status_changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return _comparable(previous) != _comparable(new)
+
+
+def replacing_patch(previous: Any, new: Any) -> Any:
+    """A merge patch that turns ``previous`` into exactly ``new`` (absent keys sent as null)."""
+    if not isinstance(new, Mapping) or not isinstance(previous, Mapping):
+        return new
+    patch: dict[str, Any] = {k: None for k in previous if k not in new}
+    for key, value in new.items():
+        patch[key] = replacing_patch(previous.get(key), value)
+    return patch

@@ -110,6 +110,13 @@ class RollingUpdate:
         self.pods.append(pod)
         return pod
 
+    def _containers_ready(self, pod: Pod) -> None:
+        """The kubelet: the pod's probes pass (a gated not-ready endpoint is registered only then)."""
+        obj = self.kube.patch("v1", "Pod", NS, pod.name,
+                              {"status": {"conditions": [{"type": "ContainersReady", "status": "True"}]}},
+                              patch_type="strategic", subresource="status")
+        self._rv["pods"] = max(self._rv.get("pods", 0), int(obj["metadata"]["resourceVersion"]))
+
     def _gate_true(self, pod: Pod) -> bool:
         obj = self.kube.get("v1", "Pod", NS, pod.name) or {}
         return any(c.get("type") == GATE and c.get("status") == "True"
@@ -153,6 +160,7 @@ class RollingUpdate:
             pod = self._new_pod(new=False, now=now - 100)
             pod.listening_at = now - 100
             pod.in_slice = True
+            self._containers_ready(pod)
         self.provider.create_foreign(REF, [], owner=None)  # the target exists before the controller
         self._write_slice(now)
         obj = self.kube.create({
@@ -229,6 +237,7 @@ class RollingUpdate:
             for pod in self.pods:
                 if pod.new and not pod.in_slice and t >= pod.listening_at:
                     pod.in_slice = True
+                    self._containers_ready(pod)
                     changed = True
                 if pod.deleted_at is not None and pod.stop_at == float("inf"):
                     if plan.drain_wait:

@@ -39,6 +39,9 @@ Copied from kube-apiserver
   ``/status`` writes keep everything except status; for core types the status
   endpoint may also change labels and annotations, as the real strategies
   allow), create-time status reset for pods, services and custom resources;
+  a GET of ``/status`` returns the whole object, as kube-apiserver's status
+  REST storage does (``kubectl patch --subresource=status`` reads it first,
+  then PATCHes ``/status``; tests/kube/test_runbook.py runs that);
 * ``metadata.generation`` for custom resources and pods (bumped on spec
   change and when deletion with finalizers starts);
 * strategic merge patch with the merge keys a controller typically touches

@@ -31,7 +31,8 @@ def api_client(kube: KubeApiEmulator) -> Iterator[client.ApiClient]:
 
 
 def pod(name: str, *, ns: str = "shop", labels: dict[str, str] | None = None, ip: str = "", node: str = "n1",
-        gates: list[str] | None = None) -> dict[str, Any]:
+        gates: list[str] | None = None, containers_ready: bool = True) -> dict[str, Any]:
+    """A scheduled pod; ``containers_ready`` is the kubelet's ContainersReady (its probes pass)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -41,7 +42,8 @@ def pod(name: str, *, ns: str = "shop", labels: dict[str, str] | None = None, ip
             "containers": [{"name": "app", "image": "web"}],
             "readinessGates": [{"conditionType": g} for g in gates or []],
         },
-        "status": {"podIP": ip, "podIPs": [{"ip": ip}] if ip else [], "conditions": []},
+        "status": {"podIP": ip, "podIPs": [{"ip": ip}] if ip else [], "conditions": [
+            {"type": "ContainersReady", "status": "True" if containers_ready else "False"}]},
     }
 
 

@@ -78,8 +78,8 @@ def test_syncs_a_service_and_gates_turn_true_only_when_healthy(kube: KubeApiEmul
                                                                provider: MemoryProvider) -> None:
     ips = ["10.1.0.1", "10.1.0.2", "10.1.0.3"]
     # Pods carrying the gate are not Ready yet: they must still be registered.
+    kube.create(binding())  # first: the webhook gates only pods of an existing binding
     seed_service(kube, ips, not_ready=tuple(ips))
-    kube.create(binding())
     wait_for(lambda: provider.members(REF) == members(*ips), what="members attached")
     attached_at = time.monotonic()
     first = wait_for(lambda: gate_of(kube, "web-0"), what="gate condition")
@@ -165,11 +165,13 @@ def test_bad_bindings_get_a_condition_and_an_event_and_others_keep_syncing(
 
 def test_gate_times_out_when_the_lb_never_reports_healthy(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
     provider = MemoryProvider(attach_delay=Fixed(3600))
-    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=4.0))
+    # Long enough that a loaded machine still sees the False state first (creationTimestamp has
+    # whole seconds, so up to one second of it is gone at creation).
+    ctl = Controller(api_client=api_client, provider=provider, settings=settings(gate_timeout=6.0))
     ctl.start()
     try:
+        kube.create(binding())  # first: the webhook gates only pods of an existing binding
         seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-        kube.create(binding())
         first = wait_for(lambda: gate_of(kube, "web-0"), what="gate condition")
         assert first["status"] == "False"
         done = wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True" and c, what="gate timeout")
@@ -185,8 +187,8 @@ def test_no_health_check_releases_the_gate_with_a_reason(kube: KubeApiEmulator, 
     ctl = Controller(api_client=api_client, provider=provider, settings=settings())
     ctl.start()
     try:
+        kube.create(binding())  # first: the webhook gates only pods of an existing binding
         seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-        kube.create(binding())
         done = wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True" and c, what="gate")
         assert done["reason"] == "NoHealthCheck"
     finally:
@@ -195,8 +197,8 @@ def test_no_health_check_releases_the_gate_with_a_reason(kube: KubeApiEmulator, 
 
 def test_gate_patch_is_guarded_by_uid_and_skipped_when_unchanged(kube: KubeApiEmulator, controller: Controller,
                                                                  provider: MemoryProvider) -> None:
+    kube.create(binding())  # first: the webhook gates only pods of an existing binding
     seed_service(kube, ["10.1.0.1"], not_ready=("10.1.0.1",))
-    kube.create(binding())
     wait_for(lambda: (c := gate_of(kube, "web-0")) and c["status"] == "True")
     patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/pods/web-0/status")]
     pod_uid = (kube.get("v1", "Pod", "shop", "web-0") or {})["metadata"]["uid"]
@@ -222,3 +224,23 @@ def test_a_replaced_pod_is_never_marked_by_a_stale_gate_write(kube: KubeApiEmula
     writer = GateWriter(core_api=client.CoreV1Api(api_client))
     assert writer.write(stale, GATE, GateCondition("True", "LoadBalancerHealthy", "x")) is False
     assert gate_of(kube, "web-0") is None
+
+
+def test_a_gated_binding_whose_name_cannot_name_a_gate_says_so(kube: KubeApiEmulator, controller: Controller,
+                                                               provider: MemoryProvider) -> None:
+    # The CRD's CEL rule rejects this on a real API server (>= 1.25); the emulator stores it as-is,
+    # as a cluster without CEL validation would.
+    name = "w" * 64
+    seed_service(kube, ["10.1.0.1"])
+    long = binding()
+    long["metadata"]["name"] = name
+    kube.create(long)
+
+    def ready() -> dict[str, Any] | None:
+        obj = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", name) or {}
+        return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None)
+
+    found = wait_for(lambda: (c := ready()) and c["reason"] == "NameTooLong" and c, what="NameTooLong condition")
+    assert found["status"] == "False" and "63" in found["message"]
+    assert any(e["reason"] == "NameTooLong" for e in kube.list_objects("v1", "Event", "shop"))
+    assert provider.targets() == []  # not synced half-way without its gates

@@ -30,3 +30,16 @@ def test_repeats_within_the_bump_interval_write_nothing(kube: KubeApiEmulator, a
         recorder.normal(ref, "Synced", "ok")
     writes = [r for r in kube.requests if r.method in ("POST", "PATCH") and "/events" in r.path]
     assert len(writes) == 1
+
+
+def test_the_recorder_keeps_only_recent_events_in_memory() -> None:
+    class NoApi:
+        def create_namespaced_event(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    recorder = EventRecorder(core_api=NoApi())
+    ref = ObjectRef("v1", "Pod", "shop", "web-0")
+    for i in range(5000):  # a long-lived controller: pods come and go, each message is new
+        recorder.warning(ref, "GateTimeout", f"pod web-{i} (10.1.{i // 250}.{i % 250}) timed out")
+    assert len(recorder.recorded) <= 256
+    assert recorder.recorded[-1][3] == "pod web-4999 (10.1.19.249) timed out"

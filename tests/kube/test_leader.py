@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from negsync.controller import Controller, Settings
+from negsync.core.clock import VirtualClock
 from negsync.core.model import TargetEndpoint, TargetRef
+from negsync.kube.leader import LeaderElector
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
@@ -120,3 +123,45 @@ def test_a_clean_stop_releases_the_lease_for_an_immediate_takeover(kube: KubeApi
     assert lease is not None and lease["spec"].get("holderIdentity") in (None, "", standby.settings.identity)
     wait_for(lambda: standby.leading, timeout=5, what="standby takes over")
     assert time.monotonic() - stopped < 1.5  # sooner than a lease duration: the lease was released
+
+
+# -- clock skew: expiry is judged on our own monotonic clock (client-go's observedTime) ------------------
+def _micro(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _other_holder_renews(kube: KubeApiEmulator, skew: timedelta) -> None:
+    """The holder, another replica whose wall clock is off by ``skew``, renews its Lease."""
+    kube.patch("coordination.k8s.io/v1", "Lease", "negsync-system", "negsync-controller",
+               {"spec": {"renewTime": _micro(datetime.now(UTC) + skew)}})
+
+
+@pytest.mark.parametrize("skew", [timedelta(hours=-1), timedelta(hours=1)], ids=["holder-behind", "holder-ahead"])
+def test_lease_expiry_ignores_the_holders_clock(kube: KubeApiEmulator, api_client: client.ApiClient,
+                                                skew: timedelta) -> None:
+    start = datetime.now(UTC) + skew
+    kube.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": "negsync-controller", "namespace": "negsync-system"},
+                 "spec": {"holderIdentity": "other", "leaseDurationSeconds": 15, "acquireTime": _micro(start),
+                          "renewTime": _micro(start), "leaseTransitions": 0}})
+    clock = VirtualClock()
+    elector = LeaderElector(coordination_api=client.CoordinationV1Api(api_client), namespace="negsync-system",
+                            name="negsync-controller", identity="me", clock=clock)
+    # The holder renews every 2 s of our time: whatever its clock says, it keeps the Lease.
+    for _ in range(20):
+        elector.step()
+        assert not elector.is_leader
+        clock.advance(2.0)
+        _other_holder_renews(kube, skew)
+    # The holder dies: its record stops changing.  Not before a lease duration of *our* time ...
+    elector.step()
+    for _ in range(7):
+        clock.advance(2.0)
+        elector.step()
+        assert not elector.is_leader
+    # ... and right after it.
+    clock.advance(2.0)
+    elector.step()
+    assert elector.is_leader
+    lease = kube.get("coordination.k8s.io/v1", "Lease", "negsync-system", "negsync-controller")
+    assert lease is not None and lease["spec"]["holderIdentity"] == "me"

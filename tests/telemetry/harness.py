@@ -55,14 +55,14 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interva
 
 
 def seed(kube: Any, ips: Sequence[str], *, target: dict[str, Any], gate: bool = True, not_ready: bool = True) -> None:
-    """Service shop/web, one pod per IP (carrying the gate when ``gate``), one EndpointSlice, the binding."""
+    """Service shop/web, the binding, one pod per IP (carrying the gate when ``gate``), one EndpointSlice."""
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     kube.create(service())
+    kube.create(binding(target=target, gate=gate))  # before its gated pods, as the webhook requires
     for i, ip in enumerate(ips):
         kube.create(pod(f"web-{i}", ip=ip, gates=[GATE] if gate else []))
     pods = {ip: f"web-{i}" for i, ip in enumerate(ips)}
     kube.create(endpoint_slice("web-abc", list(ips), pods=pods, not_ready=tuple(ips) if not_ready else ()))
-    kube.create(binding(target=target, gate=gate))
 
 
 class ControllerProcess:
