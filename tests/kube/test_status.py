@@ -39,7 +39,7 @@ def test_a_fixed_degraded_endpoint_leaves_no_trace_and_a_quiet_binding_writes_no
         wait_for(lambda: status_of(kube).get("degradedEndpoints"), what="degradedEndpoints listed")
         kube.update(endpoint_slice("web-abc", ["10.1.0.1"]))  # fixed
         wait_for(lambda: {c["type"]: c["status"] for c in status_of(kube)["conditions"]}.get("Degraded") == "False"
-                 and status_of(kube)["endpoints"]["healthy"] == 1, what="Degraded=False")
+                 and status_of(kube)["endpoints"]["registered"] == 1, what="Degraded=False")
         time.sleep(0.3)  # let the reconcile that wrote it finish
         before = status_writes(kube)
         engine = ctl.engine
