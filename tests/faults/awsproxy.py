@@ -95,12 +95,22 @@ class ElbProxy:
     _zones: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
     _ignored: int = 0
+    _reject_code: str = "InvalidTarget"
+    _groups: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    _vpcs: dict[str, Any] = field(default_factory=dict)
+    _state: str | None = None
 
     # -- controls --------------------------------------------------------------------------------
     def fail_next(self, action: str, count: int = 1, *, status: int = 400, code: str = "Throttling",
                   retry_after: int | None = None) -> None:
         with self.lock:
             self._faults.setdefault(action, []).extend([(status, code, retry_after)] * count)
+
+    def report_state(self, state: str | None) -> None:
+        """Report every target in this health state (moto says ``healthy`` at once; AWS keeps a new
+        target ``initial`` for interval × healthy-threshold seconds).  None: moto's own state."""
+        with self.lock:
+            self._state = state
 
     def ignore_deregistrations(self, count: int) -> None:
         """Answer the next DeregisterTargets with success and change nothing (what AWS does when the
@@ -112,9 +122,11 @@ class ElbProxy:
         with self.lock:
             self._slow.setdefault(action, []).extend([seconds] * count)
 
-    def reject_ips(self, ips: set[str]) -> None:
+    def reject_ips(self, ips: set[str], *, code: str = "InvalidTarget") -> None:
+        """Answer 400 ``code`` to every RegisterTargets naming one of ``ips``."""
         with self.lock:
             self._rejected = set(ips)
+            self._reject_code = code
 
     def hold(self, *, pass_first: int = 0) -> None:
         """Park RegisterTargets calls after the next ``pass_first`` until :meth:`release`."""
@@ -155,21 +167,34 @@ class ElbProxy:
             return self._clients[service]
 
     def _group(self, arn: str) -> dict[str, Any] | None:
+        # Type, protocol and VPC of a group never change: cached (its attributes are not).
+        with self.lock:
+            if arn in self._groups:
+                return self._groups[arn]
         try:
             groups = self.client("elbv2").describe_target_groups(TargetGroupArns=[arn])["TargetGroups"]
         except ClientError:
             return None
+        with self.lock:
+            self._groups[arn] = groups[0] if groups else None
         return groups[0] if groups else None
 
     def _vpc(self, vpc_id: str) -> tuple[list[ipaddress.IPv4Network | ipaddress.IPv6Network],
                                         list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]]:
+        # Cached for the proxy's life (one test): tests shape their VPC before the first target call.
+        with self.lock:
+            if vpc_id in self._vpcs:
+                return self._vpcs[vpc_id]
         ec2 = self.client("ec2")
         vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
         cidrs = {vpc["CidrBlock"]} | {a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet") or ()}
         cidrs |= {a["Ipv6CidrBlock"] for a in vpc.get("Ipv6CidrBlockAssociationSet") or ()}
         subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
         zoned = [(ipaddress.ip_network(s["CidrBlock"]), s["AvailabilityZone"]) for s in subnets]
-        return [ipaddress.ip_network(c) for c in cidrs], zoned
+        found = ([ipaddress.ip_network(c) for c in cidrs], zoned)
+        with self.lock:
+            self._vpcs[vpc_id] = found
+        return found
 
     def _cross_zone_off(self, arn: str) -> bool:
         attributes = self.client("elbv2").describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
@@ -273,7 +298,7 @@ class ElbProxy:
             pending = self._faults.get(action)
             fault = pending.pop(0) if pending else None
             if fault is None and action == "RegisterTargets" and self._rejected & {ip for ip, _ in targets}:
-                fault = (400, "InvalidTarget", None)
+                fault = (400, self._reject_code, None)
             slow = self._slow.get(action)
             delay = slow.pop(0) if slow and fault is None else 0.0
         return fault, delay
@@ -318,8 +343,8 @@ def _deregistered_body() -> bytes:
             "</DeregisterTargetsResponse>").encode()
 
 
-def _with_zones(payload: bytes, described: list[dict[str, Any]]) -> bytes:
-    """moto's DescribeTargetHealth answer with each Target's AvailabilityZone added."""
+def _with_zones(payload: bytes, described: list[dict[str, Any]], state: str | None = None) -> bytes:
+    """moto's DescribeTargetHealth answer with each Target's AvailabilityZone added (and the state set)."""
     zones = {(d["Target"]["Id"], str(d["Target"].get("Port"))): d["Target"].get("AvailabilityZone")
              for d in described}
     root = ET.fromstring(payload)
@@ -328,6 +353,9 @@ def _with_zones(payload: bytes, described: list[dict[str, Any]]) -> bytes:
         zone = zones.get((ident.text if ident is not None else "", port.text if port is not None else "None"))
         if zone and target.find(f"{{{_NS}}}AvailabilityZone") is None:
             ET.SubElement(target, f"{{{_NS}}}AvailabilityZone").text = zone
+    if state is not None:
+        for element in root.iter(f"{{{_NS}}}State"):
+            element.text = state
     return ET.tostring(root, encoding="utf-8", xml_declaration=False)
 
 
@@ -393,7 +421,7 @@ def _handler(proxy: ElbProxy) -> type[http.server.BaseHTTPRequestHandler]:
             if response.status == 200 and action == "RegisterTargets":
                 proxy.registered(params)
             if response.status == 200 and action == "DescribeTargetHealth":
-                payload = _with_zones(payload, proxy.reported((params.get("TargetGroupArn") or [""])[0]))
+                payload = _with_zones(payload, proxy.reported((params.get("TargetGroupArn") or [""])[0]), proxy._state)
             if delay:
                 time.sleep(delay)  # applied upstream, answered too late
             self._reply(response.status, kept, payload)
