@@ -753,8 +753,10 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
         from negsync.providers.ratelimit import parse_rate_limits
 
         limits = parse_rate_limits(args.aws_rate_limits, field="--aws-rate-limits") if args.aws_rate_limits else None
-        return AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
-                           retry_mode=args.aws_retry_mode, rate_limits=limits, clock=clock)
+        aws = AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
+                          retry_mode=args.aws_retry_mode, rate_limits=limits, clock=clock)
+        log.info("AWS credentials found", extra={"method": aws.check_credentials()})
+        return aws
     from negsync.providers.gcp import GcpProvider
 
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),

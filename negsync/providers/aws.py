@@ -427,6 +427,34 @@ class AwsProvider:
                 self._clients[key] = client
         return client
 
+    def check_credentials(self) -> str:
+        """Resolve botocore's default credential chain once, at start-up; returns the method found.
+
+        The chain is botocore's own, in its order: environment keys, web identity (IRSA:
+        ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``), shared files, the container provider
+        (EKS Pod Identity: ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` + ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``),
+        instance metadata.  Finding none is a configuration error (CLI exit 2) rather than a
+        condition on every binding; a provider that is found but fails to answer is reported per
+        call later (it may be a passing outage of the Pod Identity agent).
+        """
+        with self._client_lock:
+            if self._session is None:
+                self._session = boto3.Session()
+            session = self._session
+        try:
+            credentials = session.get_credentials()
+        except (BotoCoreError, ValueError) as err:
+            log.warning("AWS credentials could not be loaded yet: %s", err)
+            return "unavailable"
+        if credentials is None:
+            raise ConfigError(
+                "AWS credentials",
+                "none found: give the ServiceAccount an IAM role (IRSA: AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), "
+                "an EKS Pod Identity association (AWS_CONTAINER_CREDENTIALS_FULL_URI), or set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY; see docs/aws.md",
+            )
+        return str(getattr(credentials, "method", "") or "unknown")
+
     def limits(self, region: str, service: str = "elbv2") -> RateLimits:
         """The throttle groups pacing ``service`` in ``region``: every client there shares them."""
         with self._client_lock:

@@ -62,6 +62,7 @@ class Call:
     targets: tuple[tuple[str, int], ...]
     status: int = 200
     params: dict[str, list[str]] = field(default_factory=dict)
+    access_key: str = ""  # the AccessKeyId the request was signed with (SigV4 Credential=...)
 
 
 def descriptions_of(params: dict[str, list[str]]) -> list[dict[str, str]]:
@@ -83,6 +84,8 @@ class ElbProxy:
     upstream: str
     url: str = ""
     calls: list[Call] = field(default_factory=list)
+    #: AccessKeyIds that STS answers through this proxy handed out (AssumeRole*).
+    issued: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _faults: dict[str, list[tuple[int, str, int | None]]] = field(default_factory=dict)
     _slow: dict[str, list[float]] = field(default_factory=dict)
@@ -392,7 +395,9 @@ def _handler(proxy: ElbProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 message = proxy.register_error(params) or ""
                 if message:
                     fault = (400, "ValidationError", None)
-            call = Call(time.monotonic(), action, targets, fault[0] if fault else 200, params)
+            authorization = self.headers.get("Authorization") or ""
+            access_key = authorization.partition("Credential=")[2].partition("/")[0]
+            call = Call(time.monotonic(), action, targets, fault[0] if fault else 200, params, access_key)
             with proxy.lock:
                 proxy.calls.append(call)
             if fault is not None:
@@ -418,6 +423,10 @@ def _handler(proxy: ElbProxy) -> type[http.server.BaseHTTPRequestHandler]:
                         if k.lower() not in ("transfer-encoding", "connection", "content-length")]
             finally:
                 connection.close()
+            if response.status == 200 and action.startswith("AssumeRole"):
+                found = ET.fromstring(payload).iter()
+                with proxy.lock:
+                    proxy.issued.extend(e.text or "" for e in found if e.tag.endswith("}AccessKeyId"))
             if response.status == 200 and action == "RegisterTargets":
                 proxy.registered(params)
             if response.status == 200 and action == "DescribeTargetHealth":
