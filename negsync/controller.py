@@ -19,6 +19,7 @@ back-off by the engine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -35,7 +36,7 @@ from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Health
 from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
-from negsync.errors import ConfigError
+from negsync.errors import ConfigError, ProviderError
 from negsync.providers.base import OwnershipStore, TargetProvider
 
 log = logging.getLogger("negsync.controller")
@@ -520,6 +521,7 @@ class Controller:
         finally:
             with self._lock:
                 self._computing.pop(key, None)
+        result = self._keep_networking(key, spec, desired, result)
         timeouts = self._update_gates(key, spec, desired, result) if spec is not None and spec.readiness_gate else 0
         self._report(ref, service, result, desired)
         with self._lock:
@@ -534,6 +536,18 @@ class Controller:
         self._write_status(record, status)
         with self._lock:
             self.last_results[key] = result
+        return result
+
+    def _keep_networking(self, key: BindingKey, spec: BindingSpec | None, desired: DesiredBinding | None,
+                         result: ReconcileResult) -> ReconcileResult:
+        """Security-group rules of ``spec.target.awsTargetGroup.networking`` (providers that keep them)."""
+        keep = getattr(self.provider, "reconcile_networking", None)
+        if not callable(keep) or spec is None or desired is None:
+            return result
+        try:
+            keep(binding=key, spec=spec.target, endpoints=desired.endpoints)
+        except ProviderError as exc:  # a condition and an Event, like any sync error
+            return dataclasses.replace(result, errors=(*result.errors, f"networking: {exc}"))
         return result
 
     def _link(self, ref: Any) -> str:

@@ -98,6 +98,7 @@ from negsync.errors import (
     TransientError,
 )
 from negsync.providers.aws_errors import to_error
+from negsync.providers.aws_networking import SecurityGroupRules
 from negsync.providers.ratelimit import RateLimits
 
 __all__ = [
@@ -404,6 +405,7 @@ class AwsProvider:
         self._endpoint_zones: dict[str, dict[TargetEndpoint, str]] = {}
         self._own_zone: dict[str, bool] = {}
         self._polled: dict[str, float] = {}  # target group → when its health was last polled
+        self._networking = SecurityGroupRules(call=self._call, clock=self._clock)
 
     # ----------------------------------------------------------------- clients and calls
 
@@ -725,9 +727,29 @@ class AwsProvider:
             )
 
     def delete_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> bool:
-        """Release the claim; the group itself is not negsync's to delete, so always False."""
+        """Revoke the binding's security-group rules and release the claim; the group stays (False)."""
+        self._networking.release(binding)
         self.release(binding)
         return False
+
+    def reconcile_networking(
+        self, *, binding: BindingKey, spec: TargetSpec, endpoints: Iterable[Endpoint]
+    ) -> str | None:
+        """Keep ``spec.networking``'s security-group rules; returns the group kept (None: no section).
+
+        See :mod:`negsync.providers.aws_networking`.  No API call for a binding without the section.
+        """
+        if not isinstance(spec, AwsTargetGroupTarget):
+            return None
+        if spec.networking is None or not spec.networking.ingress:
+            self._networking.release(binding)
+            return None
+        ref = self._ref(spec)
+        info = self.describe_group(ref)
+        members = [TargetEndpoint(_canonical_ip(e.ip), e.port) for e in endpoints]
+        return self._networking.reconcile(
+            region=ref.location, vpc_id=info.vpc_id, binding=binding, networking=spec.networking, endpoints=members
+        )
 
     # ----------------------------------------------------------------- helpers
 

@@ -28,6 +28,13 @@ than AWS, never more lenient:
 * DescribeTargetHealth reports each IP target's AvailabilityZone: the zone it was registered with,
   or for an IP in one of the VPC's subnets the subnet's zone, which AWS detects (LBC PR #4544: "AWS
   auto-assigns an AZ (e.g., us-east-1d) to the target").  moto reports none.
+* DescribeNetworkInterfaces with the filter ``addresses.private-ip-address`` matches every private
+  IPv4 address of an ENI, secondary ones included (EC2 API reference, DescribeNetworkInterfaces:
+  "The private IPv4 addresses associated with the network interface"); moto matches only the
+  primary address, so the proxy resolves the filter itself and asks moto by ENI ID.
+* DescribeSecurityGroupRules reports the Description of a rule that references another security
+  group (EC2 API reference, SecurityGroupRule.Description); moto drops it for those rules (it keeps
+  it in DescribeSecurityGroups), so the proxy puts it back from there.
 * DeregisterTargets succeeds for a target that is not registered (AWS; moto answers InvalidTarget),
   and a target is only removed when Id, Port *and* AvailabilityZone match what AWS recorded — a
   recomputed zone that differs deregisters nothing and leaves the target behind (LBC PR #4544).
@@ -296,6 +303,22 @@ class ElbProxy:
                     self._zones.pop((arn, str(target["Id"]), int(target["Port"])), None)
         return True
 
+    def rewrite_eni_filter(self, params: dict[str, list[str]]) -> dict[str, list[str]]:
+        """``addresses.private-ip-address`` resolved over all of an ENI's addresses (see module docstring)."""
+        for key, values in list(params.items()):
+            if not (key.startswith("Filter.") and key.endswith(".Name") and values == ["addresses.private-ip-address"]):
+                continue
+            prefix = key.removesuffix(".Name")
+            wanted = {v for k, v in ((k, vs[0]) for k, vs in params.items()) if k.startswith(f"{prefix}.Value.")}
+            enis = self.client("ec2").describe_network_interfaces()["NetworkInterfaces"]
+            matched = [e["NetworkInterfaceId"] for e in enis
+                       if wanted & {a["PrivateIpAddress"] for a in e.get("PrivateIpAddresses") or ()}]
+            params = {k: v for k, v in params.items() if not k.startswith(f"{prefix}.Value.")}
+            params[key] = ["network-interface-id"]
+            for n, eni in enumerate(matched or ["eni-00000000000000000"], start=1):
+                params[f"{prefix}.Value.{n}"] = [eni]
+        return params
+
     def _decide(self, action: str, targets: tuple[tuple[str, int], ...]) -> tuple[tuple[int, str, int | None] | None, float]:
         with self.lock:
             pending = self._faults.get(action)
@@ -338,6 +361,32 @@ def _error_body(code: str, message: str = "") -> bytes:
         f"<Code>{code}</Code><Message>{text}</Message></Error>"
         "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     ).encode()
+
+
+def _with_rule_descriptions(proxy: ElbProxy, payload: bytes) -> bytes:
+    """moto's DescribeSecurityGroupRules answer with the descriptions of group-referencing rules restored."""
+    root = ET.fromstring(payload)
+    namespace = root.tag.partition("}")[0] + "}" if root.tag.startswith("{") else ""
+
+    def text(element: ET.Element, name: str) -> str:
+        child = element.find(namespace + name)
+        return (child.text or "") if child is not None else ""
+
+    for rule in root.iter(namespace + "item"):
+        referenced = rule.find(namespace + "referencedGroupInfo")
+        if referenced is None or rule.find(namespace + "description") is not None:
+            continue
+        peer = text(referenced, "groupId")
+        group = proxy.client("ec2").describe_security_groups(GroupIds=[text(rule, "groupId")])["SecurityGroups"][0]
+        egress = text(rule, "isEgress") == "true"
+        for permission in group["IpPermissionsEgress" if egress else "IpPermissions"]:
+            if (permission.get("IpProtocol") == text(rule, "ipProtocol")
+                    and str(permission.get("FromPort")) == text(rule, "fromPort")
+                    and str(permission.get("ToPort")) == text(rule, "toPort")):
+                for pair in permission.get("UserIdGroupPairs") or ():
+                    if pair.get("GroupId") == peer and pair.get("Description"):
+                        ET.SubElement(rule, namespace + "description").text = pair["Description"]
+    return ET.tostring(root, encoding="utf-8")
 
 
 def _deregistered_body() -> bytes:
@@ -413,9 +462,11 @@ def _handler(proxy: ElbProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 self._reply(200, [("Content-Type", "text/xml")], _deregistered_body())
                 return
             proxy._wait_if_held(action)
+            if action == "DescribeNetworkInterfaces":
+                body = urllib.parse.urlencode(proxy.rewrite_eni_filter(params), doseq=True).encode()
             connection = http.client.HTTPConnection(host, port, timeout=30)
             try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
@@ -427,6 +478,8 @@ def _handler(proxy: ElbProxy) -> type[http.server.BaseHTTPRequestHandler]:
                 found = ET.fromstring(payload).iter()
                 with proxy.lock:
                     proxy.issued.extend(e.text or "" for e in found if e.tag.endswith("}AccessKeyId"))
+            if response.status == 200 and action == "DescribeSecurityGroupRules":
+                payload = _with_rule_descriptions(proxy, payload)
             if response.status == 200 and action == "RegisterTargets":
                 proxy.registered(params)
             if response.status == 200 and action == "DescribeTargetHealth":
