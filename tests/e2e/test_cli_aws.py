@@ -182,3 +182,39 @@ def test_no_credentials_exit_2_with_one_message(kube: KubeApiEmulator, tmp_path:
     errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "AWS credentials" in errors[0] and "IRSA" in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_networking_rules_follow_the_binding(kube: KubeApiEmulator, world: dict[str, Any], tmp_path: Path) -> None:
+    """The controller keeps the binding's security-group rule, and revokes it when the binding is deleted."""
+    from negsync.providers.aws_networking import OWNER_DESCRIPTION
+
+    proxy: ElbProxy = world["proxy"]
+    ec2 = proxy.client("ec2")
+    vpc = world["elbv2"].describe_target_groups(TargetGroupArns=[world["arn"]])["TargetGroups"][0]["VpcId"]
+    node_sg = ec2.create_security_group(GroupName=f"node-{next(_SEQUENCE)}", Description="n", VpcId=vpc)["GroupId"]
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+    ec2.create_network_interface(SubnetId=subnet, Groups=[node_sg], PrivateIpAddresses=[
+        {"PrivateIpAddress": "10.0.1.200", "Primary": True}, *({"PrivateIpAddress": ip, "Primary": False} for ip in IPS)])
+
+    def ours() -> set[tuple[int, str]]:
+        rules = proxy.client("ec2").describe_security_group_rules(
+            Filters=[{"Name": "group-id", "Values": [node_sg]}])["SecurityGroupRules"]
+        return {(r["FromPort"], r.get("CidrIpv4", "")) for r in rules
+                if not r["IsEgress"] and r.get("Description") == OWNER_DESCRIPTION}
+
+    kube.create(service())
+    kube.create(endpoint_slice("web-abc", IPS, zone="us-east-1a"))
+    kube.create(binding(target={"awsTargetGroup": {"arn": world["arn"], "networking": {
+        "ingress": [{"from": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}]}}}, gate=False))
+    env = isolated(tmp_path, AWS_ACCESS_KEY_ID="AKIASTATICKEY0000001", AWS_SECRET_ACCESS_KEY="static-secret")
+    ctl = ControllerProcess(kube, "--provider", "aws", "--aws-endpoint-url", proxy.url, "--aws-max-attempts", "2",
+                            "--sync-min-interval", "0", env=env).start()
+    try:
+        ctl.wait_ready()
+        wait_for(lambda: ours() == {(8080, "10.20.0.0/16")}, timeout=20, what="rule authorized", describe=ctl.tail)
+        kube.delete("negsync.io/v1alpha1", "TargetBinding", "shop", "web")
+        wait_for(lambda: ours() == set() and kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") is None,
+                 timeout=20, what="rule revoked and binding gone", describe=ctl.tail)
+    finally:
+        code = ctl.terminate()
+    assert code == 0 and "Traceback" not in "".join(ctl.stderr), ctl.tail()
