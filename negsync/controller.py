@@ -132,8 +132,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard",
                        help="botocore retry mode")
     cloud.add_argument("--aws-rate-limits", default="",
-                       help="client-side token buckets per ELBv2 operation, e.g. 'RegisterTargets=4:20,Describe*=50:200' "
-                            "(rate per second:burst; default: the AWS LB Controller's)")
+                       help="client-side ELBv2 throttle groups shared per region, KEY=RATE:BURST with KEY an operation, "
+                            "pattern or A|B, e.g. 'Describe*=5:20,RegisterTargets|DeregisterTargets=3:10' (merged into "
+                            "the defaults, which stay below AWS's account buckets: docs/aws.md)")
     cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
     cloud.add_argument("--gcp-anonymous", action="store_true",
                        help="send no Google credentials (only with --gcp-compute-endpoint: a private or test endpoint)")
