@@ -515,6 +515,8 @@ class Controller:
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
         desired = self._compute_desired(key)
+        # Rules first, as LBC does: registered targets are health-checked at once.
+        networking_error = self._keep_networking(key, spec, desired)
         with self._lock:
             self._computing[key] = desired  # one worker per key: safe to hand to the reconciler's source
         try:
@@ -522,7 +524,8 @@ class Controller:
         finally:
             with self._lock:
                 self._computing.pop(key, None)
-        result = self._keep_networking(key, spec, desired, result)
+        if networking_error:
+            result = dataclasses.replace(result, errors=(*result.errors, networking_error))
         timeouts = self._update_gates(key, spec, desired, result) if spec is not None and spec.readiness_gate else 0
         self._report(ref, service, result, desired)
         with self._lock:
@@ -539,17 +542,19 @@ class Controller:
             self.last_results[key] = result
         return result
 
-    def _keep_networking(self, key: BindingKey, spec: BindingSpec | None, desired: DesiredBinding | None,
-                         result: ReconcileResult) -> ReconcileResult:
-        """Security-group rules of ``spec.target.awsTargetGroup.networking`` (providers that keep them)."""
+    def _keep_networking(self, key: BindingKey, spec: BindingSpec | None, desired: DesiredBinding | None) -> str:
+        """Security-group rules of ``spec.target.awsTargetGroup.networking`` (providers that keep them).
+
+        Returns the error to report ("" when fine): a condition and an Event, like any sync error.
+        """
         keep = getattr(self.provider, "reconcile_networking", None)
         if not callable(keep) or spec is None or desired is None:
-            return result
+            return ""
         try:
             keep(binding=key, spec=spec.target, endpoints=desired.endpoints)
-        except ProviderError as exc:  # a condition and an Event, like any sync error
-            return dataclasses.replace(result, errors=(*result.errors, f"networking: {exc}"))
-        return result
+        except ProviderError as exc:
+            return f"networking: {exc}"
+        return ""
 
     def _link(self, ref: Any) -> str:
         link = getattr(self.provider, "target_link", None)

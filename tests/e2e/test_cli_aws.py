@@ -202,16 +202,34 @@ def test_networking_rules_follow_the_binding(kube: KubeApiEmulator, world: dict[
         return {(r["FromPort"], r.get("CidrIpv4", "")) for r in rules
                 if not r["IsEgress"] and r.get("Description") == OWNER_DESCRIPTION}
 
+    def registered() -> set[str]:
+        described = world["elbv2"].describe_target_health(TargetGroupArn=world["arn"])["TargetHealthDescriptions"]
+        return {d["Target"]["Id"] for d in described}
+
+    def condition() -> str:
+        status = (kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") or {}).get("status") or {}
+        return " ".join(c.get("message", "") for c in status.get("conditions") or [] if c.get("status") == "False")
+
     kube.create(service())
     kube.create(endpoint_slice("web-abc", IPS, zone="us-east-1a"))
+    # First a group that does not exist: a condition names the problem; registration goes on.
+    rule = {"from": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
     kube.create(binding(target={"awsTargetGroup": {"arn": world["arn"], "networking": {
-        "ingress": [{"from": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}]}}}, gate=False))
+        "securityGroup": "sg-00000000000000000", "ingress": [rule]}}}, gate=False))
     env = isolated(tmp_path, AWS_ACCESS_KEY_ID="AKIASTATICKEY0000001", AWS_SECRET_ACCESS_KEY="static-secret")
     ctl = ControllerProcess(kube, "--provider", "aws", "--aws-endpoint-url", proxy.url, "--aws-max-attempts", "2",
                             "--sync-min-interval", "0", env=env).start()
     try:
         ctl.wait_ready()
+        wait_for(lambda: "networking:" in condition() and registered() == set(IPS), timeout=20,
+                 what="a networking condition, targets registered", describe=ctl.tail)
+        assert "sg-00000000000000000" in condition()
+        fixed = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web")
+        assert fixed is not None
+        fixed["spec"]["target"]["awsTargetGroup"]["networking"] = {"ingress": [rule]}  # the pods' ENI group
+        kube.update(fixed)
         wait_for(lambda: ours() == {(8080, "10.20.0.0/16")}, timeout=20, what="rule authorized", describe=ctl.tail)
+        wait_for(lambda: "networking:" not in condition(), timeout=20, what="condition cleared", describe=ctl.tail)
         kube.delete("negsync.io/v1alpha1", "TargetBinding", "shop", "web")
         wait_for(lambda: ours() == set() and kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") is None,
                  timeout=20, what="rule revoked and binding gone", describe=ctl.tail)
