@@ -171,10 +171,10 @@ def test_defaults_stay_below_aws_refill_and_leave_room_for_other_tools() -> None
 
 def test_the_flag_still_sets_the_groups() -> None:
     # --aws-rate-limits keeps its syntax; a key may now name a group (A|B) and merges into the defaults.
-    flag = parse_rate_limits("Describe*=8:30, RegisterTargets|DeregisterTargets=2:5", field="--aws-rate-limits")
+    flag = parse_rate_limits("Describe*=6:30, RegisterTargets|DeregisterTargets=2:5", field="--aws-rate-limits")
     provider = AwsProvider(rate_limits=flag, clock=VirtualClock())
     limits = provider.limits(REGION)
-    assert limits.limit_for("DescribeTargetHealth") == (8.0, 30)
+    assert limits.limit_for("DescribeTargetHealth") == (6.0, 30)  # the tightest of Describe* and *
     assert limits.limit_for("DeregisterTargets") == (2.0, 5)
     assert limits.groups_for("RegisterTargets") == ["RegisterTargets|DeregisterTargets", "*"]
     assert provider.rate_limits["*"] == DEFAULT_RATE_LIMITS["*"]
