@@ -9,8 +9,10 @@ registers and deregisters pod IPs in them.  One target group is one :class:`Targ
 
 Design decisions a reader must know:
 
-* **Client.** boto3 ``elbv2`` (plus ``ec2`` for DescribeVpcs) with the default credential chain
-  — IRSA and EKS Pod Identity work without code here.  One client per (service, region),
+* **Client.** boto3 ``elbv2`` (plus ``ec2`` for DescribeVpcs and security-group rules) with
+  botocore's default credential chain — IRSA and EKS Pod Identity work without code here;
+  :meth:`AwsProvider.check_credentials` resolves it once at start-up so that "no credentials at
+  all" is a configuration error (CLI exit 2), not a condition on every binding.  One client per (service, region),
   created lazily under a lock because boto3 *sessions* are not thread-safe (clients are).  The
   region comes from the ARN.  Retries are botocore's own (``standard`` or ``adaptive`` mode,
   ``total_max_attempts``); negsync does not wrap a second retry loop around them — what escapes
@@ -57,6 +59,10 @@ Design decisions a reader must know:
   lets the first binding keep the group and raises :class:`OwnershipConflict` (naming the holder)
   for the second, from :meth:`ensure_target` — a condition, not a tug of war.
 
+* **Security groups.** ``networking`` sections are kept by
+  :class:`~negsync.providers.aws_networking.SecurityGroupRules` through this module's paced,
+  error-mapped call (:meth:`AwsProvider.reconcile_networking`; released in :meth:`delete_target`).
+
 Error codes map onto negsync's errors in :mod:`negsync.providers.aws_errors`.  Only the AWS
 provider modules import boto3/botocore; everything above them sees :mod:`negsync.errors`.
 """
@@ -102,13 +108,16 @@ from negsync.providers.aws_networking import SecurityGroupRules
 from negsync.providers.ratelimit import RateLimits
 
 __all__ = [
+    "ALL_ZONES",
     "AWS_THROTTLE_LIMITS",
     "CLAIMS",
     "DEFAULT_RATE_LIMITS",
     "EC2_RATE_LIMITS",
+    "HEALTH_POLL_SHARE",
     "MAX_TARGETS_PER_CALL",
     "AwsProvider",
     "InvalidEndpoints",
+    "ReportedTarget",
     "TargetGroupClaims",
     "TargetGroupInfo",
     "health_from_state",
