@@ -411,7 +411,8 @@ class AwsProvider:
         # with exactly that), the zones of the desired endpoints outside the VPC, and whether the
         # group wants those registered in their own zone rather than "all".
         self._reported: dict[str, dict[TargetEndpoint, ReportedTarget]] = {}
-        self._endpoint_zones: dict[str, dict[TargetEndpoint, str]] = {}
+        # Per binding, since several (shared) bindings may feed one group.
+        self._endpoint_zones: dict[str, dict[BindingKey, dict[TargetEndpoint, str]]] = {}
         self._own_zone: dict[str, bool] = {}
         self._polled: dict[str, float] = {}  # target group → when its health was last polled
         self._networking = SecurityGroupRules(call=self._call, clock=self._clock)
@@ -604,7 +605,7 @@ class AwsProvider:
             if endpoint.zone and (networks is None or not _inside(member.ip, networks)):
                 zones[member] = endpoint.zone
         with self._lock:
-            self._endpoint_zones[ref.name] = zones
+            self._endpoint_zones.setdefault(ref.name, {})[binding] = zones
         return {ref: wanted}
 
     def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
@@ -676,7 +677,7 @@ class AwsProvider:
         own_zone = self._wants_own_zone(ref, info) if outside else False
         if own_zone:
             with self._lock:
-                zones = dict(self._endpoint_zones.get(ref.name, {}))
+                zones = self._zones_of(ref)
             for endpoint in outside:
                 if not zones.get(endpoint):
                     bad[endpoint] = (
@@ -739,6 +740,8 @@ class AwsProvider:
         """Revoke the binding's security-group rules and release the claim; the group stays (False)."""
         self._networking.release(binding)
         self.release(binding)
+        with self._lock:
+            self._endpoint_zones.get(ref.name, {}).pop(binding, None)
         return False
 
     def reconcile_networking(
@@ -775,6 +778,13 @@ class AwsProvider:
             raise InvalidTarget(f"target group {info.name or ref.name} has target type {info.target_type!r}")
         return info, self.vpc_cidrs(ref.location, info.vpc_id)
 
+    def _zones_of(self, ref: TargetRef) -> dict[TargetEndpoint, str]:
+        # Called with the lock held or not (a plain read of dicts replaced, never mutated in place).
+        merged: dict[TargetEndpoint, str] = {}
+        for zones in list(self._endpoint_zones.get(ref.name, {}).values()):
+            merged.update(zones)
+        return merged
+
     def _wants_own_zone(self, ref: TargetRef, info: TargetGroupInfo) -> bool:
         """Whether IPs outside the VPC must name their own zone in ``ref`` (remembered per group).
 
@@ -803,23 +813,16 @@ class AwsProvider:
             self._own_zone[ref.name] = own
         return own
 
-    def _description(
-        self, ref: TargetRef, endpoint: TargetEndpoint, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-    ) -> dict[str, Any]:
-        """The TargetDescription to register ``endpoint`` with."""
-        target: dict[str, Any] = {"Id": endpoint.ip, "Port": endpoint.port}
-        if not _inside(endpoint.ip, networks):
-            # Required outside the VPC (peered VPCs, on-premises).  Inside, AWS detects the zone.
-            with self._lock:
-                own = self._own_zone.get(ref.name, False)
-                zone = self._endpoint_zones.get(ref.name, {}).get(endpoint) if own else None
-            target["AvailabilityZone"] = zone or ALL_ZONES
-        return target
+    def _own_zones(self, ref: TargetRef) -> dict[TargetEndpoint, str] | None:
+        """The endpoints' zones if ``ref`` registers outside IPs in their own zone, else None ("all")."""
+        with self._lock:
+            return self._zones_of(ref) if self._own_zone.get(ref.name, False) else None
 
     def _register(
         self, ref: TargetRef, batch: Sequence[TargetEndpoint], networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
     ) -> None:
-        targets = [self._description(ref, e, networks) for e in batch]
+        zones = self._own_zones(ref)
+        targets = [_description(e, networks, zones) for e in batch]
         self._call("elbv2", ref.location, "RegisterTargets", TargetGroupArn=ref.name, Targets=targets)
 
     def _deregister(
@@ -831,9 +834,8 @@ class AwsProvider:
         # What AWS reported for the member, exactly; a computed description only for members
         # never listed (e.g. an attach whose response was lost, detached before the next list).
         reported = self.reported(ref)
-        targets = [
-            reported[e].description() if e in reported else self._description(ref, e, networks) for e in batch
-        ]
+        zones = self._own_zones(ref)
+        targets = [reported[e].description() if e in reported else _description(e, networks, zones) for e in batch]
         self._call("elbv2", ref.location, "DeregisterTargets", TargetGroupArn=ref.name, Targets=targets)
 
     def _still_registered(self, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> list[TargetEndpoint]:
@@ -846,6 +848,19 @@ def _pace(limits: RateLimits, event_name: str = "", **_: Any) -> None:
     operation = event_name.rsplit(".", 1)[-1]
     if not limits.acquire(operation, timeout=_PACING_TIMEOUT):
         raise _PacingTimeout(operation)
+
+
+def _description(
+    endpoint: TargetEndpoint,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    zones: Mapping[TargetEndpoint, str] | None,
+) -> dict[str, Any]:
+    """The TargetDescription to register ``endpoint`` with (``zones`` None: ``all`` outside the VPC)."""
+    target: dict[str, Any] = {"Id": endpoint.ip, "Port": endpoint.port}
+    if not _inside(endpoint.ip, networks):
+        # Required outside the VPC (peered VPCs, on-premises).  Inside, AWS detects the zone.
+        target["AvailabilityZone"] = (zones or {}).get(endpoint) or ALL_ZONES
+    return target
 
 
 def _inside(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:

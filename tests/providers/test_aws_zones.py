@@ -190,3 +190,18 @@ def test_a_deregistration_aws_ignores_twice_is_a_transient_error(moto: str, prox
     with pytest.raises(TransientError, match="still registered"):
         provider.detach(group.ref, [INSIDE])
     assert group.registered() == {INSIDE}
+
+
+def test_two_shared_bindings_on_one_group_keep_their_own_zones(moto: str, proxy: ElbProxy) -> None:
+    group = make_group(moto, cross_zone="false")
+    provider = provider_for(proxy)
+    other = TargetEndpoint("192.168.7.9", 8080)
+    from negsync.core.bindings import AwsTargetGroupTarget
+
+    shared = AwsTargetGroupTarget(arn=group.arn, shared=True)
+    provider.targets_for(binding=BINDING, spec=shared, endpoints=[Endpoint(OUTSIDE.ip, OUTSIDE.port, zone="us-east-1b")])
+    provider.targets_for(binding=BindingKey("shop", "admin"), spec=shared,
+                         endpoints=[Endpoint(other.ip, other.port, zone="us-east-1a")])
+    provider.attach(group.ref, [OUTSIDE, other])  # one batch holding both bindings' members
+    assert zones_sent(proxy, "RegisterTargets") == [{OUTSIDE.ip: "us-east-1b", other.ip: "us-east-1a"}]
+    assert group.registered() == {OUTSIDE, other}
