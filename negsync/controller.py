@@ -36,7 +36,7 @@ from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Health
 from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
-from negsync.errors import ConfigError
+from negsync.errors import ConfigError, ProviderError
 from negsync.providers.base import OwnershipStore, TargetProvider
 
 log = logging.getLogger("negsync.controller")
@@ -135,8 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument("--aws-retry-mode", choices=("standard", "adaptive"), default="standard",
                        help="botocore retry mode")
     cloud.add_argument("--aws-rate-limits", default="",
-                       help="client-side token buckets per ELBv2 operation, e.g. 'RegisterTargets=4:20,Describe*=50:200' "
-                            "(rate per second:burst; default: the AWS LB Controller's)")
+                       help="client-side ELBv2 throttle groups shared per region, KEY=RATE:BURST with KEY an operation, "
+                            "pattern or A|B, e.g. 'Describe*=5:20,RegisterTargets|DeregisterTargets=3:10' (merged into "
+                            "the defaults, which stay below AWS's account buckets: docs/aws.md)")
     cloud.add_argument("--gcp-compute-endpoint", default=None, help="Compute API root (private endpoints, tests)")
     cloud.add_argument("--gcp-anonymous", action="store_true",
                        help="send no Google credentials (only with --gcp-compute-endpoint: a private or test endpoint)")
@@ -554,6 +555,8 @@ class Controller:
         if FINALIZER not in record.finalizers and not self._set_finalizer(record, present=True):
             return ReconcileResult(key=key, errors=("could not add finalizer",), requeue_after=5.0)
         desired = self._compute_desired(key)
+        # Rules first, as LBC does: registered targets are health-checked at once.
+        networking_error = self._keep_networking(key, spec, desired)
         with self._lock:
             self._computing[key] = desired  # one worker per key: safe to hand to the reconciler's source
         try:
@@ -561,6 +564,8 @@ class Controller:
         finally:
             with self._lock:
                 self._computing.pop(key, None)
+        if networking_error:
+            result = dataclasses.replace(result, errors=(*result.errors, networking_error))
         timeouts = 0
         if spec is not None and spec.readiness_gate:
             timeouts, wait_until = self._update_gates(key, record, spec, service, desired, result)
@@ -585,6 +590,20 @@ class Controller:
         with self._lock:
             self.last_results[key] = result
         return result
+
+    def _keep_networking(self, key: BindingKey, spec: BindingSpec | None, desired: DesiredBinding | None) -> str:
+        """Security-group rules of ``spec.target.awsTargetGroup.networking`` (providers that keep them).
+
+        Returns the error to report ("" when fine): a condition and an Event, like any sync error.
+        """
+        keep = getattr(self.provider, "reconcile_networking", None)
+        if not callable(keep) or spec is None or desired is None:
+            return ""
+        try:
+            keep(binding=key, spec=spec.target, endpoints=desired.endpoints)
+        except ProviderError as exc:
+            return f"networking: {exc}"
+        return ""
 
     def _link(self, ref: Any) -> str:
         link = getattr(self.provider, "target_link", None)
@@ -975,8 +994,10 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
         from negsync.providers.ratelimit import parse_rate_limits
 
         limits = parse_rate_limits(args.aws_rate_limits, field="--aws-rate-limits") if args.aws_rate_limits else None
-        return AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
-                           retry_mode=args.aws_retry_mode, rate_limits=limits, clock=clock)
+        aws = AwsProvider(endpoint_url=args.aws_endpoint_url, max_attempts=args.aws_max_attempts,
+                          retry_mode=args.aws_retry_mode, rate_limits=limits, clock=clock)
+        log.info("AWS credentials found", extra={"method": aws.check_credentials()})
+        return aws
     from negsync.providers.gcp import GcpProvider
 
     return GcpProvider(cluster_uid=cluster_uid(api_client, args.cluster_uid),

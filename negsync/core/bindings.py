@@ -8,6 +8,7 @@ reported as a :class:`~negsync.errors.ConfigError` whose ``field`` is the path u
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,10 +52,31 @@ class GcpNegTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsIngressRule:
+    """One ``networking.ingress`` entry: let ``peers`` (security group IDs or CIDRs) reach ``ports``.
+
+    ``ports`` holds (protocol, port); empty means the endpoints' own ports, as in the LB
+    Controller's TargetGroupBinding ``networking`` (its ``ports`` may be omitted the same way).
+    """
+
+    peers: tuple[str, ...]
+    ports: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AwsNetworking:
+    """``spec.target.awsTargetGroup.networking``: security-group rules negsync keeps for the binding."""
+
+    ingress: tuple[AwsIngressRule, ...] = ()
+    security_group: str = ""  # the group to open; empty: the security group of the endpoints' ENIs
+
+
+@dataclass(frozen=True, slots=True)
 class AwsTargetGroupTarget:
     arn: str
     shared: bool = False
     kind: Literal["aws"] = "aws"
+    networking: AwsNetworking | None = None
 
     @property
     def region(self) -> str:
@@ -143,9 +165,71 @@ def _gcp(raw: Mapping[str, Any]) -> GcpNegTarget:
     )
 
 
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+def _aws_networking(raw: Any, field: str) -> AwsNetworking:
+    raw = _mapping(raw, field)
+    unknown = set(raw) - {"ingress", "securityGroup"}
+    if unknown:
+        raise ConfigError(f"{field}.{sorted(unknown)[0]}", "unknown field")
+    group = _string(raw, "securityGroup", field, required=False)
+    if group and not _SECURITY_GROUP.match(group):
+        raise ConfigError(f"{field}.securityGroup", f"is not a security group ID (sg-...): {group!r}")
+    rules_raw = raw.get("ingress", [])
+    if not isinstance(rules_raw, list):
+        raise ConfigError(f"{field}.ingress", "must be a list")
+    rules: list[AwsIngressRule] = []
+    for i, rule_raw in enumerate(rules_raw):
+        where = f"{field}.ingress[{i}]"
+        rule = _mapping(rule_raw, where)
+        unknown = set(rule) - {"from", "ports"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown field")
+        peers_raw = rule.get("from")
+        if not isinstance(peers_raw, list) or not peers_raw:
+            raise ConfigError(f"{where}.from", "must list at least one peer (securityGroup or ipBlock)")
+        peers: list[str] = []
+        for j, peer_raw in enumerate(peers_raw):
+            peer = _mapping(peer_raw, f"{where}.from[{j}]")
+            if set(peer) == {"securityGroup"}:
+                group_id = _string(_mapping(peer["securityGroup"], f"{where}.from[{j}].securityGroup"), "groupID",
+                                   f"{where}.from[{j}].securityGroup")
+                if not _SECURITY_GROUP.match(group_id):
+                    raise ConfigError(f"{where}.from[{j}].securityGroup.groupID",
+                                      f"is not a security group ID (sg-...): {group_id!r}")
+                peers.append(group_id)
+            elif set(peer) == {"ipBlock"}:
+                cidr = _string(_mapping(peer["ipBlock"], f"{where}.from[{j}].ipBlock"), "cidr", f"{where}.from[{j}].ipBlock")
+                try:
+                    peers.append(str(ipaddress.ip_network(cidr, strict=False)))
+                except ValueError:
+                    raise ConfigError(f"{where}.from[{j}].ipBlock.cidr", f"is not a CIDR block: {cidr!r}") from None
+            else:
+                raise ConfigError(f"{where}.from[{j}]", "must set exactly one of securityGroup or ipBlock")
+        ports_raw = rule.get("ports", [])
+        if not isinstance(ports_raw, list):
+            raise ConfigError(f"{where}.ports", "must be a list")
+        ports: list[tuple[str, int]] = []
+        for j, port_raw in enumerate(ports_raw):
+            entry = _mapping(port_raw, f"{where}.ports[{j}]")
+            unknown = set(entry) - {"protocol", "port"}
+            if unknown:
+                raise ConfigError(f"{where}.ports[{j}].{sorted(unknown)[0]}", "unknown field")
+            protocol = entry.get("protocol", "TCP")
+            if protocol not in ("TCP", "UDP"):
+                raise ConfigError(f"{where}.ports[{j}].protocol", f"must be TCP or UDP, got {protocol!r}")
+            number = entry.get("port")
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+                raise ConfigError(f"{where}.ports[{j}].port", f"must be a port number 1-65535, got {number!r}")
+            ports.append((protocol.lower(), number))
+        rules.append(AwsIngressRule(peers=tuple(peers), ports=tuple(ports)))
+    return AwsNetworking(ingress=tuple(rules), security_group=group)
+
+
 def _aws(raw: Mapping[str, Any]) -> AwsTargetGroupTarget:
     field = "spec.target.awsTargetGroup"
-    unknown = set(raw) - {"arn", "shared"}
+    unknown = set(raw) - {"arn", "shared", "networking"}
     if unknown:
         raise ConfigError(f"{field}.{sorted(unknown)[0]}", "unknown field")
     arn = _string(raw, "arn", field)
@@ -154,7 +238,8 @@ def _aws(raw: Mapping[str, Any]) -> AwsTargetGroupTarget:
     shared = raw.get("shared", False)
     if not isinstance(shared, bool):
         raise ConfigError(f"{field}.shared", "must be true or false")
-    return AwsTargetGroupTarget(arn=arn, shared=shared)
+    networking = _aws_networking(raw["networking"], f"{field}.networking") if raw.get("networking") is not None else None
+    return AwsTargetGroupTarget(arn=arn, shared=shared, networking=networking)
 
 
 def _memory(raw: Mapping[str, Any]) -> MemoryTarget:

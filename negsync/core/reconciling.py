@@ -283,7 +283,7 @@ class Reconciler:
             statuses.append(status)
         gates_pending = spec.readiness_gate and any(not h.lets_gate_pass for h in health.values())
         if gates_pending:
-            requeue.append(self._poll)
+            requeue.append(max((self._poll_for(ref) for ref in refs), default=self._poll))
         finalized = False
         retained: tuple[TargetRef, ...] = ()
         if desired.deleting and not errors and not conflicts and all(s.registered == 0 and s.pending == 0 for s in statuses):
@@ -417,7 +417,7 @@ class Reconciler:
             age = now - listed_at
             # age < 0: the clock stepped back; the entry is as old as we can tell, i.e. expired.
             expired = age >= min(self._resync, self._list_period) or age < 0
-            stale_health = fresh and age >= self._poll and any(not h.lets_gate_pass for h in members.values())
+            stale_health = fresh and age >= self._poll_for(ref) and any(not h.lets_gate_pass for h in members.values())
             if not expired and not stale_health:
                 return members
         with self._lock:
@@ -437,6 +437,12 @@ class Reconciler:
         for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
+
+    def _poll_for(self, ref: TargetRef) -> float:
+        # A provider with a shared API budget (AWS: Describe* per account) may stretch the health
+        # poll interval so that every target being polled fits into it.
+        spacing = getattr(self._provider, "health_poll_interval", None)
+        return max(self._poll, float(spacing(ref))) if callable(spacing) else self._poll
 
     def _timed(self, operation: str, ref: TargetRef, call: Callable[[], _T]) -> _T:
         """A read or set-up call, reported like attach/detach so failed reads show in the call metrics."""

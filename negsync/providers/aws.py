@@ -9,8 +9,10 @@ registers and deregisters pod IPs in them.  One target group is one :class:`Targ
 
 Design decisions a reader must know:
 
-* **Client.** boto3 ``elbv2`` (plus ``ec2`` for DescribeVpcs) with the default credential chain
-  — IRSA and EKS Pod Identity work without code here.  One client per (service, region),
+* **Client.** boto3 ``elbv2`` (plus ``ec2`` for DescribeVpcs and security-group rules) with
+  botocore's default credential chain — IRSA and EKS Pod Identity work without code here;
+  :meth:`AwsProvider.check_credentials` resolves it once at start-up so that "no credentials at
+  all" is a configuration error (CLI exit 2), not a condition on every binding.  One client per (service, region),
   created lazily under a lock because boto3 *sessions* are not thread-safe (clients are).  The
   region comes from the ARN.  Retries are botocore's own (``standard`` or ``adaptive`` mode,
   ``total_max_attempts``); negsync does not wrap a second retry loop around them — what escapes
@@ -18,19 +20,35 @@ Design decisions a reader must know:
   are always on, so a hung connection cannot stall a worker thread.  The endpoint is botocore's
   to pick: ``endpoint_url`` overrides it, else ``AWS_ENDPOINT_URL`` /
   ``AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2`` / ``AWS_ENDPOINT_URL_EC2`` (botocore's support).
-* **Pacing.** Every HTTP attempt — retries included — first takes a token from a per-region,
-  per-operation :class:`~negsync.providers.ratelimit.TokenBucket` (RegisterTargets and
-  DeregisterTargets 4/s burst 20, ``Describe*`` 50/s burst 200, as the LB Controller).  The hook
-  is botocore's ``before-send`` event, so a retry storm is paced like first attempts are.
+* **Pacing: the account's shared budget.** AWS throttles ELBv2 per account and region with
+  buckets every caller shares ("elb-api-throttling"): all ``Describe*`` actions together, the
+  registration actions together, and every action together.  negsync keeps one
+  :class:`~negsync.providers.ratelimit.TokenBucket` per such group and region
+  (:data:`DEFAULT_RATE_LIMITS`, below AWS's refill rates, so other tools keep room), as the LB
+  Controller's ``pkg/aws/throttle/defaults.go`` does; a call pays into every group it belongs to.
+  Every HTTP attempt — retries included — takes its tokens in botocore's ``before-send`` hook, so
+  a retry storm is paced like first attempts are.  Health polls for readiness gates share the
+  Describe budget: :meth:`AwsProvider.health_poll_interval` spaces the polls of one target group
+  so that all groups being polled fit in half of it.
 * **Validation lives here.** The real API rejects target IDs that are not IPs of the group's
   family, ports outside 1-65535 and (IPv4) addresses outside the VPC, RFC 1918 and RFC 6598
   ranges; moto accepts anything.  :meth:`attach` checks before calling AWS and raises
   :class:`InvalidEndpoints` (a :class:`RejectedError` with ``.endpoints``) so the reconciler can
   drop exactly those instead of bisecting.
-* **Availability zone.** IPs outside the VPC's CIDRs (primary, secondary and IPv6 associations
-  from DescribeVpcs) are registered with ``AvailabilityZone="all"``; for the rest AWS detects the
-  zone.  VPC CIDRs are cached for a few minutes, because EKS custom networking adds secondary
-  CIDRs to live VPCs; a rejected batch that used ``all`` drops the cache at once.
+* **Availability zone.** For IPs inside the VPC's CIDRs (primary, secondary and IPv6
+  associations from DescribeVpcs) AWS detects the zone.  IPs outside need one: ``all``, except on
+  an ALB target group whose ``load_balancing.cross_zone.enabled`` attribute is ``false`` — there
+  AWS refuses ``all`` and wants the endpoint's own zone (LBC issue #4477).  negsync reads the
+  attribute (DescribeTargetGroupAttributes) the first time it registers an outside IP in a group,
+  and a ValidationError about the zone switches the group to zones too; the choice is remembered
+  per group.  VPC CIDRs are cached for a few minutes, because EKS custom networking adds
+  secondary CIDRs to live VPCs; a rejected batch that named a zone drops the cache at once.
+* **Deregister what AWS reported.** DescribeTargetHealth returns each target as AWS recorded it
+  (Id, Port, AvailabilityZone).  negsync keeps that description per member, inside this provider,
+  and deregisters with it: a recomputed zone that differs deregisters nothing (LBC PR #4544).
+  DeregisterTargets succeeds for a target that is not registered, so success proves nothing;
+  :meth:`AwsProvider.detach` lists the group afterwards and fails (transient) if a member is
+  still registered and not draining.
 * **Health.** DescribeTargetHealth is both the actual member set and the health:
   initial/healthy/unhealthy/unused/draining map one-to-one onto :class:`Health`; ``unavailable``
   is :attr:`Health.NO_HEALTH_CHECK` when the group has health checks disabled, else UNKNOWN.
@@ -41,7 +59,12 @@ Design decisions a reader must know:
   lets the first binding keep the group and raises :class:`OwnershipConflict` (naming the holder)
   for the second, from :meth:`ensure_target` — a condition, not a tug of war.
 
-Only this module imports boto3/botocore; everything above it sees :mod:`negsync.errors`.
+* **Security groups.** ``networking`` sections are kept by
+  :class:`~negsync.providers.aws_networking.SecurityGroupRules` through this module's paced,
+  error-mapped call (:meth:`AwsProvider.reconcile_networking`; released in :meth:`delete_target`).
+
+Error codes map onto negsync's errors in :mod:`negsync.providers.aws_errors`.  Only the AWS
+provider modules import boto3/botocore; everything above them sees :mod:`negsync.errors`.
 """
 
 from __future__ import annotations
@@ -80,14 +103,21 @@ from negsync.errors import (
     TargetNotFound,
     TransientError,
 )
+from negsync.providers.aws_errors import to_error
+from negsync.providers.aws_networking import SecurityGroupRules
 from negsync.providers.ratelimit import RateLimits
 
 __all__ = [
+    "ALL_ZONES",
+    "AWS_THROTTLE_LIMITS",
     "CLAIMS",
     "DEFAULT_RATE_LIMITS",
+    "EC2_RATE_LIMITS",
+    "HEALTH_POLL_SHARE",
     "MAX_TARGETS_PER_CALL",
     "AwsProvider",
     "InvalidEndpoints",
+    "ReportedTarget",
     "TargetGroupClaims",
     "TargetGroupInfo",
     "health_from_state",
@@ -99,12 +129,34 @@ log = logging.getLogger(__name__)
 #: RegisterTargets / DeregisterTargets accept at most this many targets per call.
 MAX_TARGETS_PER_CALL: Final = 200
 
-#: Operation (or fnmatch pattern) → (tokens per second, burst); the LB Controller's defaults.
-DEFAULT_RATE_LIMITS: Final[Mapping[str, tuple[float, int]]] = {
-    "RegisterTargets": (4.0, 20),
-    "DeregisterTargets": (4.0, 20),
-    "Describe*": (50.0, 200),
+#: AWS's own ELBv2 buckets per account and region: throttle group → (refill per second, capacity).
+#: Describe* and Register/Deregister from the "elb-api-throttling" page of the ELB user guide;
+#: the account-level bucket of all actions as in LBC ``pkg/aws/throttle/defaults.go`` (``.*``).
+AWS_THROTTLE_LIMITS: Final[Mapping[str, tuple[float, int]]] = {
+    "RegisterTargets|DeregisterTargets": (4.0, 20),
+    "Describe*": (10.0, 40),
+    "*": (10.0, 40),
 }
+
+#: negsync's ELBv2 throttle groups → (tokens per second, burst): each below AWS's refill rate
+#: (:data:`AWS_THROTTLE_LIMITS`), so the controller leaves room for other tools in the account.
+DEFAULT_RATE_LIMITS: Final[Mapping[str, tuple[float, int]]] = {
+    "RegisterTargets|DeregisterTargets": (3.0, 10),
+    "Describe*": (5.0, 20),
+    "*": (8.0, 20),
+}
+
+#: EC2 calls (DescribeVpcs, security-group rules) in one group of their own: EC2 throttles apart
+#: from ELBv2, and negsync makes few of them.
+EC2_RATE_LIMITS: Final[Mapping[str, tuple[float, int]]] = {"*": (5.0, 10)}
+
+#: The share of the Describe budget that health polls for readiness gates may use.
+HEALTH_POLL_SHARE: Final = 0.5
+# A group counts as being polled for this long after its last DescribeTargetHealth.
+_POLL_WINDOW: Final = 60.0
+
+#: The zone value AWS takes for "every enabled zone of the load balancer".
+ALL_ZONES: Final = "all"
 
 RETRY_MODES: Final = ("standard", "adaptive")
 
@@ -119,41 +171,8 @@ _PRIVATE_V4: Final = tuple(
     ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 )
 
-_THROTTLED: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "EC2ThrottledException",
-        "SlowDown",
-        "PriorRequestNotComplete",
-    }
-)
-_TRANSIENT: Final = frozenset(
-    {
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ExpiredToken",  # IRSA/Pod Identity credentials rotate; botocore refreshes on the next try
-        "ExpiredTokenException",
-        "IDPCommunicationError",
-    }
-)
-_REJECTED: Final = frozenset(
-    {"ValidationError", "InvalidTarget", "InvalidParameterValue", "InvalidParameterCombination"}
-)
-_NOT_FOUND: Final = frozenset({"TargetGroupNotFound"})
-_DENIED: Final = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure", "InvalidClientTokenId"}
-)
-_UNUSABLE: Final = frozenset({"TooManyTargets", "InvalidVpcID.NotFound", "OperationNotPermitted"})
+# Words of AWS's ValidationError when an outside-VPC IP needs a zone other than "all" (LBC #4477).
+_ZONE_NEEDED: Final = ("cross-zone load balancing is disabled", "must specify an availability zone")
 
 _HEALTH_STATES: Final[Mapping[str, Health]] = {
     "initial": Health.INITIAL,
@@ -181,6 +200,21 @@ class InvalidEndpoints(RejectedError):
 
 class _PacingTimeout(Exception):
     """Raised from the before-send hook when no token arrives in time; becomes TransientError."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedTarget:
+    """A TargetDescription exactly as DescribeTargetHealth returned it: what DeregisterTargets needs."""
+
+    id: str
+    port: int
+    zone: str | None = None
+
+    def description(self) -> dict[str, Any]:
+        target: dict[str, Any] = {"Id": self.id, "Port": self.port}
+        if self.zone:
+            target["AvailabilityZone"] = self.zone
+        return target
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,9 +404,18 @@ class AwsProvider:
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()
         self._clients: dict[tuple[str, str], Any] = {}
-        self._limits: dict[str, RateLimits] = {}
+        self._limits: dict[tuple[str, str], RateLimits] = {}
         self._groups: dict[str, TargetGroupInfo] = {}
         self._vpcs: dict[tuple[str, str], _VpcCidrs] = {}
+        # Per target group: each member as DescribeTargetHealth last reported it (item: deregister
+        # with exactly that), the zones of the desired endpoints outside the VPC, and whether the
+        # group wants those registered in their own zone rather than "all".
+        self._reported: dict[str, dict[TargetEndpoint, ReportedTarget]] = {}
+        # Per binding, since several (shared) bindings may feed one group.
+        self._endpoint_zones: dict[str, dict[BindingKey, dict[TargetEndpoint, str]]] = {}
+        self._own_zone: dict[str, bool] = {}
+        self._polled: dict[str, float] = {}  # target group → when its health was last polled
+        self._networking = SecurityGroupRules(call=self._call, clock=self._clock)
 
     # ----------------------------------------------------------------- clients and calls
 
@@ -391,22 +434,70 @@ class AwsProvider:
                     service, region_name=region, endpoint_url=self.endpoint_url, config=self._config
                 )
                 client.meta.events.register(
-                    "before-send", functools.partial(_pace, self._region_limits(region))
+                    "before-send", functools.partial(_pace, self._region_limits(region, service))
                 )
                 self._clients[key] = client
         return client
 
-    def limits(self, region: str) -> RateLimits:
-        """The token buckets pacing ``region``: every client of the region shares them."""
-        with self._client_lock:
-            return self._region_limits(region)
+    def check_credentials(self) -> str:
+        """Resolve botocore's default credential chain once, at start-up; returns the method found.
 
-    def _region_limits(self, region: str) -> RateLimits:
+        The chain is botocore's own, in its order: environment keys, web identity (IRSA:
+        ``AWS_ROLE_ARN`` + ``AWS_WEB_IDENTITY_TOKEN_FILE``), shared files, the container provider
+        (EKS Pod Identity: ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` + ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``),
+        instance metadata.  Finding none is a configuration error (CLI exit 2) rather than a
+        condition on every binding; a provider that is found but fails to answer is reported per
+        call later (it may be a passing outage of the Pod Identity agent).
+        """
+        with self._client_lock:
+            if self._session is None:
+                self._session = boto3.Session()
+            session = self._session
+        try:
+            credentials = session.get_credentials()
+        except (BotoCoreError, ValueError) as err:
+            log.warning("AWS credentials could not be loaded yet: %s", err)
+            return "unavailable"
+        if credentials is None:
+            raise ConfigError(
+                "AWS credentials",
+                "none found: give the ServiceAccount an IAM role (IRSA: AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), "
+                "an EKS Pod Identity association (AWS_CONTAINER_CREDENTIALS_FULL_URI), or set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY; see docs/aws.md",
+            )
+        return str(getattr(credentials, "method", "") or "unknown")
+
+    def limits(self, region: str, service: str = "elbv2") -> RateLimits:
+        """The throttle groups pacing ``service`` in ``region``: every client there shares them."""
+        with self._client_lock:
+            return self._region_limits(region, service)
+
+    def _region_limits(self, region: str, service: str) -> RateLimits:
         # Called with the lock held.  Per region because AWS throttles per account and region.
-        limits = self._limits.get(region)
+        limits = self._limits.get((region, service))
         if limits is None:
-            limits = self._limits[region] = RateLimits(self.rate_limits, clock=self._clock)
+            table = self.rate_limits if service == "elbv2" else EC2_RATE_LIMITS
+            limits = self._limits[(region, service)] = RateLimits(table, clock=self._clock)
         return limits
+
+    def health_poll_interval(self, ref: TargetRef) -> float:
+        """Least seconds between two health polls of ``ref`` so that all polled groups fit the budget.
+
+        Every target group polled in the last minute takes one DescribeTargetHealth per interval;
+        together they may use :data:`HEALTH_POLL_SHARE` of the tightest group DescribeTargetHealth
+        pays into (Describe* or the account-wide one), leaving the rest for DescribeTargetGroups,
+        attribute reads and other tools.  30 gated groups at 5/s × 0.5 → one poll per group
+        every 12 s.
+        """
+        limit = self.limits(ref.location).limit_for("DescribeTargetHealth")
+        if limit is None:
+            return 0.0
+        now = self._clock.now()
+        with self._lock:
+            for arn in [a for a, at in self._polled.items() if now - at > _POLL_WINDOW]:
+                del self._polled[arn]
+            polled = len(self._polled | {ref.name: now})
+        return polled / (limit[0] * HEALTH_POLL_SHARE)
 
     def _call(self, service: str, region: str, operation: str, **params: Any) -> dict[str, Any]:
         client = self.client(service, region)
@@ -415,7 +506,7 @@ class AwsProvider:
             response: dict[str, Any] = getattr(client, xform_name(operation))(**params)
             return response
         except ClientError as err:
-            raise _translate(err, what) from err
+            raise _translate(err, service=service, operation=operation, region=region) from err
         except _PacingTimeout as err:
             raise TransientError(f"{what}: no rate-limit token within {_PACING_TIMEOUT:g}s") from err
         except (NoCredentialsError, PartialCredentialsError) as err:
@@ -496,9 +587,26 @@ class AwsProvider:
     def targets_for(
         self, *, binding: BindingKey, spec: TargetSpec, endpoints: Iterable[Endpoint]
     ) -> dict[TargetRef, set[TargetEndpoint]]:
-        """One ref, the target group, holding every desired endpoint — even none (scale to zero)."""
+        """One ref, the target group, holding every desired endpoint — even none (scale to zero).
+
+        Also notes the zone of each endpoint that may lie outside the group's VPC (all of them
+        until the VPC's CIDRs are known): a group with cross-zone load balancing off needs it.
+        """
         ref = self._ref(spec)
-        return {ref: {TargetEndpoint(_canonical_ip(e.ip), e.port) for e in endpoints}}
+        wanted: set[TargetEndpoint] = set()
+        zones: dict[TargetEndpoint, str] = {}
+        with self._lock:
+            info = self._groups.get(ref.name)
+            known = self._vpcs.get((ref.location, info.vpc_id)) if info is not None else None
+        networks = _networks(known.cidrs) if known is not None else None
+        for endpoint in endpoints:
+            member = TargetEndpoint(_canonical_ip(endpoint.ip), endpoint.port)
+            wanted.add(member)
+            if endpoint.zone and (networks is None or not _inside(member.ip, networks)):
+                zones[member] = endpoint.zone
+        with self._lock:
+            self._endpoint_zones.setdefault(ref.name, {})[binding] = zones
+        return {ref: wanted}
 
     def existing_targets(self, *, binding: BindingKey, spec: TargetSpec) -> list[TargetRef]:
         """The group named by the spec: negsync never creates groups, so there is nothing else."""
@@ -530,27 +638,53 @@ class AwsProvider:
         self._claims.release(binding)
 
     def list_endpoints(self, ref: TargetRef) -> dict[TargetEndpoint, Health]:
-        """Members and health from DescribeTargetHealth (one call: the API does not paginate it)."""
+        """Members and health from DescribeTargetHealth (one call: the API does not paginate it).
+
+        Each member's TargetDescription is kept as reported, for :meth:`detach`.
+        """
         info = self.describe_group(ref)
         response = self._call("elbv2", ref.location, "DescribeTargetHealth", TargetGroupArn=ref.name)
         members: dict[TargetEndpoint, Health] = {}
+        reported: dict[TargetEndpoint, ReportedTarget] = {}
         for description in response.get("TargetHealthDescriptions") or ():
             target = description.get("Target") or {}
             port = target.get("Port", info.port)
             if "Id" not in target or port is None:
                 continue
             state = (description.get("TargetHealth") or {}).get("State", "")
-            members[TargetEndpoint(_canonical_ip(str(target["Id"])), int(port))] = health_from_state(
-                state, health_check_enabled=info.health_check_enabled
-            )
+            member = TargetEndpoint(_canonical_ip(str(target["Id"])), int(port))
+            members[member] = health_from_state(state, health_check_enabled=info.health_check_enabled)
+            zone = target.get("AvailabilityZone")
+            reported[member] = ReportedTarget(str(target["Id"]), int(port), str(zone) if zone else None)
+        with self._lock:
+            self._reported[ref.name] = reported
+            self._polled[ref.name] = self._clock.now()
         return members
+
+    def reported(self, ref: TargetRef) -> dict[TargetEndpoint, ReportedTarget]:
+        """The members of ``ref`` as the last DescribeTargetHealth described them."""
+        with self._lock:
+            return dict(self._reported.get(ref.name, {}))
 
     def attach(self, ref: TargetRef, endpoints: Sequence[TargetEndpoint]) -> None:
         """RegisterTargets, validated first and chunked to 200 (the reconciler chunks too)."""
         if not endpoints:
             return
         info, cidrs = self._usable(ref)
+        networks = _networks(cidrs)
         bad = invalid_endpoints(endpoints, family=info.ip_family, vpc_cidrs=cidrs)
+        outside = [e for e in endpoints if e not in bad and not _inside(e.ip, networks)]
+        own_zone = self._wants_own_zone(ref, info) if outside else False
+        if own_zone:
+            with self._lock:
+                zones = self._zones_of(ref)
+            for endpoint in outside:
+                if not zones.get(endpoint):
+                    bad[endpoint] = (
+                        f"{endpoint.ip} is outside the VPC and cross-zone load balancing is off on the target "
+                        "group, so AWS needs the endpoint's zone, which is unknown (no topology.kubernetes.io/zone "
+                        "on its node)"
+                    )
         if bad:
             sample = "; ".join(f"{e}: {why}" for e, why in sorted(bad.items())[:5])
             group = info.name or ref.name
@@ -558,46 +692,76 @@ class AwsProvider:
                 f"{len(bad)} of {len(endpoints)} endpoints cannot be targets of {group}: {sample}",
                 reasons=bad,
             )
-        networks = _networks(cidrs)
         for batch in chunks(set(endpoints), limit=MAX_TARGETS_PER_CALL):
-            targets = [_description(e, networks) for e in batch]
             try:
-                self._call("elbv2", ref.location, "RegisterTargets", TargetGroupArn=ref.name, Targets=targets)
-            except RejectedError:
-                if any("AvailabilityZone" in t for t in targets):
-                    # Perhaps the VPC gained a CIDR since we cached it and "all" is now wrong.
-                    log.info("RegisterTargets rejected on %s; re-reading the CIDRs of %s", ref, info.vpc_id)
-                    self._forget_vpc(ref.location, info.vpc_id)
-                raise
+                self._register(ref, batch, networks)
+            except RejectedError as err:
+                if own_zone or not _needs_own_zone(err) or not any(not _inside(e.ip, networks) for e in batch):
+                    if any(not _inside(e.ip, networks) for e in batch):
+                        # Perhaps the VPC gained a CIDR since we cached it and the zone was wrong.
+                        log.info("RegisterTargets rejected on %s; re-reading the CIDRs of %s", ref, info.vpc_id)
+                        self._forget_vpc(ref.location, info.vpc_id)
+                    raise
+                # AWS says what the attribute did not (or could not be read): remember it and retry.
+                log.info("%s wants zones for IPs outside its VPC (cross-zone off); registering with them", ref)
+                with self._lock:
+                    self._own_zone[ref.name] = True
+                self.attach(ref, batch)
+                own_zone = True
 
     def detach(self, ref: TargetRef, endpoints: Sequence[TargetEndpoint]) -> None:
-        """DeregisterTargets in chunks of 200; members already gone are not an error."""
+        """DeregisterTargets with the descriptions AWS reported, in chunks of 200; then confirm by listing.
+
+        AWS answers success for a target that is not registered — and for one named with a zone
+        other than the one it recorded, which it then leaves in place.  So success alone proves
+        nothing: the group is listed afterwards, a member still registered (and not draining) is
+        deregistered once more with the description that listing reported, and if it is still
+        there the call fails as transient (the reconciler retries it later).
+        """
         if not endpoints:
             return
         _, cidrs = self._usable(ref)
         networks = _networks(cidrs)
         for batch in chunks(set(endpoints), limit=MAX_TARGETS_PER_CALL):
-            try:
+            self._deregister(ref, batch, networks)
+        stuck = self._still_registered(ref, endpoints)
+        if stuck:
+            log.info("%d targets still registered in %s after DeregisterTargets; retrying as reported", len(stuck), ref)
+            for batch in chunks(stuck, limit=MAX_TARGETS_PER_CALL):
                 self._deregister(ref, batch, networks)
-            except RejectedError as err:
-                if _code(err) != "InvalidTarget":
-                    raise
-                # Detach must be idempotent (a lost response, another actor): retry with only the
-                # members still registered and not already draining.
-                present = self.list_endpoints(ref)
-                remaining = [e for e in batch if present.get(e, Health.DRAINING) is not Health.DRAINING]
-                if len(remaining) == len(batch):
-                    raise
-                log.debug(
-                    "%d of %d targets already gone from %s", len(batch) - len(remaining), len(batch), ref
-                )
-                if remaining:
-                    self._deregister(ref, remaining, networks)
+            stuck = self._still_registered(ref, endpoints)
+        if stuck:
+            sample = ", ".join(str(e) for e in sorted(stuck)[:5])
+            raise TransientError(
+                f"DeregisterTargets on {ref.name} succeeded, but {len(stuck)} targets are still registered: {sample}"
+            )
 
     def delete_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> bool:
-        """Release the claim; the group itself is not negsync's to delete, so always False."""
+        """Revoke the binding's security-group rules and release the claim; the group stays (False)."""
+        self._networking.release(binding)
         self.release(binding)
+        with self._lock:
+            self._endpoint_zones.get(ref.name, {}).pop(binding, None)
         return False
+
+    def reconcile_networking(
+        self, *, binding: BindingKey, spec: TargetSpec, endpoints: Iterable[Endpoint]
+    ) -> str | None:
+        """Keep ``spec.networking``'s security-group rules; returns the group kept (None: no section).
+
+        See :mod:`negsync.providers.aws_networking`.  No API call for a binding without the section.
+        """
+        if not isinstance(spec, AwsTargetGroupTarget):
+            return None
+        if spec.networking is None or not spec.networking.ingress:
+            self._networking.release(binding)
+            return None
+        ref = self._ref(spec)
+        info = self.describe_group(ref)
+        members = [TargetEndpoint(_canonical_ip(e.ip), e.port) for e in endpoints]
+        return self._networking.reconcile(
+            region=ref.location, vpc_id=info.vpc_id, binding=binding, networking=spec.networking, endpoints=members
+        )
 
     # ----------------------------------------------------------------- helpers
 
@@ -614,14 +778,69 @@ class AwsProvider:
             raise InvalidTarget(f"target group {info.name or ref.name} has target type {info.target_type!r}")
         return info, self.vpc_cidrs(ref.location, info.vpc_id)
 
+    def _zones_of(self, ref: TargetRef) -> dict[TargetEndpoint, str]:
+        # Called with the lock held or not (a plain read of dicts replaced, never mutated in place).
+        merged: dict[TargetEndpoint, str] = {}
+        for zones in list(self._endpoint_zones.get(ref.name, {}).values()):
+            merged.update(zones)
+        return merged
+
+    def _wants_own_zone(self, ref: TargetRef, info: TargetGroupInfo) -> bool:
+        """Whether IPs outside the VPC must name their own zone in ``ref`` (remembered per group).
+
+        Only an ALB target group with cross-zone load balancing off refuses ``all`` (ELBv2 API
+        reference, TargetDescription; LBC PR #4496 "this does not apply to NLB"); the group
+        attribute says so.  ``use_load_balancer_configuration`` (the default) follows the ALB,
+        where cross-zone is on.  If the attribute cannot be read, ``all`` is tried and AWS's
+        ValidationError corrects it (see :meth:`attach`).
+        """
+        with self._lock:
+            known = self._own_zone.get(ref.name)
+        if known is not None:
+            return known
+        own = False
+        if info.protocol in ("HTTP", "HTTPS"):
+            try:
+                response = self._call(
+                    "elbv2", ref.location, "DescribeTargetGroupAttributes", TargetGroupArn=ref.name
+                )
+            except (InvalidTarget, TransientError) as err:
+                log.info("cannot read the attributes of %s (%s); trying zone 'all' first", ref, err)
+                return False
+            attributes = {a.get("Key"): a.get("Value") for a in response.get("Attributes") or ()}
+            own = attributes.get("load_balancing.cross_zone.enabled") == "false"
+        with self._lock:
+            self._own_zone[ref.name] = own
+        return own
+
+    def _own_zones(self, ref: TargetRef) -> dict[TargetEndpoint, str] | None:
+        """The endpoints' zones if ``ref`` registers outside IPs in their own zone, else None ("all")."""
+        with self._lock:
+            return self._zones_of(ref) if self._own_zone.get(ref.name, False) else None
+
+    def _register(
+        self, ref: TargetRef, batch: Sequence[TargetEndpoint], networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    ) -> None:
+        zones = self._own_zones(ref)
+        targets = [_description(e, networks, zones) for e in batch]
+        self._call("elbv2", ref.location, "RegisterTargets", TargetGroupArn=ref.name, Targets=targets)
+
     def _deregister(
         self,
         ref: TargetRef,
         batch: Sequence[TargetEndpoint],
         networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
     ) -> None:
-        targets = [_description(e, networks) for e in batch]
+        # What AWS reported for the member, exactly; a computed description only for members
+        # never listed (e.g. an attach whose response was lost, detached before the next list).
+        reported = self.reported(ref)
+        zones = self._own_zones(ref)
+        targets = [reported[e].description() if e in reported else _description(e, networks, zones) for e in batch]
         self._call("elbv2", ref.location, "DeregisterTargets", TargetGroupArn=ref.name, Targets=targets)
+
+    def _still_registered(self, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> list[TargetEndpoint]:
+        present = self.list_endpoints(ref)
+        return [e for e in endpoints if e in present and present[e] is not Health.DRAINING]
 
 
 def _pace(limits: RateLimits, event_name: str = "", **_: Any) -> None:
@@ -632,18 +851,30 @@ def _pace(limits: RateLimits, event_name: str = "", **_: Any) -> None:
 
 
 def _description(
-    endpoint: TargetEndpoint, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    endpoint: TargetEndpoint,
+    networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    zones: Mapping[TargetEndpoint, str] | None,
 ) -> dict[str, Any]:
+    """The TargetDescription to register ``endpoint`` with (``zones`` None: ``all`` outside the VPC)."""
     target: dict[str, Any] = {"Id": endpoint.ip, "Port": endpoint.port}
-    try:
-        address = ipaddress.ip_address(endpoint.ip)
-    except ValueError:
-        return target
-    if not any(address.version == n.version and address in n for n in networks):
-        # Required for IPs outside the VPC (peered VPCs, on-premises); "all" is the only value
-        # ALBs and NLBs accept there.  Inside the VPC the API derives the zone itself.
-        target["AvailabilityZone"] = "all"
+    if not _inside(endpoint.ip, networks):
+        # Required outside the VPC (peered VPCs, on-premises).  Inside, AWS detects the zone.
+        target["AvailabilityZone"] = (zones or {}).get(endpoint) or ALL_ZONES
     return target
+
+
+def _inside(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return True  # not an address: validation reports it, no zone to pick
+    return any(address.version == n.version and address in n for n in networks)
+
+
+def _needs_own_zone(err: BaseException) -> bool:
+    """Whether a rejection is AWS asking for a zone other than ``all`` (LBC issue #4477)."""
+    text = str(err).lower()
+    return _code(err) == "ValidationError" and any(words in text for words in _ZONE_NEEDED)
 
 
 def _check_ref(ref: TargetRef) -> str:
@@ -661,27 +892,21 @@ def _code(err: BaseException) -> str:
     return ""
 
 
-def _translate(err: ClientError, what: str) -> ProviderError:
-    """Map a botocore ClientError (after botocore's own retries) onto negsync's error hierarchy."""
+def _translate(err: ClientError, *, service: str, operation: str, region: str) -> ProviderError:
+    """A botocore ClientError (after botocore's own retries) as negsync's error (see aws_errors)."""
     error = err.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    message = f"{what}: {code}: {error.get('Message', '')}".rstrip(": ")
     metadata = err.response.get("ResponseMetadata", {})
-    status = int(metadata.get("HTTPStatusCode") or 0)
-    if code in _THROTTLED or code in _TRANSIENT or status >= 500 or status == 429:
-        retry_after: float | None = None
-        header = (metadata.get("HTTPHeaders") or {}).get("retry-after")
-        try:
-            retry_after = float(header) if header is not None else None
-        except ValueError:
-            retry_after = None
-        return TransientError(message, retry_after=retry_after)
-    if code in _NOT_FOUND:
-        return TargetNotFound(message)
-    if code in _REJECTED:
-        return RejectedError(message)
-    if code in _DENIED:
-        return InvalidTarget(f"{message} (check the IAM policy in docs/aws.md)")
-    if code in _UNUSABLE:
-        return InvalidTarget(message)
-    return ProviderError(message)
+    header = (metadata.get("HTTPHeaders") or {}).get("retry-after")
+    try:
+        retry_after = float(header) if header is not None else None
+    except ValueError:
+        retry_after = None
+    return to_error(
+        service=service,
+        operation=operation,
+        code=str(error.get("Code", "")),
+        message=str(error.get("Message", "")),
+        status=int(metadata.get("HTTPStatusCode") or 0),
+        where=region,
+        retry_after=retry_after,
+    )

@@ -13,9 +13,12 @@ Design points a reader must know:
   :class:`~negsync.core.clock.VirtualClock` and asserts on counts, never on wall time.
 * Buckets are not FIFO: when several threads wait, whichever wakes first after a refill wins.
   Over a reconcile that is fair enough, and it keeps the bucket a dozen lines.
-* :class:`RateLimits` maps *operation names* to buckets.  Limits are configured by exact name or
-  by an :mod:`fnmatch` pattern (``Describe*``); each operation still gets a bucket of its own,
-  so ``DescribeTargetHealth`` and ``DescribeTargetGroups`` do not starve each other.
+* :class:`RateLimits` holds *throttle groups*, because that is how clouds count: AWS throttles
+  ELBv2 per account and region with one bucket for all ``Describe*`` actions, one for
+  RegisterTargets and DeregisterTargets together, and one for every action.  A group is keyed
+  by an exact name, an :mod:`fnmatch` pattern or ``|``-joined alternatives; an operation pays one
+  token into each group it matches (the AWS Load Balancer Controller's ``pkg/aws/throttle``
+  works the same way: every matching limiter is waited on).
 
 Nothing here is cloud-specific: other providers reuse it with their own operation names.
 """
@@ -108,64 +111,80 @@ class TokenBucket:
 
 
 class RateLimits(Mapping[str, TokenBucket]):
-    """Operation name → :class:`TokenBucket`, created on first use from the configured limits.
+    """Throttle groups: each configured key is one :class:`TokenBucket` shared by every operation it matches.
 
-    ``limits`` maps an exact operation name or an :mod:`fnmatch` pattern to ``(rate, burst)``.
-    An exact name wins over a pattern; among patterns the longest (most specific) wins.
-    Operations that match nothing are not limited: :meth:`bucket` returns None for them.
+    A key is an exact operation name, an :mod:`fnmatch` pattern (``Describe*``), or several of those
+    joined by ``|`` (``RegisterTargets|DeregisterTargets``).  An operation takes one token from
+    *every* group it matches, as the LB Controller's throttler waits on every matching limiter:
+    with ``{"Describe*": ..., "*": ...}`` a DescribeTargetHealth call pays into the Describe group
+    and into the account-wide one.  Operations that match no key are not limited.
     """
 
     def __init__(self, limits: Mapping[str, tuple[float, int]], *, clock: Clock | None = None) -> None:
         for key, (rate, burst) in limits.items():
             # Fail at start-up, not on the first call that happens to use the operation.
             TokenBucket(rate, burst, clock=RealClock())
-            if not key:
-                raise ValueError("an operation name or pattern must not be empty")
+            if not key or any(not part.strip() for part in key.split("|")):
+                raise ValueError(f"an operation name or pattern must not be empty, got {key!r}")
         self.limits: dict[str, tuple[float, int]] = dict(limits)
         self._clock: Clock = clock or RealClock()
         self._lock = threading.Lock()
         self._buckets: dict[str, TokenBucket] = {}
 
-    def limit_for(self, operation: str) -> tuple[float, int] | None:
-        if operation in self.limits:
-            return self.limits[operation]
-        patterns = [p for p in self.limits if fnmatch.fnmatchcase(operation, p)]
-        if not patterns:
-            return None
-        return self.limits[max(patterns, key=len)]
+    @staticmethod
+    def matches(key: str, operation: str) -> bool:
+        """Whether the group ``key`` covers ``operation``."""
+        return any(fnmatch.fnmatchcase(operation, part.strip()) for part in key.split("|"))
 
-    def bucket(self, operation: str) -> TokenBucket | None:
+    def groups_for(self, operation: str) -> list[str]:
+        """The keys whose buckets ``operation`` pays into, most specific (fewest matches) first."""
+        return sorted((k for k in self.limits if self.matches(k, operation)), key=lambda k: ("*" in k, -len(k), k))
+
+    def limit_for(self, operation: str) -> tuple[float, int] | None:
+        """The tightest rate among the groups ``operation`` pays into (None: not limited)."""
+        groups = self.groups_for(operation)
+        return min((self.limits[k] for k in groups), default=None)
+
+    def group(self, key: str) -> TokenBucket:
+        """The bucket of one configured key (created on first use)."""
         with self._lock:
-            if operation in self._buckets:
-                return self._buckets[operation]
-            limit = self.limit_for(operation)
-            if limit is None:
-                return None
-            bucket = TokenBucket(limit[0], limit[1], clock=self._clock)
-            self._buckets[operation] = bucket
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                rate, burst = self.limits[key]
+                bucket = self._buckets[key] = TokenBucket(rate, burst, clock=self._clock)
             return bucket
 
-    def acquire(self, operation: str, timeout: float | None = None) -> bool:
-        """Take a token for ``operation``; True at once for an unlimited operation."""
-        bucket = self.bucket(operation)
-        return True if bucket is None else bucket.acquire(timeout)
+    def buckets_for(self, operation: str) -> list[TokenBucket]:
+        return [self.group(key) for key in self.groups_for(operation)]
 
-    # Mapping interface over the buckets created so far (metrics, tests).
-    def __getitem__(self, operation: str) -> TokenBucket:
-        with self._lock:
-            return self._buckets[operation]
+    def acquire(self, operation: str, timeout: float | None = None) -> bool:
+        """Take a token for ``operation`` from each of its groups; True at once for an unlimited one.
+
+        Groups are taken in a fixed order (specific first), so two callers never hold each
+        other's tokens while waiting; a token taken before a later group times out is spent.
+        """
+        deadline = None if timeout is None else self._clock.now() + timeout
+        for bucket in self.buckets_for(operation):
+            remaining = None if deadline is None else max(0.0, deadline - self._clock.now())
+            if not bucket.acquire(remaining):
+                return False
+        return True
+
+    # Mapping interface: configured key → its bucket (metrics, tests).
+    def __getitem__(self, key: str) -> TokenBucket:
+        if key not in self.limits:
+            raise KeyError(key)
+        return self.group(key)
 
     def __iter__(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._buckets))
+        return iter(list(self.limits))
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._buckets)
+        return len(self.limits)
 
 
 def parse_rate_limits(text: str, *, field: str = "rate-limits") -> dict[str, tuple[float, int]]:
-    """Parse a flag value such as ``RegisterTargets=4:20,Describe*=50:200``.
+    """Parse a flag value such as ``RegisterTargets|DeregisterTargets=3:10,Describe*=5:20``.
 
     Errors are :class:`~negsync.errors.ConfigError` naming ``field``, so a CLI prints one line.
     """

@@ -44,8 +44,9 @@ from negsync.providers.aws import (
 )
 from negsync.providers.base import MemoryOwnershipStore, OwnershipStore, TargetProvider
 from negsync.providers.ratelimit import RateLimits, TokenBucket, parse_rate_limits
+from tests.faults.awsproxy import ElbProxy as FaultProxy
 
-from .conftest import REGION, FaultProxy
+from .conftest import REGION
 
 BINDING = BindingKey("shop", "web")
 OTHER = BindingKey("shop", "admin")
@@ -129,18 +130,54 @@ def test_bucket_rejects_nonsense() -> None:
             TokenBucket(rate, burst)
 
 
-def test_rate_limits_pick_exact_then_most_specific_pattern() -> None:
-    limits = RateLimits({"Describe*": (50, 200), "DescribeTarget*": (5, 5), "RegisterTargets": (4, 20)})
-    assert limits.limit_for("RegisterTargets") == (4, 20)
-    assert limits.limit_for("DescribeTargetHealth") == (5, 5)
-    assert limits.limit_for("DescribeVpcs") == (50, 200)
-    assert limits.limit_for("DeregisterTargets") is None
-    assert limits.bucket("DeregisterTargets") is None
-    assert limits.acquire("DeregisterTargets", timeout=0)
-    # One bucket per operation, even under a shared pattern.
-    assert limits.bucket("DescribeTargetHealth") is not limits.bucket("DescribeTargetGroups")
-    assert limits.bucket("DescribeVpcs") is limits.bucket("DescribeVpcs")
-    assert sorted(limits) == ["DescribeTargetGroups", "DescribeTargetHealth", "DescribeVpcs"]
+def test_a_throttle_group_is_one_bucket_shared_by_every_operation_it_matches() -> None:
+    # AWS counts Describe* together and Register/Deregister together, per account and region; the
+    # old code gave each operation a bucket of its own, so two Describe calls paid twice the budget.
+    clock = VirtualClock()
+    limits = RateLimits({"RegisterTargets|DeregisterTargets": (4, 2), "Describe*": (10, 3), "*": (10, 4)}, clock=clock)
+    assert limits.groups_for("DescribeTargetHealth") == ["Describe*", "*"]
+    assert limits.groups_for("DeregisterTargets") == ["RegisterTargets|DeregisterTargets", "*"]
+    assert limits.groups_for("ModifyListener") == ["*"]
+    assert limits.limit_for("DescribeTargetHealth") == (10, 3)
+    assert RateLimits({"Describe*": (1, 1)}).limit_for("RegisterTargets") is None
+    assert RateLimits({"Describe*": (1, 1)}).acquire("RegisterTargets", timeout=0)
+    # The Describe group's burst of 3 is shared: a DescribeTargetGroups after two health reads is the last.
+    assert limits.acquire("DescribeTargetHealth", timeout=0)
+    assert limits.acquire("DescribeTargetHealth", timeout=0)
+    assert limits.acquire("DescribeTargetGroups", timeout=0)
+    assert not limits.acquire("DescribeVpcs", timeout=0)
+    # Registration has its own group, but the account-wide one (burst 4) is shared by all actions.
+    assert limits.acquire("RegisterTargets", timeout=0)
+    assert not limits.acquire("DeregisterTargets", timeout=0)
+    assert limits["*"].granted == 4 and limits["Describe*"].granted == 3
+    assert sorted(limits) == ["*", "Describe*", "RegisterTargets|DeregisterTargets"]
+    with pytest.raises(ValueError):
+        RateLimits({"A||B": (1, 1)})
+
+
+def test_defaults_stay_below_aws_refill_and_leave_room_for_other_tools() -> None:
+    from negsync.providers.aws import AWS_THROTTLE_LIMITS
+
+    assert set(DEFAULT_RATE_LIMITS) == set(AWS_THROTTLE_LIMITS)
+    for group, (rate, burst) in DEFAULT_RATE_LIMITS.items():
+        aws_rate, aws_burst = AWS_THROTTLE_LIMITS[group]
+        assert rate < aws_rate and burst <= aws_burst, group
+    # Every ELBv2 call negsync makes pays into the account-wide group as well as its own.
+    limits = RateLimits(DEFAULT_RATE_LIMITS)
+    for operation in ("RegisterTargets", "DeregisterTargets", "DescribeTargetHealth", "DescribeTargetGroups",
+                      "DescribeTargetGroupAttributes"):
+        assert "*" in limits.groups_for(operation) and len(limits.groups_for(operation)) == 2, operation
+
+
+def test_the_flag_still_sets_the_groups() -> None:
+    # --aws-rate-limits keeps its syntax; a key may now name a group (A|B) and merges into the defaults.
+    flag = parse_rate_limits("Describe*=6:30, RegisterTargets|DeregisterTargets=2:5", field="--aws-rate-limits")
+    provider = AwsProvider(rate_limits=flag, clock=VirtualClock())
+    limits = provider.limits(REGION)
+    assert limits.limit_for("DescribeTargetHealth") == (6.0, 30)  # the tightest of Describe* and *
+    assert limits.limit_for("DeregisterTargets") == (2.0, 5)
+    assert limits.groups_for("RegisterTargets") == ["RegisterTargets|DeregisterTargets", "*"]
+    assert provider.rate_limits["*"] == DEFAULT_RATE_LIMITS["*"]
 
 
 def test_parse_rate_limits() -> None:
@@ -571,7 +608,7 @@ def test_throttling_is_retried_by_botocore_and_paced_by_the_bucket(
     assert len(proxy.actions("RegisterTargets")) == 3 + 2
     assert world.registered() == set(wanted)
     # Every HTTP attempt, retries included, took a token from the RegisterTargets bucket.
-    assert provider.limits(REGION)["RegisterTargets"].granted == 5
+    assert provider.limits(REGION)["RegisterTargets|DeregisterTargets"].granted == 5
 
 
 def test_throttling_beyond_max_attempts_is_transient(
