@@ -215,6 +215,7 @@ class Controller:
         from negsync.kube.gates import GateWriter
         from negsync.kube.handlers import Handlers
         from negsync.kube.ownership import ConfigMapOwnershipStore
+        from negsync.kube.status_writer import StatusWriter
         from negsync.kube.watching import ResourceKind, Watcher
 
         self.settings = settings
@@ -241,6 +242,7 @@ class Controller:
         self.desired_state = DesiredState(caches=self.caches, provider_name=provider.name)
         self.events = EventRecorder(core_api=self.core, host=settings.identity)
         self.gates = GateWriter(core_api=self.core)
+        self.status_writer = StatusWriter(patch_status=self._patch_status)
         self.ownership = ownership or ConfigMapOwnershipStore(core_api=self.core, namespace=settings.lease_namespace)
         self._lock = threading.RLock()
         self._engine: Engine | None = None
@@ -314,6 +316,7 @@ class Controller:
         return self.leader.known if self.leader is not None else self.leading
 
     def start(self) -> None:
+        self.status_writer.start()
         for watcher in self.watchers:
             thread = threading.Thread(target=watcher.run, args=(self._stop,), name=f"watch-{watcher.kind.name}", daemon=True)
             thread.start()
@@ -381,6 +384,7 @@ class Controller:
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.stop()
+        self.status_writer.clear()  # a standby writes no status
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop taking work, finish in-flight calls, release the Lease, stop watching."""
@@ -391,6 +395,7 @@ class Controller:
             watcher.interrupt()
         for thread in self._threads:
             thread.join(timeout=timeout)
+        self.status_writer.stop(timeout=min(timeout, 10.0))  # still leading: send what is waiting
         self._stop_leading()
 
     def _new_reconciler(self, enqueue: Any) -> Reconciler:
@@ -513,6 +518,7 @@ class Controller:
             return ReconcileResult(key=key, requeue_after=self.settings.retry_period)
         record = self.caches.bindings.get((key.namespace, key.name))
         if record is None:
+            self.status_writer.forget(key)
             # The pod watch may run ahead of the binding watch: a pod seen before its binding must
             # not be released, so "gone" is confirmed with a read from the API first.
             if not self._release_gates(key, BINDING_DELETED, f"TargetBinding {key.name} does not exist",
@@ -812,20 +818,19 @@ class Controller:
         return True
 
     def _write_status(self, record: Any, status: Mapping[str, Any]) -> None:
+        """Hand the status to the writer: the PATCH leaves the reconcile path (issue 18)."""
+        self.status_writer.submit(key=BindingKey(record.namespace, record.name), namespace=record.namespace,
+                                  name=record.name, cached_json=record.status_json, status=status)
+
+    def _patch_status(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        from negsync.kube.status import replacing_patch, status_changed
-
-        if not status_changed(record.status, status):
-            return
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, record.namespace, PLURAL, record.name,
-                {"status": replacing_patch(record.status, status)}, _request_timeout=10)
+                GROUP, VERSION, namespace, PLURAL, name, dict(body), _request_timeout=10)
         except ApiException as exc:
-            if exc.status != 404:
-                log.warning("status not written", extra={"binding": f"{record.namespace}/{record.name}",
-                                                         "status": exc.status})
+            if exc.status != 404:  # a deleted binding needs no status
+                raise
 
 
 class _SliceListing:

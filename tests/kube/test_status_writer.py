@@ -1,0 +1,146 @@
+"""The status writer: latest wins, no duplicate writes while the cache lags, never a lost update."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from negsync.core.model import BindingKey
+from negsync.kube.status_writer import StatusWriter
+from tests.emulators.kubeapi import merge_patch
+
+KEY = BindingKey("shop", "web")
+
+
+class Server:
+    """The status subresource as the API server keeps it: merge patches applied to a stored object."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, Any] = {}
+        self.patches: list[Mapping[str, Any]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+
+    def patch(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        self.entered.set()
+        assert self.release.wait(10), "test never released the write"
+        self.patches.append(body)
+        self.stored = merge_patch(self.stored, body["status"])
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server()
+
+
+@pytest.fixture
+def writer(server: Server) -> StatusWriter:
+    w = StatusWriter(patch_status=server.patch, workers=2)
+    w.start()
+    yield w
+    server.release.set()
+    w.stop(timeout=5)
+
+
+def submit(writer: StatusWriter, status: Mapping[str, Any], *, cached: Mapping[str, Any]) -> None:
+    writer.submit(key=KEY, namespace="shop", name="web", cached_json=json.dumps(cached), status=status)
+
+
+def test_submit_does_not_wait_for_the_api_server_and_the_latest_status_wins(server: Server, writer: StatusWriter) -> None:
+    server.release.clear()
+    submit(writer, {"n": 1}, cached={})  # returns although the PATCH is held
+    assert server.entered.wait(5)
+    for n in range(2, 50):  # a burst of reconciles while that write is in flight
+        submit(writer, {"n": n}, cached={})
+    server.release.set()
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 49}
+    assert len(server.patches) == 2  # the one in flight, then only the newest
+
+
+def test_no_second_write_while_the_cache_has_not_shown_our_own(server: Server, writer: StatusWriter) -> None:
+    submit(writer, {"degraded": ["a"]}, cached={})
+    assert writer.flush(timeout=5)
+    submit(writer, {"degraded": ["a"]}, cached={})  # the cache still shows the old status
+    assert writer.flush(timeout=5)
+    assert len(server.patches) == 1
+
+
+def test_keys_dropped_while_the_cache_lags_are_still_cleared(server: Server, writer: StatusWriter) -> None:
+    submit(writer, {"endpoints": 1, "degraded": ["a"]}, cached={})
+    assert writer.flush(timeout=5)
+    submit(writer, {"endpoints": 1}, cached={})  # cache behind: the patch is computed from our own write
+    assert writer.flush(timeout=5)
+    assert server.stored == {"endpoints": 1}
+
+
+def test_a_status_changed_by_someone_else_is_written_again(server: Server, writer: StatusWriter) -> None:
+    submit(writer, {"n": 1}, cached={})
+    assert writer.flush(timeout=5)
+    server.stored = {"n": 7}  # edited behind our back; the cache shows it
+    submit(writer, {"n": 1}, cached={"n": 7})
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 1} and len(server.patches) == 2
+
+
+def test_going_back_to_the_cached_status_while_a_write_is_in_flight_is_not_lost(
+        server: Server, writer: StatusWriter) -> None:
+    server.release.clear()
+    submit(writer, {"n": 2}, cached={"n": 1})
+    assert server.entered.wait(5)
+    submit(writer, {"n": 1}, cached={"n": 1})  # equal to the cache, but not to what is being written
+    server.release.set()
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 1}
+
+
+def test_a_standby_forgets_what_was_waiting(server: Server, writer: StatusWriter) -> None:
+    server.release.clear()
+    submit(writer, {"n": 1}, cached={})
+    assert server.entered.wait(5)
+    submit(writer, {"n": 2}, cached={})
+    writer.clear()  # leadership lost
+    server.release.set()
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 1}
+
+
+def test_a_slow_status_write_does_not_hold_the_reconcile(kube: Any, api_client: Any) -> None:
+    """Issue 18: the status PATCH was made inside the reconcile, so cold start was paced by the API server."""
+    from negsync.controller import Controller
+    from negsync.providers.memory import MemoryProvider
+    from tests.kube.conftest import binding, endpoint_slice, pod, service
+    from tests.kube.test_controller import settings, wait_for
+
+    ctl = Controller(api_client=api_client, provider=MemoryProvider(), settings=settings())
+    held = threading.Event()
+    release = threading.Event()
+    original = ctl.custom.patch_namespaced_custom_object_status
+
+    def slow_status_patch(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    ctl.custom.patch_namespaced_custom_object_status = slow_status_patch  # type: ignore[method-assign]
+    ctl.start()
+    try:
+        kube.create(service())
+        kube.create(pod("web-0", ip="10.1.0.1"))
+        kube.create(endpoint_slice("web-abc", ["10.1.0.1"]))
+        kube.create(binding(gate=False))
+        assert held.wait(10), "no status write started"
+        done = threading.Event()
+        threading.Thread(target=lambda: (ctl.reconcile(BindingKey("shop", "web")), done.set()), daemon=True).start()
+        assert done.wait(5), "the reconcile waited for the status PATCH"
+        release.set()
+        wait_for(lambda: ((kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") or {}).get("status") or {})
+                 .get("endpoints", {}).get("registered") == 1, what="status written")
+    finally:
+        release.set()
+        ctl.stop(timeout=5)
