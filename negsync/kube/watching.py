@@ -89,6 +89,15 @@ class Watcher(Generic[R]):
         self._response: Any = None
         self._interrupted = False
 
+    @property
+    def step_deadline(self) -> float:
+        """Longest a healthy :meth:`step` takes: a list or a stream ends by its read timeout, a back-off by its cap.
+
+        Doubled read timeout: a relist may take several round trips.  The controller's liveness
+        heartbeat (negsync.core.heartbeat) uses it.
+        """
+        return 2 * self._read_timeout + self._backoff_max
+
     # -- one step ------------------------------------------------------------------------------
     def _call(self, **kwargs: Any) -> Any:
         if self._label_selector:
