@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +138,148 @@ def test_watch_without_rv_sends_current_state_then_live(core: Any, rv: str | Non
     events = drain(core.list_namespaced_pod, NS, **kwargs)
     writer.join()
     assert events == [("ADDED", "a"), ("ADDED", "b")]
+
+
+def configmap(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "data": {"k": name}}
+
+
+def raw_list(api: client.ApiClient, path: str, **query: Any) -> tuple[int, dict[str, Any]]:
+    """GET a list path with exact query parameters; (status, body) without the client's models."""
+    url = f"{api.configuration.host}{path}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
+
+
+def test_paged_list_is_one_consistent_snapshot(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "abcde":
+        core.create_namespaced_config_map(NS, configmap(name))
+    code, first = raw_list(api, CM_PATH, limit=2)
+    assert code == 200
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a", "b"]
+    assert first["metadata"]["remainingItemCount"] == 3 and first["metadata"]["continue"]
+    # Writes between pages do not show: later pages are read at the first page's revision.
+    core.create_namespaced_config_map(NS, configmap("bb"))
+    core.patch_namespaced_config_map("c", NS, {"data": {"k": "changed"}})
+    core.delete_namespaced_config_map("d", NS)
+    code, second = raw_list(api, CM_PATH, limit=2, **{"continue": first["metadata"]["continue"]})
+    assert code == 200
+    assert [(i["metadata"]["name"], i["data"]["k"]) for i in second["items"]] == [("c", "c"), ("d", "d")]
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert second["metadata"]["remainingItemCount"] == 1
+    code, third = raw_list(api, CM_PATH, limit=2, **{"continue": second["metadata"]["continue"]})
+    assert [i["metadata"]["name"] for i in third["items"]] == ["e"]
+    assert "continue" not in third["metadata"] and "remainingItemCount" not in third["metadata"]
+    # The typed client sees the same fields.
+    typed = core.list_namespaced_config_map(NS, limit=4)
+    assert len(typed.items) == 4 and typed.metadata._continue and typed.metadata.remaining_item_count == 1
+
+
+def test_limit_with_resource_version_zero_is_answered_whole_by_the_watch_cache(api: client.ApiClient, core: Any) -> None:
+    for name in "abc":
+        core.create_namespaced_config_map(NS, configmap(name))
+    code, body = raw_list(api, CM_PATH, limit=1, resourceVersion="0")
+    assert code == 200 and len(body["items"]) == 3 and "continue" not in body["metadata"]
+
+
+def test_selectors_page_without_a_remaining_count(api: client.ApiClient, core: Any) -> None:
+    for name in "abcd":
+        core.create_namespaced_config_map(NS, configmap(name, keep="yes" if name != "b" else "no"))
+    code, body = raw_list(api, CM_PATH, limit=2, labelSelector="keep=yes")
+    assert code == 200
+    assert [i["metadata"]["name"] for i in body["items"]] == ["a", "c"]
+    assert body["metadata"]["continue"] and "remainingItemCount" not in body["metadata"]
+    _, rest = raw_list(api, CM_PATH, limit=2, labelSelector="keep=yes", **{"continue": body["metadata"]["continue"]})
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["d"]
+
+
+def test_compacted_continue_token_is_410_with_an_inconsistent_token(
+        emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "abc":
+        core.create_namespaced_config_map(NS, configmap(name))
+    _, first = raw_list(api, CM_PATH, limit=1)
+    core.create_namespaced_config_map(NS, configmap("d"))
+    emu.compact()
+    code, status = raw_list(api, CM_PATH, limit=1, **{"continue": first["metadata"]["continue"]})
+    assert code == 410 and status["reason"] == "Expired"
+    assert "continue parameter is too old" in status["message"]
+    # The inconsistent token carries on from the same key at the current revision (d shows up).
+    names: list[str] = []
+    token = status["metadata"]["continue"]
+    while token:
+        code, page = raw_list(api, CM_PATH, limit=1, **{"continue": token})
+        assert code == 200
+        names += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue")
+    assert names == ["b", "c", "d"]
+
+
+def test_list_parameter_rules(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "ab":
+        core.create_namespaced_config_map(NS, configmap(name))
+    _, first = raw_list(api, CM_PATH, limit=1)
+    token = first["metadata"]["continue"]
+    assert raw_list(api, CM_PATH, limit=1, resourceVersion="2", **{"continue": token})[0] == 400
+    assert raw_list(api, CM_PATH, limit=1, **{"continue": "not-a-token"})[0] == 400
+    assert raw_list(api, CM_PATH, resourceVersionMatch="Exact")[0] == 400
+    assert raw_list(api, CM_PATH, resourceVersion="0", resourceVersionMatch="Exact")[0] == 400
+    # Exact: the list as of that revision (b did not exist yet), 410 once compacted.
+    rv_after_a = int(first["items"][0]["metadata"]["resourceVersion"])
+    code, exact = raw_list(api, CM_PATH, resourceVersion=str(rv_after_a), resourceVersionMatch="Exact")
+    assert code == 200 and [i["metadata"]["name"] for i in exact["items"]] == ["a"]
+    emu.compact()
+    code, status = raw_list(api, CM_PATH, resourceVersion=str(rv_after_a), limit=5)
+    assert code == 410 and status["message"] == "The resourceVersion for the provided list is too old."
+
+
+def test_too_large_resource_version(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    emu.too_large_wait = 0.2
+    future = emu.resource_version + 5
+    started = time.monotonic()
+    code, status = raw_list(api, CM_PATH, resourceVersion=str(future))
+    assert code == 504 and time.monotonic() - started >= 0.2  # the watch cache waited first
+    assert status["reason"] == "Timeout"
+    assert status["message"] == f"Timeout: Too large resource version: {future}, current: {emu.resource_version}"
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert raw_list(api, CM_PATH, resourceVersion=str(future), limit=10)[0] == 504
+    # A list that the store catches up with in time succeeds.
+    threading.Timer(0.05, lambda: core.create_namespaced_config_map(NS, configmap("a"))).start()
+    assert raw_list(api, CM_PATH, resourceVersion=str(emu.resource_version + 1))[0] == 200
+
+
+def test_watch_from_a_future_resource_version_waits_silently(emu: KubeApiEmulator, core: Any) -> None:
+    """The watch cache neither fails nor replays: events up to the requested revision are skipped,
+    bookmarks too, and the stream carries on once the store passes it."""
+    future = emu.resource_version + 2
+    reached = threading.Event()
+
+    def writes() -> None:
+        time.sleep(0.5)  # > bookmark interval: no bookmark may arrive meanwhile
+        for name in ("a", "b", "c"):
+            if emu.resource_version + 1 >= future:
+                reached.set()  # this write reaches the requested revision
+            core.create_namespaced_pod(NS, pod(name))
+
+    writer = threading.Thread(target=writes)
+    writer.start()
+    raw: list[tuple[bool, dict[str, Any]]] = []
+    for event in watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=str(future), timeout_seconds=1,
+                                      allow_watch_bookmarks=True, _request_timeout=5, deserialize=False):
+        raw.append((reached.is_set(), event))
+    writer.join()
+    assert [(e["type"], e["object"]["metadata"].get("name")) for _, e in raw if e["type"] != "BOOKMARK"] == [
+        ("ADDED", "c")]
+    # Nothing at all — bookmarks included — before the store reached the requested revision
+    # (cacheWatcher.process forwards a bookmark equal to it, never one the store has not reached).
+    assert all(after for after, _ in raw)
+    assert all(int(e["object"]["metadata"]["resourceVersion"]) >= future for _, e in raw)
 
 
 def test_label_and_field_selectors_on_list(core: Any) -> None:
