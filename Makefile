@@ -9,13 +9,14 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The `sim` extra (matplotlib) is what `make simulate` needs for its plot; the controller does not.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) install -c constraints.txt -e .
+	$(PIP) install -c constraints.txt -e '.[sim]'
 	touch $@
 
 # One pip run for runtime + test extras: a second resolution would cost another minute.
 $(VENV)/.installed-test: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) install -c constraints.txt -e '.[test,sim]'
 	touch $(VENV)/.installed $@
 
 simulate: $(VENV)/.installed
