@@ -8,7 +8,9 @@ but before it hears the answer, the member is still on record and will be cleane
 first run with no record nothing is deregistered.
 
 Writes are optimistic (PUT with the resourceVersion we read; 409 → re-read and retry), so two
-replicas racing through a leader change cannot lose each other's entries.
+replicas racing through a leader change cannot lose each other's entries.  A record that ends up
+empty (every member deregistered: the binding was deleted or scaled to zero) is deleted, with the
+same resourceVersion precondition, instead of being kept forever.
 """
 
 from __future__ import annotations
@@ -93,6 +95,16 @@ class ConfigMapOwnershipStore:
             current = _decode(data[_data_key(ref)]) if _data_key(ref) in data else frozenset()
             members = change(current)
             data[_data_key(ref)] = _encode(members)
+            if cm is not None and all(not _decode(value) for value in data.values()):
+                if self._delete(name, cm):
+                    with self._lock:
+                        self._cache[(binding, ref)] = members
+                    return
+                continue  # changed under us: re-read
+            if cm is None and not members:
+                with self._lock:
+                    self._cache[(binding, ref)] = members
+                return  # nothing to record, nothing recorded
             body: dict[str, Any] = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -118,3 +130,17 @@ class ConfigMapOwnershipStore:
                 self._cache[(binding, ref)] = members
             return
         raise TransientError(f"ownership record {name} kept changing under us")
+
+    def _delete(self, name: str, cm: Any) -> bool:
+        """Delete an emptied record if unchanged since read; False when it changed (retry)."""
+        try:
+            self._core.delete_namespaced_config_map(
+                name, self._namespace, _request_timeout=self._timeout,
+                body={"preconditions": {"resourceVersion": cm.metadata.resource_version}})
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            if exc.status == 409:
+                return False
+            raise TransientError(f"deleting ownership record: HTTP {exc.status}") from None
+        return True

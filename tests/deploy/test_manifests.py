@@ -62,7 +62,7 @@ EXPECTED_CLUSTER_RULES: dict[tuple[str, str], tuple[frozenset[str], frozenset[st
 }
 EXPECTED_NAMESPACED_RULES: dict[tuple[str, str], tuple[frozenset[str], frozenset[str] | None]] = {
     ("coordination.k8s.io", "leases"): (frozenset({"get", "create", "update"}), None),
-    ("", "configmaps"): (frozenset({"get", "create", "update"}), None),
+    ("", "configmaps"): (frozenset({"get", "create", "update", "delete"}), None),
 }
 CLUSTER_SCOPED_KINDS = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
                         "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
@@ -263,7 +263,10 @@ def test_no_wildcards_no_secrets_no_escalation(base: list[dict[str, Any]]) -> No
             for key in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in (rule.get(key) or []), f"{role['kind']}/{role['metadata']['name']}: wildcard in {key}"
             assert "secrets" not in rule["resources"], "negsync never reads Secrets"
-            assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"])
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            if "delete" in rule["verbs"]:
+                # Only its own ownership records, only in its own namespace (a Role, not a ClusterRole).
+                assert role["kind"] == "Role" and rule["resources"] == ["configmaps"], rule
 
 
 def test_cluster_role_is_exactly_the_expected_set(base: list[dict[str, Any]]) -> None:
