@@ -54,7 +54,7 @@ Trust and readiness
 Latency
     Accepted sockets get ``TCP_NODELAY``: the reply goes out as headers then body, and with
     Nagle's algorithm the body waited for the API server's delayed ACK (~40 ms) on every pod
-    creation (46 ms median per call on loopback before, ~2 ms after).
+    creation (loopback, keep-alive, median of 30: 88 ms per call without it, 0.16 ms with it).
 """
 
 from __future__ import annotations
