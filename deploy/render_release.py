@@ -84,9 +84,10 @@ def render(*, version: str, digest: str | None) -> dict[str, str]:
         if crds is not None and text != crds:
             raise SystemExit(f"overlay {overlay} renders a different CRD than the others")
         crds = text
+        pinned = "" if digest else " (by tag in a source checkout; `make release DIGEST=sha256:...` pins the digest)"
         files[f"negsync-{overlay}.yaml"] = dump(rest, HEADER.format(
             source=f"deploy/overlays/{overlay}", version=version,
-            what=f"Image {image}. Apply after crds.yaml; see deploy/README.md."))
+            what=f"Image {image}{pinned}.\n# Apply after crds.yaml; see deploy/README.md."))
     assert crds is not None
     files["crds.yaml"] = crds
     for name in MONITORING:

@@ -144,3 +144,29 @@ def test_readme_selector_patch_renders(tmp_path: Any) -> None:
     assert admitted(patched, port=9090, namespace="telemetry", labels={"team": "observability"})
     assert not admitted(patched, port=9090, namespace="monitoring")
     assert admitted(patched, port=8080, namespace="shop", labels={"negsync.io/readiness-gate-inject": "enabled"})
+
+
+# ---------------------------------------------------------------------------------------------
+# private GKE clusters
+
+
+def test_private_gke_firewall_rule_opens_the_webhook_container_port(base: list[dict[str, Any]]) -> None:
+    """GKE's own rule admits the control plane on 443/10250 only; the Service's 443 reaches the pod on 9443."""
+    text = (REPO / "docs" / "quickstart-gke.md").read_text(encoding="utf-8")
+    section = re.search(r"^### Private clusters: open the webhook port\n(.*?)(?=^#)", text, re.S | re.M)
+    assert section, "docs/quickstart-gke.md has no private-cluster firewall section"
+    commands = " ".join(re.findall(r"```sh\n(.*?)```", section.group(1), re.S)).replace("\\\n", " ")
+    create = re.search(r"gcloud compute firewall-rules create (.*?)(?:\n|$)", commands)
+    assert create, "no firewall rule is created"
+    flags = create.group(1)
+    container = controller_container(find(base, "Deployment", "negsync"))
+    webhook_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "webhook")
+    assert f"--rules tcp:{webhook_port}" in flags
+    assert "--direction INGRESS" in flags and "--action ALLOW" in flags
+    # Source: the control plane's range; target: the nodes (GKE's master rule's target tags).
+    assert "--source-ranges $CONTROL_PLANE_RANGE" in flags and "--target-tags $NODE_TAG" in flags
+    assert "privateClusterConfig.masterIpv4CidrBlock" in commands
+    assert re.search(r'NODE_TAG=\$\(gcloud compute firewall-rules list --filter "name~\^gke-\$CLUSTER-\[0-9a-z\]\*-master"',
+                     commands)
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert "quickstart-gke.md#private-clusters-open-the-webhook-port" in readme
