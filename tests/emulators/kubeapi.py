@@ -772,12 +772,16 @@ class KubeApiEmulator:
     """HTTP Kubernetes API emulator; see the module docstring for semantics."""
 
     def __init__(self, *, bookmark_interval: float = 1.0, max_history: int = 10_000,
-                 max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0) -> None:
+                 max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0,
+                 watch_cache: bool = True) -> None:
         self.bookmark_interval = bookmark_interval
         self.max_history = max_history
         self.max_watch_seconds = max_watch_seconds
         # How long a read "not older than" a future resourceVersion waits (watch cache: 3 s).
         self.too_large_wait = too_large_wait
+        # False: like kube-apiserver --watch-cache=false, every list is read from storage, so
+        # resourceVersion "0" lists honour limit (clients then see continue tokens).
+        self.watch_cache = watch_cache
         self._cond = threading.Condition()
         self._objects: dict[tuple[str, str, str], JSON] = {}
         self._rv = 1
@@ -1128,9 +1132,15 @@ class KubeApiEmulator:
             elif at > self._rv:
                 raise _bad_request("continue key is not valid: resource version is in the future")
             candidates = self._objects_at(rt, at, continuing=True)
-        elif raw_rv == "0" or (raw_rv and not limit and match != "Exact"):
+        elif (raw_rv == "0" or (raw_rv and not limit and match != "Exact")) and self.watch_cache:
             self._wait_fresh(rv_value)
             at, limit = self._rv, 0  # the watch cache serves the whole list
+            candidates = self._select(rt, _Filter(None, [], []))
+        elif raw_rv == "0" or (raw_rv and match != "Exact" and not limit):
+            # --watch-cache=false: etcd answers "any"/"not older than" at its head, paged.
+            if rv_value > self._rv:
+                raise _too_large(rv_value, self._rv)
+            at = self._rv
             candidates = self._select(rt, _Filter(None, [], []))
         elif raw_rv and (match == "Exact" or not match):
             if rv_value > self._rv:
