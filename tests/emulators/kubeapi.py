@@ -94,11 +94,13 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hmac
 import json
 import random
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -773,7 +775,7 @@ class KubeApiEmulator:
 
     def __init__(self, *, bookmark_interval: float = 1.0, max_history: int = 10_000,
                  max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0,
-                 watch_cache: bool = True) -> None:
+                 watch_cache: bool = True, tls: bool = False, token: str | None = None) -> None:
         self.bookmark_interval = bookmark_interval
         self.max_history = max_history
         self.max_watch_seconds = max_watch_seconds
@@ -782,6 +784,14 @@ class KubeApiEmulator:
         # False: like kube-apiserver --watch-cache=false, every list is read from storage, so
         # resourceVersion "0" lists honour limit (clients then see continue tokens).
         self.watch_cache = watch_cache
+        # HTTPS with a CA of its own (what a pod trusts from ca.crt) and a bearer token that every
+        # request must carry (the mounted service-account token); see ``_authenticate``.
+        self.token = token
+        self._tls_dir: Path | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        self.ca_pem = b""
+        if tls:
+            self._enable_tls()
         self._cond = threading.Condition()
         self._objects: dict[tuple[str, str, str], JSON] = {}
         self._rv = 1
@@ -816,12 +826,41 @@ class KubeApiEmulator:
         self._serve_thread.start()
         return self
 
+    def _enable_tls(self) -> None:
+        import tempfile
+
+        from negsync.kube.webhook import generate_serving_certificate
+
+        # The kube-apiserver's serving certificate names the Service and the loopback address.
+        ca_pem, cert_pem, key_pem = generate_serving_certificate(
+            service="kubernetes", namespace="default", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="kubeapi-emulator-tls-"))
+        (self._tls_dir / "ca.crt").write_bytes(ca_pem)
+        (self._tls_dir / "tls.crt").write_bytes(cert_pem)
+        (self._tls_dir / "tls.key").write_bytes(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self._tls_dir / "tls.crt", self._tls_dir / "tls.key")
+        self._tls_context = context
+        self.ca_pem = ca_pem
+
     @property
-    def url(self) -> str:
+    def ca_file(self) -> Path:
+        if self._tls_dir is None:
+            raise RuntimeError("emulator started without tls=True")
+        return self._tls_dir / "ca.crt"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("emulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.host_port
+        return f"{'https' if self._tls_context else 'http'}://{host}:{port}"
 
     def stop(self) -> None:
         server = self._server
@@ -844,6 +883,12 @@ class KubeApiEmulator:
                 t.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._serve_thread = None
+        if self._tls_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
+            self._tls_context = None
 
     def __enter__(self) -> KubeApiEmulator:
         return self.start()
@@ -853,10 +898,13 @@ class KubeApiEmulator:
 
     def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
         path = Path(path)
+        cluster: JSON = {"server": self.url}
+        if self._tls_context is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {}}],
+            "clusters": [{"name": "emulator", "cluster": cluster}],
+            "users": [{"name": "emulator", "user": {"token": self.token} if self.token else {}}],
             "contexts": [{"name": "emulator",
                           "context": {"cluster": "emulator", "user": "emulator",
                                       "namespace": namespace}}],
@@ -870,7 +918,12 @@ class KubeApiEmulator:
         from kubernetes import client  # kept local: the emulator itself is stdlib-only
 
         # no_proxy keeps an HTTP(S)_PROXY from the environment away from loopback.
-        return client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        configuration = client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        if self._tls_context is not None:
+            configuration.ssl_ca_cert = str(self.ca_file)
+        if self.token:
+            configuration.api_key = {"authorization": f"Bearer {self.token}"}
+        return configuration
 
     # ----------------------------------------------------------- test controls
 
@@ -1488,7 +1541,18 @@ class _Server(ThreadingHTTPServer):
         thread.start()
 
     def _serve_one(self, request: Any, client_address: Any) -> None:
+        em = self.emulator
         try:
+            context = em._tls_context
+            if context is not None:
+                # The handshake runs here, in the connection's thread, never in accept().
+                raw = request
+                raw.settimeout(10)
+                request = context.wrap_socket(raw, server_side=True)
+                request.settimeout(None)
+                with em._aux:
+                    em._connections.discard(raw)
+                    em._connections.add(request)
             self.finish_request(request, client_address)
         except OSError:
             pass
@@ -1551,6 +1615,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise _bad_request("request body is not valid JSON") from None
 
+    def _authenticated(self) -> bool:
+        token = self.em.token
+        if not token:
+            return True
+        scheme, _, credential = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip(), token)
+
     def _dispatch(self, method: str) -> None:
         em = self.em
         parts = urlsplit(self.path)
@@ -1564,6 +1635,11 @@ class _Handler(BaseHTTPRequestHandler):
             body, body_error = None, err
         with em._aux:
             em._requests.append(RecordedRequest(method, path, query, ctype, body))
+        if not self._authenticated():
+            # The authentication filter answers before routing, for every path
+            # (apiserver endpoints/filters/authentication.go, responsewriters.Unauthorized).
+            self._send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status)
+            return
         if em._latency:
             time.sleep(em._latency)
         fault = em._take_fault(method, path)
@@ -1688,9 +1764,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _client_gone(self) -> bool:
+        conn = self.connection
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if isinstance(conn, ssl.SSLSocket):
+                if not select.select([conn], [], [], 0)[0] and not conn.pending():
+                    return False
+                timeout = conn.gettimeout()
+                conn.setblocking(False)
+                try:
+                    # A watch client sends nothing; what is readable is close_notify or EOF.
+                    return conn.recv(1) == b""
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    conn.settimeout(timeout)
+            readable, _, _ = select.select([conn], [], [], 0)
+            return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
