@@ -113,6 +113,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+from tests.emulators import kube_admission as admission
 from tests.emulators import kube_discovery as discovery
 
 if TYPE_CHECKING:
@@ -812,6 +813,8 @@ class KubeApiEmulator:
         self._types: dict[tuple[str, str, str], ResourceType] = dict(_BY_PATH)
         # rt.key -> the CRD's version entry (schema, printer columns) for custom resources.
         self._crd_versions: dict[str, JSON] = {}
+        # Every mutating webhook call made on an HTTP create, in order.
+        self.admission_calls: list[admission.AdmissionCall] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -1090,6 +1093,59 @@ class KubeApiEmulator:
                 categories=tuple(names.get("categories") or ()))
             self._types[key] = rt
             self._crd_versions[rt.key] = copy.deepcopy(v)
+
+    # ------------------------------------------------------------ admission
+
+    def _admit_create(self, rt: ResourceType, namespace: str, body: JSON) -> JSON:
+        """Mutating admission of an HTTP create (``tests/emulators/kube_admission.py``).
+
+        Runs outside the storage lock: a webhook may take its full timeout.
+        """
+        mwc = self._types[("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")]
+        with self._cond:
+            configurations = [copy.deepcopy(o) for o in self._select(mwc, _Filter(None, [], []))]
+            ns_obj = self._objects.get((_BY_PATH[("", "v1", "namespaces")].key, "", namespace))
+        if not configurations:
+            return body
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta = obj.setdefault("metadata", {})
+        if rt.namespaced:
+            meta["namespace"] = namespace
+        attrs = admission.Attributes(
+            group=rt.group, version=rt.version, kind=rt.kind, resource=rt.plural, subresource="",
+            namespaced=rt.namespaced, operation="CREATE", namespace=namespace if rt.namespaced else "",
+            # generateName is resolved after mutating admission (rest.BeforeCreate), so a webhook
+            # sees an empty name for it, as on a real server.
+            name=str(meta.get("name") or ""), obj=obj, old=None)
+        ns_labels = dict(((ns_obj or {}).get("metadata") or {}).get("labels") or {})
+        try:
+            patched = admission.admit(configurations=configurations, attrs=attrs, namespace_labels=ns_labels,
+                                      resolve=self._resolve_service, apply_patch=json_patch,
+                                      record=self.admission_calls.append)
+        except admission.AdmissionRejected as rejected:
+            raise ApiError(rejected.code, rejected.reason, rejected.message) from None
+        return patched if patched is not None else body
+
+    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int]:
+        """A Service port to a ready endpoint, via the Service's EndpointSlices."""
+        with self._cond:
+            svc = self._objects.get((_BY_PATH[("", "v1", "services")].key, namespace, name))
+            if svc is None:
+                raise ValueError(f'service "{name}" not found')
+            entry = next((p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port), None)
+            if entry is None:
+                raise ValueError(f'service "{name}" has no port {port}')
+            slices = self._select(_BY_PATH[("discovery.k8s.io", "v1", "endpointslices")],
+                                  _Filter(namespace, parse_label_selector(f"kubernetes.io/service-name={name}"), []))
+        for sl in slices:
+            slice_port = next((p.get("port") for p in sl.get("ports") or []
+                               if (p.get("name") or "") == (entry.get("name") or "")), None)
+            for endpoint in sl.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is not False and endpoint.get("addresses") \
+                        and slice_port:
+                    return str(endpoint["addresses"][0]), int(slice_port)
+        raise ValueError(f'service "{name}" has no ready endpoints for port {port}')
 
     # ----------------------------------------------------- storage internals
     # All underscore methods below expect self._cond to be held.
@@ -1722,6 +1778,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _bad_request("request body must be a JSON object")
                 if rt.namespaced and namespace is None:
                     raise ApiError(405, "MethodNotAllowed", "create requires a namespace")
+                body = em._admit_create(rt, ns_key, body)
                 with em._cond:
                     created = em._create(rt, ns_key, body, reset_status=True)
                 self._send_json(201, created)
