@@ -165,7 +165,7 @@ def test_a_denial_rejects_the_create(kube: KubeApiEmulator, hook: StubWebhook, c
     with pytest.raises(ApiException) as denied:
         core.create_namespaced_pod("shop", new_pod("a"))
     assert denied.value.status == 403
-    assert json.loads(denied.value.body)["message"] == \
+    assert json.loads(str(denied.value.body))["message"] == \
         'admission webhook "readiness-gates.negsync.io" denied the request: no pods today'
     assert kube.get("v1", "Pod", "shop", "a") is None
 
@@ -183,7 +183,7 @@ def test_failure_policy_decides_when_the_call_fails(kube: KubeApiEmulator, hook:
         with pytest.raises(ApiException) as failed:
             core.create_namespaced_pod("shop", new_pod("a"))
         assert failed.value.status == 500
-        assert 'failed calling webhook "readiness-gates.negsync.io"' in json.loads(failed.value.body)["message"]
+        assert 'failed calling webhook "readiness-gates.negsync.io"' in json.loads(str(failed.value.body))["message"]
         assert kube.get("v1", "Pod", "shop", "a") is None
     assert hook.reviews == []  # the handshake failed: the webhook never saw a request
 
@@ -203,10 +203,10 @@ def test_unreachable_or_malformed_answers_follow_the_failure_policy(kube: KubeAp
     hook.mode = "wrong-uid"
     with pytest.raises(ApiException) as failed:
         core.create_namespaced_pod("shop", new_pod("a"))
-    assert failed.value.status == 500 and "expected response.uid" in failed.value.body
+    assert failed.value.status == 500 and "expected response.uid" in str(failed.value.body)
     # No ready endpoint behind the Service: a call failure too.
     kube.update({**kube.get("discovery.k8s.io/v1", "EndpointSlice", "hooks", "hook-x"),  # type: ignore[dict-item]
                  "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": False}}]})
     with pytest.raises(ApiException) as unreachable:
         core.create_namespaced_pod("shop", new_pod("b"))
-    assert unreachable.value.status == 500 and "no ready endpoints" in unreachable.value.body
+    assert unreachable.value.status == 500 and "no ready endpoints" in str(unreachable.value.body)
