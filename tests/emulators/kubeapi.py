@@ -94,11 +94,13 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hmac
 import json
 import random
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -111,6 +113,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+from tests.emulators import kube_admission as admission
 from tests.emulators import kube_discovery as discovery
 
 if TYPE_CHECKING:
@@ -772,12 +775,24 @@ class KubeApiEmulator:
     """HTTP Kubernetes API emulator; see the module docstring for semantics."""
 
     def __init__(self, *, bookmark_interval: float = 1.0, max_history: int = 10_000,
-                 max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0) -> None:
+                 max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0,
+                 watch_cache: bool = True, tls: bool = False, token: str | None = None) -> None:
         self.bookmark_interval = bookmark_interval
         self.max_history = max_history
         self.max_watch_seconds = max_watch_seconds
         # How long a read "not older than" a future resourceVersion waits (watch cache: 3 s).
         self.too_large_wait = too_large_wait
+        # False: like kube-apiserver --watch-cache=false, every list is read from storage, so
+        # resourceVersion "0" lists honour limit (clients then see continue tokens).
+        self.watch_cache = watch_cache
+        # HTTPS with a CA of its own (what a pod trusts from ca.crt) and a bearer token that every
+        # request must carry (the mounted service-account token); see ``_authenticate``.
+        self.token = token
+        self._tls_dir: Path | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        self.ca_pem = b""
+        if tls:
+            self._enable_tls()
         self._cond = threading.Condition()
         self._objects: dict[tuple[str, str, str], JSON] = {}
         self._rv = 1
@@ -798,6 +813,8 @@ class KubeApiEmulator:
         self._types: dict[tuple[str, str, str], ResourceType] = dict(_BY_PATH)
         # rt.key -> the CRD's version entry (schema, printer columns) for custom resources.
         self._crd_versions: dict[str, JSON] = {}
+        # Every mutating webhook call made on an HTTP create, in order.
+        self.admission_calls: list[admission.AdmissionCall] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -812,12 +829,41 @@ class KubeApiEmulator:
         self._serve_thread.start()
         return self
 
+    def _enable_tls(self) -> None:
+        import tempfile
+
+        from negsync.kube.webhook import generate_serving_certificate
+
+        # The kube-apiserver's serving certificate names the Service and the loopback address.
+        ca_pem, cert_pem, key_pem = generate_serving_certificate(
+            service="kubernetes", namespace="default", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="kubeapi-emulator-tls-"))
+        (self._tls_dir / "ca.crt").write_bytes(ca_pem)
+        (self._tls_dir / "tls.crt").write_bytes(cert_pem)
+        (self._tls_dir / "tls.key").write_bytes(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self._tls_dir / "tls.crt", self._tls_dir / "tls.key")
+        self._tls_context = context
+        self.ca_pem = ca_pem
+
     @property
-    def url(self) -> str:
+    def ca_file(self) -> Path:
+        if self._tls_dir is None:
+            raise RuntimeError("emulator started without tls=True")
+        return self._tls_dir / "ca.crt"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("emulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.host_port
+        return f"{'https' if self._tls_context else 'http'}://{host}:{port}"
 
     def stop(self) -> None:
         server = self._server
@@ -840,6 +886,12 @@ class KubeApiEmulator:
                 t.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._serve_thread = None
+        if self._tls_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
+            self._tls_context = None
 
     def __enter__(self) -> KubeApiEmulator:
         return self.start()
@@ -849,10 +901,13 @@ class KubeApiEmulator:
 
     def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
         path = Path(path)
+        cluster: JSON = {"server": self.url}
+        if self._tls_context is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {}}],
+            "clusters": [{"name": "emulator", "cluster": cluster}],
+            "users": [{"name": "emulator", "user": {"token": self.token} if self.token else {}}],
             "contexts": [{"name": "emulator",
                           "context": {"cluster": "emulator", "user": "emulator",
                                       "namespace": namespace}}],
@@ -866,7 +921,12 @@ class KubeApiEmulator:
         from kubernetes import client  # kept local: the emulator itself is stdlib-only
 
         # no_proxy keeps an HTTP(S)_PROXY from the environment away from loopback.
-        return client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        configuration = client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        if self._tls_context is not None:
+            configuration.ssl_ca_cert = str(self.ca_file)
+        if self.token:
+            configuration.api_key = {"authorization": f"Bearer {self.token}"}
+        return configuration
 
     # ----------------------------------------------------------- test controls
 
@@ -1034,6 +1094,59 @@ class KubeApiEmulator:
             self._types[key] = rt
             self._crd_versions[rt.key] = copy.deepcopy(v)
 
+    # ------------------------------------------------------------ admission
+
+    def _admit_create(self, rt: ResourceType, namespace: str, body: JSON) -> JSON:
+        """Mutating admission of an HTTP create (``tests/emulators/kube_admission.py``).
+
+        Runs outside the storage lock: a webhook may take its full timeout.
+        """
+        mwc = self._types[("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")]
+        with self._cond:
+            configurations = [copy.deepcopy(o) for o in self._select(mwc, _Filter(None, [], []))]
+            ns_obj = self._objects.get((_BY_PATH[("", "v1", "namespaces")].key, "", namespace))
+        if not configurations:
+            return body
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta = obj.setdefault("metadata", {})
+        if rt.namespaced:
+            meta["namespace"] = namespace
+        attrs = admission.Attributes(
+            group=rt.group, version=rt.version, kind=rt.kind, resource=rt.plural, subresource="",
+            namespaced=rt.namespaced, operation="CREATE", namespace=namespace if rt.namespaced else "",
+            # generateName is resolved after mutating admission (rest.BeforeCreate), so a webhook
+            # sees an empty name for it, as on a real server.
+            name=str(meta.get("name") or ""), obj=obj, old=None)
+        ns_labels = dict(((ns_obj or {}).get("metadata") or {}).get("labels") or {})
+        try:
+            patched = admission.admit(configurations=configurations, attrs=attrs, namespace_labels=ns_labels,
+                                      resolve=self._resolve_service, apply_patch=json_patch,
+                                      record=self.admission_calls.append)
+        except admission.AdmissionRejected as rejected:
+            raise ApiError(rejected.code, rejected.reason, rejected.message) from None
+        return patched if patched is not None else body
+
+    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int]:
+        """A Service port to a ready endpoint, via the Service's EndpointSlices."""
+        with self._cond:
+            svc = self._objects.get((_BY_PATH[("", "v1", "services")].key, namespace, name))
+            if svc is None:
+                raise ValueError(f'service "{name}" not found')
+            entry = next((p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port), None)
+            if entry is None:
+                raise ValueError(f'service "{name}" has no port {port}')
+            slices = self._select(_BY_PATH[("discovery.k8s.io", "v1", "endpointslices")],
+                                  _Filter(namespace, parse_label_selector(f"kubernetes.io/service-name={name}"), []))
+        for sl in slices:
+            slice_port = next((p.get("port") for p in sl.get("ports") or []
+                               if (p.get("name") or "") == (entry.get("name") or "")), None)
+            for endpoint in sl.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is not False and endpoint.get("addresses") \
+                        and slice_port:
+                    return str(endpoint["addresses"][0]), int(slice_port)
+        raise ValueError(f'service "{name}" has no ready endpoints for port {port}')
+
     # ----------------------------------------------------- storage internals
     # All underscore methods below expect self._cond to be held.
 
@@ -1128,9 +1241,15 @@ class KubeApiEmulator:
             elif at > self._rv:
                 raise _bad_request("continue key is not valid: resource version is in the future")
             candidates = self._objects_at(rt, at, continuing=True)
-        elif raw_rv == "0" or (raw_rv and not limit and match != "Exact"):
+        elif (raw_rv == "0" or (raw_rv and not limit and match != "Exact")) and self.watch_cache:
             self._wait_fresh(rv_value)
             at, limit = self._rv, 0  # the watch cache serves the whole list
+            candidates = self._select(rt, _Filter(None, [], []))
+        elif raw_rv == "0" or (raw_rv and match != "Exact" and not limit):
+            # --watch-cache=false: etcd answers "any"/"not older than" at its head, paged.
+            if rv_value > self._rv:
+                raise _too_large(rv_value, self._rv)
+            at = self._rv
             candidates = self._select(rt, _Filter(None, [], []))
         elif raw_rv and (match == "Exact" or not match):
             if rv_value > self._rv:
@@ -1478,7 +1597,18 @@ class _Server(ThreadingHTTPServer):
         thread.start()
 
     def _serve_one(self, request: Any, client_address: Any) -> None:
+        em = self.emulator
         try:
+            context = em._tls_context
+            if context is not None:
+                # The handshake runs here, in the connection's thread, never in accept().
+                raw = request
+                raw.settimeout(10)
+                request = context.wrap_socket(raw, server_side=True)
+                request.settimeout(None)
+                with em._aux:
+                    em._connections.discard(raw)
+                    em._connections.add(request)
             self.finish_request(request, client_address)
         except OSError:
             pass
@@ -1541,6 +1671,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise _bad_request("request body is not valid JSON") from None
 
+    def _authenticated(self) -> bool:
+        token = self.em.token
+        if not token:
+            return True
+        scheme, _, credential = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip(), token)
+
     def _dispatch(self, method: str) -> None:
         em = self.em
         parts = urlsplit(self.path)
@@ -1554,6 +1691,11 @@ class _Handler(BaseHTTPRequestHandler):
             body, body_error = None, err
         with em._aux:
             em._requests.append(RecordedRequest(method, path, query, ctype, body))
+        if not self._authenticated():
+            # The authentication filter answers before routing, for every path
+            # (apiserver endpoints/filters/authentication.go, responsewriters.Unauthorized).
+            self._send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status)
+            return
         if em._latency:
             time.sleep(em._latency)
         fault = em._take_fault(method, path)
@@ -1636,6 +1778,7 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _bad_request("request body must be a JSON object")
                 if rt.namespaced and namespace is None:
                     raise ApiError(405, "MethodNotAllowed", "create requires a namespace")
+                body = em._admit_create(rt, ns_key, body)
                 with em._cond:
                     created = em._create(rt, ns_key, body, reset_status=True)
                 self._send_json(201, created)
@@ -1678,9 +1821,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _client_gone(self) -> bool:
+        conn = self.connection
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if isinstance(conn, ssl.SSLSocket):
+                if not select.select([conn], [], [], 0)[0] and not conn.pending():
+                    return False
+                timeout = conn.gettimeout()
+                conn.setblocking(False)
+                try:
+                    # A watch client sends nothing; what is readable is close_notify or EOF.
+                    return conn.recv(1) == b""
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    conn.settimeout(timeout)
+            readable, _, _ = select.select([conn], [], [], 0)
+            return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
