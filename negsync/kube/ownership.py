@@ -8,9 +8,10 @@ but before it hears the answer, the member is still on record and will be cleane
 first run with no record nothing is deregistered.
 
 Writes are optimistic (PUT with the resourceVersion we read; 409 → re-read and retry), so two
-replicas racing through a leader change cannot lose each other's entries.  A record that ends up
-empty (every member deregistered: the binding was deleted or scaled to zero) is deleted, with the
-same resourceVersion precondition, instead of being kept forever.
+replicas racing through a leader change cannot lose each other's entries.  Reads are cached
+only while this process leads: the controller calls :meth:`ConfigMapOwnershipStore.invalidate`
+each time it starts leading, because while another replica led it may have registered members
+we never heard of (leadership A→B→A must not forget B's registrations).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class ConfigMapOwnershipStore:
         with self._lock:
             self._cache[(binding, ref)] = members
         return members
+
+    def invalidate(self) -> None:
+        """Forget every cached record: the next read goes to the API (see the module docstring)."""
+        with self._lock:
+            self._cache.clear()
 
     def remember(self, binding: BindingKey, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> None:
         added = frozenset(endpoints)
@@ -132,7 +138,12 @@ class ConfigMapOwnershipStore:
         raise TransientError(f"ownership record {name} kept changing under us")
 
     def _delete(self, name: str, cm: Any) -> bool:
-        """Delete an emptied record if unchanged since read; False when it changed (retry)."""
+        """Delete an emptied record if unchanged since read; False when it changed (retry).
+
+        A record that holds no member (binding deleted or scaled to zero) would otherwise outlive
+        its binding forever; the resourceVersion precondition keeps a member another replica
+        added since our read.
+        """
         try:
             self._core.delete_namespaced_config_map(
                 name, self._namespace, _request_timeout=self._timeout,
