@@ -115,6 +115,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.emulators import kube_admission as admission
 from tests.emulators import kube_discovery as discovery
+from tests.emulators import kube_schema as schema
 
 if TYPE_CHECKING:
     from kubernetes.client import Configuration
@@ -1094,6 +1095,69 @@ class KubeApiEmulator:
             self._types[key] = rt
             self._crd_versions[rt.key] = copy.deepcopy(v)
 
+    # ----------------------------------------------------- schema validation
+
+    def _defaulted(self, rt: ResourceType, obj: JSON) -> JSON:
+        root = ((self.crd_version(rt) or {}).get("schema") or {}).get("openAPIV3Schema") or {}
+        obj = copy.deepcopy(obj)
+        for key, sub in (root.get("properties") or {}).items():
+            if key in obj and key not in ("metadata", "apiVersion", "kind"):
+                obj[key] = schema.prune_and_default(sub, obj[key], key, [])
+        return obj
+
+    def _validate_custom(self, rt: ResourceType, obj: JSON, old: JSON | None, field_validation: str, *,
+                         only_status: bool = False) -> JSON:
+        """Prune or reject unknown fields, default, validate (``tests/emulators/kube_schema.py``).
+
+        Only HTTP writes get here; objects stored through the Python-side API skip it, like
+        objects written before a CRD's schema was tightened.  A status write checks the status
+        (the rest is the stored object, unchanged, so ratcheting would excuse it anyway).
+        """
+        version = self.crd_version(rt)
+        root = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+        if not root:
+            return obj
+        obj = copy.deepcopy(obj)
+        unknown: list[str] = []
+        props = root.get("properties") or {}
+        if only_status:
+            props = {k: v for k, v in props.items() if k == "status"}
+            root = {"type": "object", "properties": props}
+        for key in list(obj):
+            if key in ("apiVersion", "kind", "metadata") or (only_status and key != "status"):
+                continue
+            if key not in props and not root.get("x-kubernetes-preserve-unknown-fields"):
+                unknown.append(key)
+                del obj[key]
+            elif key in props:
+                obj[key] = schema.prune_and_default(props[key], obj[key], key, unknown)
+        for key, sub in props.items():
+            if key not in obj and "default" in sub:
+                obj[key] = copy.deepcopy(sub["default"])
+        if unknown and field_validation == "Strict":
+            # apiextensions' strict decoding (fieldValidation=Strict, kubectl's default).
+            fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise _bad_request(f"{rt.kind} in version \"{rt.version}\" cannot be handled as a "
+                               f"{rt.kind}: strict decoding error: {fields}")
+        errors: list[schema.FieldError] = []
+        body = {k: v for k, v in obj.items() if k in props}
+        old_body = {k: v for k, v in old.items() if k in props} if old is not None else None
+        schema.validate({**root, "properties": {k: v for k, v in props.items() if k != "metadata"}},
+                        body, "", errors, old=old_body, has_old=old is not None)
+        if errors and old_body is not None:
+            # Validation ratcheting (KEP-4008, on by default since 1.30): on update, an error in a
+            # part of the object the write did not change is not held against it, so a status
+            # write on a binding stored before the schema tightened still goes through.
+            errors = [e for e in errors if schema.value_at(body, e.path) != schema.value_at(old_body, e.path)]
+        if errors:
+            name = str(obj.get("metadata", {}).get("name") or "")
+            causes = [{"reason": e.reason, "message": e.message, "field": e.path} for e in errors]
+            text = [f"{e.path}: {e.message}" for e in errors]
+            summary = text[0] if len(text) == 1 else f"[{', '.join(text)}]"
+            raise ApiError(422, "Invalid", f'{rt.kind}.{rt.group} "{name}" is invalid: {summary}',
+                           {"name": name, "group": rt.group, "kind": rt.kind, "causes": causes})
+        return obj
+
     # ------------------------------------------------------------ admission
 
     def _admit_create(self, rt: ResourceType, namespace: str, body: JSON) -> JSON:
@@ -1281,7 +1345,8 @@ class KubeApiEmulator:
             self._compacted_rv = self._history.popleft().rv
         self._cond.notify_all()
 
-    def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool) -> JSON:
+    def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool,
+                validation: str | None = None) -> JSON:
         if body.get("apiVersion", rt.api_version) != rt.api_version or \
                 body.get("kind", rt.kind) != rt.kind:
             raise _bad_request(f"the API version in the data ({body.get('apiVersion')}) does "
@@ -1331,6 +1396,9 @@ class KubeApiEmulator:
                 body.pop("status", None)
         if rt.plural == "customresourcedefinitions":
             body["status"] = _crd_status(body)
+        if validation is not None and rt.custom:
+            body = self._validate_custom(rt, body, None, validation)
+            meta = body["metadata"]
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         self._objects[(rt.key, namespace, name)] = body
@@ -1346,7 +1414,8 @@ class KubeApiEmulator:
         return obj
 
     def _update(self, rt: ResourceType, namespace: str, name: str, body: JSON,
-                subresource: str | None, *, lenient: bool = False) -> JSON:
+                subresource: str | None, *, lenient: bool = False,
+                validation: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         if not isinstance(body, dict):
             raise _bad_request("request body must be a JSON object")
@@ -1362,10 +1431,10 @@ class KubeApiEmulator:
         if not rv and not (lenient or rt.unconditional_update):
             raise _invalid(rt, name, "metadata.resourceVersion", 0,
                            "must be specified for an update")
-        return self._commit(rt, old, body, subresource)
+        return self._commit(rt, old, body, subresource, validation=validation)
 
     def _patch(self, rt: ResourceType, namespace: str, name: str, content_type: str,
-               patch: Any, subresource: str | None) -> JSON:
+               patch: Any, subresource: str | None, *, validation: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         ctype = content_type.split(";")[0].strip().lower()
         if ctype == "application/json-patch+json":
@@ -1399,9 +1468,10 @@ class KubeApiEmulator:
         if meta.get("name") != name:
             raise _bad_request(f"the name of the object ({meta.get('name')}) does not match "
                                f"the name on the URL ({name})")
-        return self._commit(rt, old, patched, subresource)
+        return self._commit(rt, old, patched, subresource, validation=validation)
 
-    def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None) -> JSON:
+    def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None, *,
+                validation: str | None = None) -> JSON:
         """Apply update strategies, preconditions and store; no-op writes change nothing."""
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
         name = old_meta["name"]
@@ -1449,7 +1519,14 @@ class KubeApiEmulator:
                                "added if the object is being deleted")
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
-        if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, old):
+        compare_old = old
+        if validation is not None and rt.custom:
+            new = self._validate_custom(rt, new, old, validation,
+                                        only_status=subresource == "status")
+            meta = new["metadata"]
+            # Reads from etcd are defaulted too, so defaults alone are no spec change.
+            compare_old = self._defaulted(rt, old)
+        if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, compare_old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
         if new == old:
             return copy.deepcopy(old)
@@ -1710,6 +1787,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path, query, ctype, body)
         except ApiError as err:
             self._send_json(err.code, err.status)
+        except Exception as exc:
+            # An emulator bug answers 500 with its cause instead of a silently dropped connection.
+            self._send_json(500, ApiError(500, "InternalError", f"emulator error: {exc!r}").status)
 
     def _route(self, method: str, path: str, query: dict[str, str], ctype: str | None,
                body: Any) -> None:
@@ -1780,7 +1860,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(405, "MethodNotAllowed", "create requires a namespace")
                 body = em._admit_create(rt, ns_key, body)
                 with em._cond:
-                    created = em._create(rt, ns_key, body, reset_status=True)
+                    created = em._create(rt, ns_key, body, reset_status=True,
+                                         validation=query.get("fieldValidation", ""))
                 self._send_json(201, created)
             else:
                 raise ApiError(405, "MethodNotAllowed",
@@ -1790,9 +1871,11 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 result = copy.deepcopy(em._existing(rt, ns_key, name))
             elif method == "PUT":
-                result = em._update(rt, ns_key, name, body, sub)
+                result = em._update(rt, ns_key, name, body, sub,
+                                    validation=query.get("fieldValidation", ""))
             elif method == "PATCH":
-                result = em._patch(rt, ns_key, name, ctype or "", body, sub)
+                result = em._patch(rt, ns_key, name, ctype or "", body, sub,
+                                   validation=query.get("fieldValidation", ""))
             elif method == "DELETE" and sub is None:
                 result = em._delete(rt, ns_key, name, body if isinstance(body, dict) else {})
             else:

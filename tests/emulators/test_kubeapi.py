@@ -60,7 +60,8 @@ def pod(name: str, labels: dict[str, str] | None = None, node: str | None = None
 
 def binding(name: str, **extra: Any) -> dict[str, Any]:
     return {"apiVersion": "negsync.io/v1alpha1", "kind": "TargetBinding",
-            "metadata": {"name": name, "namespace": NS, **extra}, "spec": {"port": 80}}
+            "metadata": {"name": name, "namespace": NS, **extra},
+            "spec": {"serviceRef": {"name": "web", "port": 80}, "target": {"memory": {"name": "pool"}}}}
 
 
 def _name(event: dict[str, Any]) -> str:
@@ -428,26 +429,90 @@ def test_status_subresource_isolation_for_pods(core: Any) -> None:
 
 
 def test_status_subresource_and_generation_for_custom_resources(custom: Any) -> None:
-    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t") | {"status": {"x": 1}})
+    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings",
+                                                 binding("t") | {"status": {"observedGeneration": 7}})
     assert obj["metadata"]["generation"] == 1 and "status" not in obj
 
     obj = custom.patch_namespaced_custom_object_status(
-        *TB, NS, "targetbindings", "t", {"status": {"observed": 1}, "spec": {"port": 1}})
-    assert obj["status"] == {"observed": 1} and obj["spec"] == {"port": 80}
+        *TB, NS, "targetbindings", "t", {"status": {"observedGeneration": 1}, "spec": {"serviceRef": {"port": 1}}})
+    assert obj["status"] == {"observedGeneration": 1} and obj["spec"]["serviceRef"]["port"] == 80
     assert obj["metadata"]["generation"] == 1
 
-    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"status": {"observed": 9}})
-    assert obj["status"] == {"observed": 1}
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"status": {"observedGeneration": 9}})
+    assert obj["status"] == {"observedGeneration": 1}
     assert obj["metadata"]["generation"] == 1
 
-    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 81}})
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"serviceRef": {"port": 81}}})
     assert obj["metadata"]["generation"] == 2
 
-    obj["spec"]["port"] = 82
-    obj["status"] = {"observed": 2}
+    obj["spec"]["serviceRef"]["port"] = 82
+    obj["status"] = {"observedGeneration": 2}
     obj = custom.replace_namespaced_custom_object_status(*TB, NS, "targetbindings", "t", obj)
-    assert obj["spec"]["port"] == 81 and obj["status"] == {"observed": 2}
+    assert obj["spec"]["serviceRef"]["port"] == 81 and obj["status"] == {"observedGeneration": 2}
     assert obj["metadata"]["generation"] == 2
+
+
+def causes(exc: ApiException) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for cause in status_of(exc)["details"]["causes"]:
+        found[cause["field"]] = "\n".join(filter(None, [found.get(cause["field"]), cause["message"]]))
+    return found
+
+
+def test_bindings_are_validated_against_the_crd_schema(emu: KubeApiEmulator, custom: Any) -> None:
+    created = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("ok"))
+    # The CRD's defaults are applied on the way in.
+    assert created["spec"]["readinessGate"] is True and created["spec"]["ipFamily"] == "IPv4"
+    bad = binding("bad")
+    bad["spec"]["serviceRef"]["port"] = 70000
+    bad["spec"]["target"] = {"memory": {"name": "pool"}, "gcpNeg": {"project": "Not_A_Project", "network": "default"}}
+    del bad["spec"]["serviceRef"]["name"]
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", bad)
+    assert err.value.status == 422 and status_of(err.value)["reason"] == "Invalid"
+    found = causes(err.value)
+    assert found["spec.serviceRef.name"] == "Required value"
+    assert "less than or equal to 65535" in found["spec.serviceRef.port"]
+    assert "should match" in found["spec.target.gcpNeg.project"]
+    assert "oneOf" in found["spec.target"]
+    assert emu.get("negsync.io/v1alpha1", "TargetBinding", NS, "bad") is None
+    # The CEL rule speaks where the structure is valid: two well-formed targets.
+    two = binding("two")
+    two["spec"]["target"]["gcpNeg"] = {"project": "my-project", "network": "default"}
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", two)
+    assert "exactly one of gcpNeg, awsTargetGroup or memory must be set" in causes(err.value)["spec.target"]
+    # A port name must look like one; status writes are checked too.
+    named = binding("named")
+    named["spec"]["serviceRef"]["port"] = "HTTP_PORT"
+    with pytest.raises(ApiException):
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", named)
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object_status(*TB, NS, "targetbindings", "ok", {"status": {"conditions": [
+            {"type": "Ready", "status": "Maybe", "reason": "", "message": "", "lastTransitionTime": "now"}]}})
+    found = causes(err.value)
+    assert {"status.conditions[0].status", "status.conditions[0].reason",
+            "status.conditions[0].lastTransitionTime"} <= set(found)
+    # Python-side writes are the test's own etcd: no validation.
+    emu.create({**binding("raw"), "spec": {"anything": True}})
+    assert emu.get("negsync.io/v1alpha1", "TargetBinding", NS, "raw") is not None
+
+
+def test_unknown_fields_are_pruned_or_rejected_under_strict_validation(emu: KubeApiEmulator, custom: Any) -> None:
+    extra = binding("t")
+    extra["spec"]["bogus"] = 1
+    extra["spec"]["serviceRef"]["nme"] = "typo"
+    created = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", extra)
+    assert "bogus" not in created["spec"] and "nme" not in created["spec"]["serviceRef"]
+    request = urllib.request.Request(f"{emu.url}/apis/negsync.io/v1alpha1/namespaces/{NS}/targetbindings"
+                                     "?fieldValidation=Strict", method="POST",
+                                     data=json.dumps({**extra, "metadata": {"name": "u"}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=5)
+    body = json.loads(err.value.read())
+    assert err.value.code == 400
+    assert 'strict decoding error: unknown field "spec.bogus", unknown field "spec.serviceRef.nme"' in body["message"]
 
 
 def test_strategic_merge_of_pod_conditions(core: Any) -> None:
@@ -490,14 +555,15 @@ def test_json_patch_and_merge_patch(core: Any, custom: Any) -> None:
 
     custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
     obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t",
-                                                {"spec": {"port": None, "zones": ["a"]}})
-    assert obj["spec"] == {"zones": ["a"]}
+                                                {"spec": {"ipFamily": None, "target": {"memory": {"name": "b"}}}})
+    # The merge patch removed ipFamily; the CRD's default puts it back, as the API server does.
+    assert obj["spec"]["target"] == {"memory": {"name": "b"}} and obj["spec"]["ipFamily"] == "IPv4"
 
 
 def test_strategic_merge_on_custom_resource_is_unsupported(custom: Any) -> None:
     custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
     with pytest.raises(ApiException) as err:
-        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 1}},
+        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"serviceRef": {"port": 1}}},
                                               _content_type="application/strategic-merge-patch+json")
     assert err.value.status == 415
 
@@ -555,8 +621,9 @@ def test_put_preconditions_on_custom_resources(custom: Any) -> None:
         custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", other_uid)
     assert err.value.status == 409
 
-    obj["spec"]["port"] = 90
-    assert custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)["spec"]["port"] == 90
+    obj["spec"]["serviceRef"]["port"] = 90
+    replaced = custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)
+    assert replaced["spec"]["serviceRef"]["port"] == 90
     with pytest.raises(ApiException) as err:
         custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)  # now stale
     assert err.value.status == 409
