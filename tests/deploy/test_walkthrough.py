@@ -13,6 +13,11 @@ for them:
   webhook trust check), by writing the Deployment's status as the Deployment controller would;
 * an upgrade's ``kubectl apply`` of the controller manifest replaces the process (a new pod); the
   uninstall's ``kubectl delete`` of it stops the process (the pods go with the Deployment);
+* the EndpointSlice of negsync's Service lists the process while it is ready, so the emulator's
+  admission chain reaches its webhook as kube-apiserver would (Service port ``webhook`` → the
+  pod's port, TLS verified against the ``caBundle`` for ``negsync.negsync-system.svc``): once the
+  binding is Ready, a pod created with ``kubectl run`` in the labelled namespace must carry the
+  readiness gate;
 * the application (Namespace, Service, pods, EndpointSlice, nodes) exists from the start.
 
 What it proves: the documented order releases every TargetBinding through its finalizer while the
@@ -88,6 +93,7 @@ class Cluster:
         self.env = env
         self.process: ControllerProcess | None = None
         self.generations = 0
+        self.webhook_port = 0
 
     def deployment(self) -> dict[str, Any] | None:
         return self.kube.get("apps/v1", "Deployment", "negsync-system", "negsync")
@@ -102,18 +108,49 @@ class Cluster:
         self.generations += 1
         env = {**self.env, "POD_NAME": f"negsync-{self.generations}-abcde", "POD_NAMESPACE": "negsync-system"}
         process = ControllerProcess(self.kube, env=env)
+        self.webhook_port = free_port()
         # The Deployment's args first; later flags win in argparse, so what follows replaces only the
         # pod's surroundings: API credentials, its own network namespace's ports, the cloud endpoint.
         python, flag, module = process.argv[:3]
         process.argv = [python, flag, module, *args, "--kubeconfig", str(process.kubeconfig),
                         "--health-addr", f"127.0.0.1:{process.health_port}",
                         "--metrics-addr", f"127.0.0.1:{process.metrics_port}",
-                        "--webhook-addr", f"127.0.0.1:{free_port()}", *self.cloud_args]
+                        "--webhook-addr", f"127.0.0.1:{self.webhook_port}", *self.cloud_args]
         self.process = process.start()
         try:
             process.wait_ready(timeout=30)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n/readyz: {http_get(process.url('/readyz'))}") from None
+        self.publish_endpoints(process)
+
+    def publish_endpoints(self, process: ControllerProcess | None) -> None:
+        """The EndpointSlice controller's part: negsync's Service lists the ready pod, or nothing."""
+        name = ("discovery.k8s.io/v1", "EndpointSlice", "negsync-system", "negsync-pod")
+        existing = self.kube.get(*name)
+        if process is None:
+            if existing is not None:
+                self.kube.delete(*name)
+            return
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": "negsync-pod", "namespace": "negsync-system",
+                             "labels": {"kubernetes.io/service-name": "negsync"}},
+                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+                "ports": [{"name": "webhook", "port": self.webhook_port, "protocol": "TCP"},
+                          {"name": "http", "port": process.health_port, "protocol": "TCP"}]}
+        if existing is None:
+            self.kube.create(body)
+        else:
+            self.kube.update({**body, "metadata": {**body["metadata"],
+                                                   "resourceVersion": existing["metadata"]["resourceVersion"]}})
+
+    def check_gate_injection(self, kubectl: Kubectl) -> None:
+        """A new pod of the bound Service gets the readiness gate through the admission webhook."""
+        kubectl("-n", "shop", "run", "gate-check", "--image=registry.k8s.io/pause:3.10", "--labels=app=web",
+                "--restart=Never")
+        gates = kubectl("-n", "shop", "get", "pod", "gate-check", "-o",
+                        "jsonpath={.spec.readinessGates[*].conditionType}").stdout
+        kubectl("-n", "shop", "delete", "pod", "gate-check", "--wait=false")
+        assert gates == "target-health.negsync.io/web", f"no gate injected: {gates!r}\n{self.tail()}"
 
     def rolled_out(self) -> None:
         deployment = self.deployment()
@@ -129,6 +166,7 @@ class Cluster:
 
     def stop_pod(self) -> None:
         if self.process is not None:
+            self.publish_endpoints(None)
             code = self.process.terminate(timeout=30)
             assert code == 0, self.process.tail()
             self.process = None
@@ -176,6 +214,7 @@ def run(commands: list[str], kubectl: Kubectl, cluster: Cluster, workdir: Path, 
             cluster.stop_pod()
         if "wait --for=condition=Ready targetbinding" in command:
             assert cloud_holds(), "Ready, yet the cloud target does not hold the endpoints"
+            cluster.check_gate_injection(kubectl)
         if command.startswith("kubectl get targetbindings --all-namespaces"):
             assert "No resources found" in result.stderr, result.stdout
         if command.endswith("get targetbindings"):
