@@ -5,14 +5,16 @@ against the Kubernetes API emulator (``gcloud``/``aws`` lines talk to the clouds
 The emulator has no kubelet or Deployment controller, so the test stands in for them, and only
 for them:
 
-* when the controller's Deployment exists, it runs the container the Deployment describes: the
-  real CLI with the Deployment's own ``args`` and ``env`` (POD_NAME, POD_NAMESPACE), plus only what
-  a pod gets from its surroundings (a kubeconfig in place of the in-cluster credentials, loopback
-  ports, the fake Compute API or moto as the cloud endpoint, dummy AWS keys);
-* ``kubectl rollout status`` is answered once that process is ready (``/readyz``, which includes the
-  webhook trust check), by writing the Deployment's status as the Deployment controller would;
-* an upgrade's ``kubectl apply`` of the controller manifest replaces the process (a new pod); the
-  uninstall's ``kubectl delete`` of it stops the process (the pods go with the Deployment);
+* when the controller's Deployment exists, it runs ``spec.replicas`` copies of the container the
+  Deployment describes: the real CLI with the Deployment's own ``args`` and ``env`` (POD_NAME,
+  POD_NAMESPACE), plus only what a pod gets from its surroundings (a kubeconfig in place of the
+  in-cluster credentials, loopback ports, the fake Compute API or moto as the cloud endpoint,
+  dummy AWS keys), replaced one at a time as the Deployment's strategy says, each new one Ready
+  (caches synced, leader known, its webhook CA trusted by the ``caBundle``) before an old one goes;
+* ``kubectl rollout status`` is answered once those processes are ready, by writing the
+  Deployment's status as the Deployment controller would;
+* an upgrade's ``kubectl apply`` of the controller manifest rolls the processes (new pods); the
+  uninstall's ``kubectl delete`` of it stops them (the pods go with the Deployment);
 * the EndpointSlice of negsync's Service lists the process while it is ready, so the emulator's
   admission chain reaches its webhook as kube-apiserver would (Service port ``webhook`` → the
   pod's port, TLS verified against the ``caBundle`` for ``negsync.negsync-system.svc``): once the
@@ -84,6 +86,13 @@ def phases(commands: list[str]) -> list[str]:
     return names
 
 
+class Pod:
+    """One replica: the controller process and the webhook port of its (loopback) network namespace."""
+
+    def __init__(self, process: ControllerProcess, webhook_port: int, name: str) -> None:
+        self.process, self.webhook_port, self.name = process, webhook_port, name
+
+
 class Cluster:
     """The stand-in kubelet + Deployment controller for negsync's own pods (see the module docstring)."""
 
@@ -91,57 +100,81 @@ class Cluster:
         self.kube = kube
         self.cloud_args = cloud_args
         self.env = env
-        self.process: ControllerProcess | None = None
+        self.pods: list[Pod] = []
         self.generations = 0
-        self.webhook_port = 0
+
+    @property
+    def running(self) -> bool:
+        return bool(self.pods)
 
     def deployment(self) -> dict[str, Any] | None:
         return self.kube.get("apps/v1", "Deployment", "negsync-system", "negsync")
 
-    def start_pod(self) -> None:
-        self.stop_pod()
+    def roll(self) -> None:
+        """A rolling update as the Deployment asks (maxSurge 1, maxUnavailable 0): each new pod is
+        ready (which includes "the caBundle trusts my certificate") before an old one goes."""
         deployment = self.deployment()
         assert deployment is not None, "no Deployment to run"
+        strategy = deployment["spec"]["strategy"]["rollingUpdate"]
+        assert (strategy["maxSurge"], strategy["maxUnavailable"]) == (1, 0)
+        self.generations += 1
+        old = list(self.pods)
+        for index in range(deployment["spec"]["replicas"]):
+            self.pods.append(self._start(deployment, f"negsync-{self.generations}-{index}"))
+            if old:
+                self._stop(old.pop(0))
+        for pod_ in old:
+            self._stop(pod_)
+        # Every live replica is trusted at once: each one's CA is in the bundle.
+        for pod_ in self.pods:
+            assert http_get(pod_.process.url("/readyz"))[0] == 200, pod_.process.tail()
+
+    def _start(self, deployment: dict[str, Any], name: str) -> Pod:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         args = container["args"]
         assert args[0] == "controller"
-        self.generations += 1
-        env = {**self.env, "POD_NAME": f"negsync-{self.generations}-abcde", "POD_NAMESPACE": "negsync-system"}
+        env = {**self.env, "POD_NAME": name, "POD_NAMESPACE": "negsync-system"}
         process = ControllerProcess(self.kube, env=env)
-        self.webhook_port = free_port()
+        webhook_port = free_port()
         # The Deployment's args first; later flags win in argparse, so what follows replaces only the
         # pod's surroundings: API credentials, its own network namespace's ports, the cloud endpoint.
         python, flag, module = process.argv[:3]
         process.argv = [python, flag, module, *args, "--kubeconfig", str(process.kubeconfig),
                         "--health-addr", f"127.0.0.1:{process.health_port}",
                         "--metrics-addr", f"127.0.0.1:{process.metrics_port}",
-                        "--webhook-addr", f"127.0.0.1:{self.webhook_port}", *self.cloud_args]
-        self.process = process.start()
+                        "--webhook-addr", f"127.0.0.1:{webhook_port}", *self.cloud_args]
+        process.start()
         try:
             process.wait_ready(timeout=30)
         except AssertionError as exc:
+            process.stop()
             raise AssertionError(f"{exc}\n/readyz: {http_get(process.url('/readyz'))}") from None
-        self.publish_endpoints(process)
+        pod_ = Pod(process, webhook_port, name)
+        self._publish(pod_)
+        return pod_
 
-    def publish_endpoints(self, process: ControllerProcess | None) -> None:
-        """The EndpointSlice controller's part: negsync's Service lists the ready pod, or nothing."""
-        name = ("discovery.k8s.io/v1", "EndpointSlice", "negsync-system", "negsync-pod")
-        existing = self.kube.get(*name)
-        if process is None:
-            if existing is not None:
-                self.kube.delete(*name)
-            return
-        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-                "metadata": {"name": "negsync-pod", "namespace": "negsync-system",
-                             "labels": {"kubernetes.io/service-name": "negsync"}},
-                "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-                "ports": [{"name": "webhook", "port": self.webhook_port, "protocol": "TCP"},
-                          {"name": "http", "port": process.health_port, "protocol": "TCP"}]}
-        if existing is None:
-            self.kube.create(body)
-        else:
-            self.kube.update({**body, "metadata": {**body["metadata"],
-                                                   "resourceVersion": existing["metadata"]["resourceVersion"]}})
+    def _publish(self, pod_: Pod) -> None:
+        """The EndpointSlice controller's part: negsync's Service lists each ready pod (one slice per
+        pod here, because all of them listen on 127.0.0.1 with their own ports)."""
+        self.kube.create({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": pod_.name, "namespace": "negsync-system",
+                         "labels": {"kubernetes.io/service-name": "negsync"}},
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [{"name": "webhook", "port": pod_.webhook_port, "protocol": "TCP"},
+                      {"name": "http", "port": pod_.process.health_port, "protocol": "TCP"}]})
+
+    def _stop(self, pod_: Pod) -> None:
+        if self.kube.get("discovery.k8s.io/v1", "EndpointSlice", "negsync-system", pod_.name) is not None:
+            self.kube.delete("discovery.k8s.io/v1", "EndpointSlice", "negsync-system", pod_.name)
+        code = pod_.process.terminate(timeout=30)
+        assert code == 0, pod_.process.tail()
+        if pod_ in self.pods:
+            self.pods.remove(pod_)
+
+    def stop_all(self) -> None:
+        for pod_ in list(self.pods):
+            self._stop(pod_)
 
     def check_gate_injection(self, kubectl: Kubectl) -> None:
         """A new pod of the bound Service gets the readiness gate through the admission webhook."""
@@ -154,9 +187,9 @@ class Cluster:
 
     def rolled_out(self) -> None:
         deployment = self.deployment()
-        assert deployment is not None and self.process is not None
-        assert http_get(self.process.url("/readyz"))[0] == 200
+        assert deployment is not None and self.pods
         replicas = deployment["spec"]["replicas"]
+        assert len(self.pods) == replicas
         self.kube.patch_status("apps/v1", "Deployment", "negsync-system", "negsync", {
             "observedGeneration": deployment["metadata"].get("generation", 1), "replicas": replicas,
             "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
@@ -164,15 +197,8 @@ class Cluster:
                 {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": ""},
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": ""}]})
 
-    def stop_pod(self) -> None:
-        if self.process is not None:
-            self.publish_endpoints(None)
-            code = self.process.terminate(timeout=30)
-            assert code == 0, self.process.tail()
-            self.process = None
-
     def tail(self) -> str:
-        return self.process.tail() if self.process is not None else ""
+        return "\n".join(f"--- {p.name}\n{p.process.tail()}" for p in self.pods)
 
 
 def seed_application(kube: KubeApiEmulator, *, zone: str, provider_id: str) -> None:
@@ -196,8 +222,8 @@ def run(commands: list[str], kubectl: Kubectl, cluster: Cluster, workdir: Path, 
     for command in commands:
         phase = phases([command])[0]
         if "rollout status" in command:
-            if cluster.process is None or upgrading:
-                cluster.start_pod()  # the (new) ReplicaSet's pod starts
+            if not cluster.running or upgrading:
+                cluster.roll()  # the (new) ReplicaSet's pods replace the old ones
                 upgrading = False
             cluster.rolled_out()
         if phase == "delete-controller":
@@ -208,10 +234,10 @@ def run(commands: list[str], kubectl: Kubectl, cluster: Cluster, workdir: Path, 
         except Exception as exc:
             bindings = cluster.kube.list_objects("negsync.io/v1alpha1", "TargetBinding")
             raise AssertionError(f"{command}: {exc}\nbindings: {bindings}\ncontroller:\n{cluster.tail()}") from None
-        if phase == "apply-controller" and cluster.process is not None:
+        if phase == "apply-controller" and cluster.running:
             upgrading = True
         if phase == "delete-controller":
-            cluster.stop_pod()
+            cluster.stop_all()
         if "wait --for=condition=Ready targetbinding" in command:
             assert cloud_holds(), "Ready, yet the cloud target does not hold the endpoints"
             cluster.check_gate_injection(kubectl)
@@ -220,7 +246,7 @@ def run(commands: list[str], kubectl: Kubectl, cluster: Cluster, workdir: Path, 
         if command.endswith("get targetbindings"):
             header = result.stdout.splitlines()[0].split()
             assert header[:2] == ["NAME", "SERVICE"] and "READY" in header
-    assert cluster.process is None
+    assert not cluster.running
     assert cluster.kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None,
                             "targetbindings.negsync.io") is None
     assert cluster.deployment() is None
@@ -267,7 +293,7 @@ def test_gke_walkthrough(kube: KubeApiEmulator, kubectl: Kubectl, tmp_path: Path
             run(commands, kubectl, cluster, workdir_with(tmp_path, example),
                 cloud_clean=lambda: fake.negs(project) == [], cloud_holds=holds)
         finally:
-            cluster.stop_pod()
+            cluster.stop_all()
 
 
 def test_eks_walkthrough(kube: KubeApiEmulator, kubectl: Kubectl, tmp_path: Path, moto_server: str,  # noqa: F811
@@ -302,5 +328,5 @@ def test_eks_walkthrough(kube: KubeApiEmulator, kubectl: Kubectl, tmp_path: Path
         run(commands, kubectl, cluster, workdir_with(tmp_path, example),
             cloud_clean=lambda: registered() == set(), cloud_holds=lambda: registered() == {(ip, 8080) for ip in IPS})
     finally:
-        cluster.stop_pod()
+        cluster.stop_all()
         proxy.stop()
