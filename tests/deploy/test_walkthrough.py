@@ -44,7 +44,7 @@ from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.kubectl import Kubectl
-from tests.telemetry.harness import ControllerProcess, free_port, http_get
+from tests.telemetry.harness import ControllerProcess, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -125,9 +125,12 @@ class Cluster:
                 self._stop(old.pop(0))
         for pod_ in old:
             self._stop(pod_)
-        # Every live replica is trusted at once: each one's CA is in the bundle.
+        # Every live replica ends up Ready, each one's CA in the bundle. (Right after the old leader
+        # went, a replica may answer "no leader known" until it sees the new holder: wait for it.)
         for pod_ in self.pods:
-            assert http_get(pod_.process.url("/readyz"))[0] == 200, pod_.process.tail()
+            wait_for(lambda p=pod_: http_get(p.process.url("/readyz"))[0] == 200, timeout=30,
+                     what=f"{pod_.name} ready", describe=lambda p=pod_: f"{http_get(p.process.url('/readyz'))}\n"
+                                                                       f"{p.process.tail()}")
 
     def _start(self, deployment: dict[str, Any], name: str) -> Pod:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
