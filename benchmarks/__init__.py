@@ -1,6 +1,6 @@
 """negsync benchmarks: ``python -m benchmarks`` (or ``make bench``) runs them all.
 
-One module per benchmark — :mod:`benchmarks.churn`, :mod:`benchmarks.reaction`,
+One module per benchmark — :mod:`benchmarks.churn`, :mod:`benchmarks.reaction`, :mod:`benchmarks.coldmem`,
 :mod:`benchmarks.cold`, :mod:`benchmarks.simulator` — each exposing ``run(quick=..., repeat=...)``
 that returns the rows of one markdown table.  The measured part of every repetition runs in a fresh
 child interpreter (``python -m benchmarks.<module> --child PARAMS``, one JSON line on stdout), so

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only churn,reaction,cold,simulator] [--repeat N]``.
+"""``python -m benchmarks [--quick] [--only churn,reaction,cold,simulator,coldmem] [--repeat N]``.
 
 Runs each selected benchmark (see the module docstrings for the method), prints the machine line
 and one markdown table per benchmark (metric, figure, goal, verdict).  Figures are medians of
@@ -21,6 +21,7 @@ TITLES = {
     "reaction": "2. Reaction — terminating update → detach call, under 1,000 changes/s",
     "cold": "3. Cold start — process start → every target in sync (Kubernetes API emulator)",
     "simulator": "4. Simulator — vectorized engine vs per-request SimPy reference",
+    "coldmem": "5. Cold-start memory — realistic pods listed into the caches, peak RSS vs the Deployment's limit",
 }
 
 
@@ -37,6 +38,10 @@ def _runner(name: str) -> Callable[..., list[Row]]:
         from benchmarks import cold
 
         return cold.run
+    if name == "coldmem":
+        from benchmarks import coldmem
+
+        return coldmem.run
     from benchmarks import simulator
 
     return simulator.run

@@ -33,6 +33,7 @@ from typing import Any
 from negsync.core.bindings import BindingSpec, parse_binding_spec
 from negsync.core.clock import Clock, RealClock
 from negsync.core.engine import Engine
+from negsync.core.heartbeat import Heartbeats
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Health
 from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
@@ -110,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(default: measured p99 of detach latency, at least 2s; 10s before any sample)")
     serve.add_argument("--max-drain-waiters", type=_positive_int, default=256,
                        help="concurrent /drain-wait requests; more get 429")
+    serve.add_argument("--max-drain-waiters-per-namespace", type=_positive_int, default=64,
+                       help="concurrent /drain-wait requests for pods of one namespace; more get 429, so one "
+                            "namespace's rollout cannot take the whole --max-drain-waiters pool")
     serve.add_argument("--webhook-addr", type=_address, default=":0",
                        help="HTTPS address of the readiness-gate injection webhook, e.g. :9443 as deploy/ sets it "
                             "(default port 0: off, for runs outside a cluster)")
@@ -248,6 +252,8 @@ class Controller:
         self._engine: Engine | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Liveness: each watcher and worker loop beats here; /healthz fails when one misses its deadline.
+        self.heartbeats = Heartbeats(now=self.clock.now)
         self.last_results: dict[BindingKey, ReconcileResult] = {}
         self._computing: dict[BindingKey, DesiredBinding | None] = {}
         self._skipped: dict[BindingKey, int] = {}
@@ -318,13 +324,37 @@ class Controller:
     def start(self) -> None:
         self.status_writer.start()
         for watcher in self.watchers:
-            thread = threading.Thread(target=watcher.run, args=(self._stop,), name=f"watch-{watcher.kind.name}", daemon=True)
+            thread = threading.Thread(target=self._watch, args=(watcher,), name=f"watch-{watcher.kind.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         target = self._run_election if self.leader is not None else self._lead_when_synced
         thread = threading.Thread(target=target, name="leader", daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _watch(self, watcher: Any) -> None:
+        # Watcher.run, with a heartbeat per step: one step (a list or one watch stream) is bounded
+        # by its read timeout, so a step that outlives it is stuck in our own event handling.
+        name = f"watch-{watcher.kind.name}"
+        while not self._stop.is_set():
+            self.heartbeats.beat(name, within=watcher.step_deadline)
+            watcher.step(self._stop)
+        self.heartbeats.forget(name)
+
+    def _beating_reconcile(self, key: BindingKey) -> ReconcileResult:
+        # A worker is idle (not wedged) while it waits on the queue; only a reconcile has a deadline.
+        name = threading.current_thread().name
+        self.heartbeats.beat(name, within=self.reconcile_deadline)
+        try:
+            return self.reconcile(key)
+        finally:
+            self.heartbeats.idle(name)
+
+    reconcile_deadline = 300.0  # API and cloud calls all carry timeouts far below this
+
+    def wedged(self) -> list[str]:
+        """Loops that missed their heartbeat deadline (``/healthz`` fails while any is listed)."""
+        return [str(stale) for stale in self.heartbeats.stale()]
 
     def _lead_when_synced(self) -> None:
         while not self._stop.is_set():
@@ -343,7 +373,7 @@ class Controller:
         with self._lock:
             if self._engine is not None or self._stop.is_set():
                 return
-            engine = Engine(reconciler_factory=self._new_reconciler, reconcile=self.reconcile,
+            engine = Engine(reconciler_factory=self._new_reconciler, reconcile=self._beating_reconcile,
                             clock=self.clock, workers=self.settings.workers)
             self._engine = engine
         # Another replica may have led since we last did: what we cached of its ownership
@@ -469,11 +499,12 @@ class Controller:
             refs.extend(self.provider.existing_targets(binding=key, spec=spec.target))
         return refs
 
-    def drain_wait(self, *, margin: float | None = None, max_waiters: int = 256) -> Any:
+    def drain_wait(self, *, margin: float | None = None, max_waiters: int = 256,
+                   max_waiters_per_namespace: int | None = 64) -> Any:
         from negsync.draining import DrainWait
 
         return DrainWait(pod_ips=self.pod_ips, holds=self.holds, tracker=self.drain_tracker, clock=self.clock,
-                         margin=margin, max_waiters=max_waiters)
+                         margin=margin, max_waiters=max_waiters, max_waiters_per_namespace=max_waiters_per_namespace)
 
     # -- one reconcile -------------------------------------------------------------------------
     def _problem(self, key: BindingKey) -> tuple[BindingSpec | None, Any, str, str]:
@@ -1052,10 +1083,11 @@ def run(args: argparse.Namespace) -> int:
     controller = Controller(api_client=api_client, provider=provider, settings=settings, clock=clock,
                             telemetry=telemetry)
     instances.caches = controller.caches
+    drain_wait = controller.drain_wait(margin=args.drain_margin, max_waiters=args.max_drain_waiters,
+                                       max_waiters_per_namespace=args.max_drain_waiters_per_namespace)
+    telemetry.track_drain_wait(drain_wait)
     servers = Servers(controller=controller, health_addr=args.health_addr, metrics_addr=args.metrics_addr,
-                      telemetry=telemetry,
-                      extra_routes={"/drain-wait": controller.drain_wait(margin=args.drain_margin,
-                                                                         max_waiters=args.max_drain_waiters)})
+                      telemetry=telemetry, extra_routes={"/drain-wait": drain_wait})
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -1065,6 +1097,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     webhook = start_webhook_from_args(args, controller=controller, api_client=api_client, provider=provider.name)
+    if webhook is not None:
+        telemetry.track_webhook(webhook)
+        if webhook.trust is not None:
+            servers.readiness_checks.append(webhook.trust)  # /readyz: the API server trusts this replica
     servers.start()
     controller.start()
     log.info("controller started", extra={"provider": provider.name, "namespace": settings.namespace or "*",

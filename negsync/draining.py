@@ -13,7 +13,11 @@ detach-issued → detach-done for this provider (at least ``min_margin``); ``--d
 
 Waiters sleep on a condition in their own HTTP threads and are woken when a detach completes; a
 semaphore caps how many wait at once, so drain-wait can never take threads or locks from the
-controller's own work.
+controller's own work.  A second cap per namespace (of the pod being drained) keeps one
+namespace's mass rollout from taking the whole pool: its surplus callers get ``429`` and fall back
+to their hook's sleep while other namespaces still get answers.  Answers are counted by status
+(:attr:`DrainWait.answers`) and the waiters in flight are :attr:`DrainWait.waiting`; telemetry
+exports both.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class DrainWait:
         min_margin: float = 2.0,
         fallback_margin: float = 10.0,
         max_waiters: int = 256,
+        max_waiters_per_namespace: int | None = 64,
         poll_interval: float = 1.0,
     ) -> None:
         self._pod_ips = pod_ips
@@ -119,7 +124,10 @@ class DrainWait:
         self._fallback_margin = fallback_margin
         self._slots = threading.BoundedSemaphore(max_waiters)
         self._poll = poll_interval
+        self._per_namespace_limit = max_waiters_per_namespace
+        self._per_namespace: dict[str, int] = {}
         self.waiting = 0
+        self.answers: dict[int, int] = {}
         self._count_lock = threading.Lock()
 
     def margin(self) -> float:
@@ -130,6 +138,12 @@ class DrainWait:
         return max(self._min_margin, measured) if measured is not None else self._fallback_margin
 
     def __call__(self, query: dict[str, list[str]]) -> Reply:
+        reply = self._answer(query)
+        with self._count_lock:
+            self.answers[reply[0]] = self.answers.get(reply[0], 0) + 1
+        return reply
+
+    def _answer(self, query: dict[str, list[str]]) -> Reply:
         pods = query.get("pod") or []
         if len(pods) != 1 or not _POD.match(pods[0]):
             return _json(400, error="pod must be given once as <namespace>/<name>")
@@ -144,15 +158,25 @@ class DrainWait:
         ips = self._pod_ips(namespace, name)
         if ips is None:
             return _json(404, error=f"pod {namespace}/{name} is not known to negsync")
-        if not self._slots.acquire(blocking=False):
-            return _json(429, error="too many drain waiters; fall back to a sleep")
         with self._count_lock:
+            if self._per_namespace_limit is not None and \
+                    self._per_namespace.get(namespace, 0) >= self._per_namespace_limit:
+                return _json(429, error=f"too many drain waiters in namespace {namespace} "
+                                        f"(limit {self._per_namespace_limit}); fall back to a sleep")
+            if not self._slots.acquire(blocking=False):
+                return _json(429, error="too many drain waiters; fall back to a sleep")
             self.waiting += 1
+            self._per_namespace[namespace] = self._per_namespace.get(namespace, 0) + 1
         try:
             return self._wait(namespace, name, list(ips), timeout)
         finally:
             with self._count_lock:
                 self.waiting -= 1
+                left = self._per_namespace[namespace] - 1
+                if left:
+                    self._per_namespace[namespace] = left
+                else:
+                    del self._per_namespace[namespace]
             self._slots.release()
 
     def _wait(self, namespace: str, name: str, ips: list[str], timeout: float) -> Reply:

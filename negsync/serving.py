@@ -4,12 +4,23 @@ Stdlib ``ThreadingHTTPServer``s on daemon threads: a slow client can never block
 controller's own work, and every request gets its own thread with a socket timeout.  The
 drain-wait endpoint (``/drain-wait``) is served on the health port too, by
 :mod:`negsync.draining` when present.
+
+``/healthz`` (liveness) fails when a watcher or worker loop missed its heartbeat deadline
+(``controller.wedged()``, see :mod:`negsync.core.heartbeat`): the kubelet restarts a wedged
+process, not only a dead one.  ``/readyz`` fails until the caches have synced and a leader is
+known, and while any extra readiness check (the webhook's "is this replica's CA trusted")
+names a reason.
+
+Accepted sockets get ``TCP_NODELAY``: a reply is written as headers then body, and with Nagle's
+algorithm the body waits for the client's delayed ACK (~40 ms on Linux) on every request.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("negsync.serving")
 
 Route = Any  # callable(query: dict[str, list[str]]) -> (status, content_type, body)
+Check = Callable[[], str | None]  # None when fine, else the reason to report
+
+
+def no_delay(sock: socket.socket) -> None:
+    """Disable Nagle on an accepted TCP socket (a no-op for other socket kinds)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -31,6 +49,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], routes: dict[str, Route]) -> None:
         self.routes = routes
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, peer = self.socket.accept()
+        no_delay(sock)
+        return sock, peer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,9 +89,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class Servers:
     def __init__(self, *, controller: Any, health_addr: str, telemetry: Any, metrics_addr: str = "",
-                 extra_routes: dict[str, Route] | None = None) -> None:
+                 extra_routes: dict[str, Route] | None = None, readiness_checks: list[Check] | None = None) -> None:
         self._controller = controller
         self._telemetry = telemetry
+        self.readiness_checks: list[Check] = list(readiness_checks or [])
         health_routes: dict[str, Route] = {"/healthz": self._healthz, "/readyz": self._readyz, **(extra_routes or {})}
         self._specs: list[tuple[str, dict[str, Route]]] = [(health_addr, health_routes)]
         metrics_routes = {"/metrics": self._metrics}
@@ -103,13 +127,21 @@ class Servers:
             thread.join(timeout=5)
 
     def _healthz(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        wedged = list(getattr(self._controller, "wedged", lambda: [])())
+        if wedged:
+            log.error("liveness failing: loop wedged", extra={"wedged": wedged})
+            return 500, "text/plain; charset=utf-8", f"wedged: {', '.join(wedged)}\n".encode()
         return 200, "text/plain; charset=utf-8", b"ok\n"
 
     def _readyz(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
-        if self._controller.ready:
-            return 200, "text/plain; charset=utf-8", b"ok\n"
-        reason = "caches not synced" if not self._controller.synced else "no leader known"
-        return 503, "text/plain; charset=utf-8", f"not ready: {reason}\n".encode()
+        if not self._controller.ready:
+            reason = "caches not synced" if not self._controller.synced else "no leader known"
+            return 503, "text/plain; charset=utf-8", f"not ready: {reason}\n".encode()
+        for check in self.readiness_checks:
+            problem = check()
+            if problem:
+                return 503, "text/plain; charset=utf-8", f"not ready: {problem}\n".encode()
+        return 200, "text/plain; charset=utf-8", b"ok\n"
 
     def _metrics(self, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         self._telemetry.sample(self._controller)

@@ -23,7 +23,17 @@ negsync_detach_latency             s          detach call issued → completed
 negsync_attach_healthy_latency     s          attach call completed → first healthy report
 negsync_reaction_latency           s          endpoint change seen → cloud call issued
 negsync_leader                     1          1 while this replica leads
+negsync_webhook_requests           {request}  admission reviews answered, by outcome
+negsync_webhook_certificate_expiry_timestamp  s  not-after of the served webhook certificate
+negsync_webhook_trusted            1          1 while the caBundle trusts this replica's certificate
+negsync_drain_wait_responses       {response} /drain-wait answers by HTTP status code
+negsync_drain_waiters              {request}  /drain-wait requests waiting now
+negsync_process_resident_memory    By         resident set size of the process
 =================================  =========  ==================================================
+
+The webhook and drain-wait figures are kept by their owners (counts since start) and read at
+collection time (:meth:`Telemetry.track_webhook`, :meth:`Telemetry.track_drain_wait`), so the
+request paths never call into OpenTelemetry.
 """
 
 from __future__ import annotations
@@ -117,11 +127,59 @@ class Telemetry:
                                       unit="s", description="Wait of the oldest key in the work queue")
         meter.create_observable_gauge("negsync_leader", [lambda o: [Observation(self._leader)]],
                                       unit="1", description="1 while this replica is the leader")
+        self._webhook: Any = None
+        self._drain_wait: Any = None
+        meter.create_observable_counter("negsync_webhook_requests", [self._observe_webhook_requests],
+                                        unit="{request}", description="Admission reviews answered, by outcome")
+        meter.create_observable_gauge("negsync_webhook_certificate_expiry_timestamp", [self._observe_webhook_expiry],
+                                      unit="s", description="Unix time the served webhook certificate expires")
+        meter.create_observable_gauge("negsync_webhook_trusted", [self._observe_webhook_trusted], unit="1",
+                                      description="1 while the webhook caBundle trusts this replica's certificate")
+        meter.create_observable_counter("negsync_drain_wait_responses", [self._observe_drain_responses],
+                                        unit="{response}", description="/drain-wait answers by HTTP status code")
+        meter.create_observable_gauge("negsync_drain_waiters", [self._observe_drain_waiters], unit="{request}",
+                                      description="/drain-wait requests waiting now")
+        meter.create_observable_gauge("negsync_process_resident_memory", [lambda o: [Observation(resident_bytes())]],
+                                      unit="By", description="Resident set size of the controller process")
         self.observer = _Observer(self)
 
     @classmethod
     def setup(cls, *, metrics_addr: str = "", provider: str) -> Telemetry:
         return cls(provider=provider, otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    def track_webhook(self, webhook: Any) -> None:
+        """Export ``webhook``'s answer counts, certificate expiry and trust (a WebhookServer)."""
+        self._webhook = webhook
+
+    def track_drain_wait(self, drain_wait: Any) -> None:
+        """Export ``drain_wait``'s answers by status and its waiters in flight (a DrainWait)."""
+        self._drain_wait = drain_wait
+
+    def _observe_webhook_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self._webhook is not None:
+            for outcome, count in sorted(self._webhook.outcomes.items()):
+                yield Observation(count, {"outcome": outcome})
+
+    def _observe_webhook_expiry(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self._webhook is not None:
+            try:
+                yield Observation(self._webhook.tls.not_after().timestamp())
+            except (OSError, ValueError):
+                log.warning("webhook certificate unreadable for the expiry metric")
+
+    def _observe_webhook_trusted(self, options: CallbackOptions) -> Iterable[Observation]:
+        trust = getattr(self._webhook, "trust", None)
+        if trust is not None and trust.trusted is not None:
+            yield Observation(1 if trust.trusted else 0)
+
+    def _observe_drain_responses(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self._drain_wait is not None:
+            for code, count in sorted(self._drain_wait.answers.items()):
+                yield Observation(count, {"code": str(code)})
+
+    def _observe_drain_waiters(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self._drain_wait is not None:
+            yield Observation(self._drain_wait.waiting)
 
     # -- feeding -------------------------------------------------------------------------------
     def note_change(self, key: BindingKey, at: float) -> None:
@@ -183,6 +241,17 @@ class Telemetry:
             self._tracer_provider.shutdown()
         except Exception:
             log.debug("telemetry shutdown failed", exc_info=True)
+
+
+def resident_bytes() -> int:
+    """This process's resident set size: /proc/self/statm on Linux, else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
 class _Observer:

@@ -109,6 +109,38 @@ def test_waiters_beyond_the_limit_get_429_and_the_slot_is_freed() -> None:
     assert wait({"pod": ["shop/web-0"], "timeout": ["1"]})[0] == 200
 
 
+def test_one_namespace_cannot_take_the_whole_waiter_pool() -> None:
+    """A mass rollout in one namespace gets 429 beyond its share; other namespaces still get a waiter."""
+    held = {"10.0.0.1", "10.0.0.2", "10.0.1.1"}
+    pods = {("shop", "web-0"): ("10.0.0.1",), ("shop", "web-1"): ("10.0.0.2",), ("blog", "web-0"): ("10.0.1.1",)}
+    wait = DrainWait(pod_ips=lambda ns, n: pods.get((ns, n)), holds=lambda ns, n, ip: ip in held,
+                     tracker=DrainTracker(), margin=0.0, max_waiters=3, max_waiters_per_namespace=1)
+    results: dict[str, int] = {}
+    threads = []
+    for pod_name in ("shop/web-0", "blog/web-0"):
+        thread = threading.Thread(target=lambda p=pod_name: results.__setitem__(p, wait({"pod": [p], "timeout": ["5"]})[0]))
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + 5
+    while wait.waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    status, _, raw = wait({"pod": ["shop/web-1"], "timeout": ["1"]})
+    assert status == 429 and "namespace shop" in json.loads(raw)["error"]
+    held.clear()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert results == {"shop/web-0": 200, "blog/web-0": 200}
+    assert wait({"pod": ["shop/web-1"], "timeout": ["1"]})[0] == 200  # the namespace's slot was freed
+    assert wait.answers == {200: 3, 429: 1} and wait.waiting == 0
+
+
+def test_every_answer_is_counted_by_status() -> None:
+    wait = route(Holder(), DrainTracker())
+    wait({"pod": ["nope"]})
+    wait({"pod": ["shop/other"], "timeout": ["1"]})
+    assert wait.answers == {400: 1, 404: 1}
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := predicate()):

@@ -101,6 +101,16 @@ class ConfigMapOwnershipStore:
             current = _decode(data[_data_key(ref)]) if _data_key(ref) in data else frozenset()
             members = change(current)
             data[_data_key(ref)] = _encode(members)
+            if cm is not None and all(not _decode(value) for value in data.values()):
+                if self._delete(name, cm):
+                    with self._lock:
+                        self._cache[(binding, ref)] = members
+                    return
+                continue  # changed under us: re-read
+            if cm is None and not members:
+                with self._lock:
+                    self._cache[(binding, ref)] = members
+                return  # nothing to record, nothing recorded
             body: dict[str, Any] = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -126,3 +136,22 @@ class ConfigMapOwnershipStore:
                 self._cache[(binding, ref)] = members
             return
         raise TransientError(f"ownership record {name} kept changing under us")
+
+    def _delete(self, name: str, cm: Any) -> bool:
+        """Delete an emptied record if unchanged since read; False when it changed (retry).
+
+        A record that holds no member (binding deleted or scaled to zero) would otherwise outlive
+        its binding forever; the resourceVersion precondition keeps a member another replica
+        added since our read.
+        """
+        try:
+            self._core.delete_namespaced_config_map(
+                name, self._namespace, _request_timeout=self._timeout,
+                body={"preconditions": {"resourceVersion": cm.metadata.resource_version}})
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            if exc.status == 409:
+                return False
+            raise TransientError(f"deleting ownership record: HTTP {exc.status}") from None
+        return True

@@ -41,6 +41,20 @@ Certificates
       conflict, so two replicas starting together cannot drop each other's CA.
     * cert-manager (``cert_dir`` given): ``tls.crt``/``tls.key`` are served from that directory
       and the caBundle is left alone (cainjector owns it).  See docs/webhook.md.
+
+Trust and readiness
+    :class:`TrustCheck` answers "would the API server accept the certificate this replica serves
+    right now?": it reads the configuration (at most every ``ttl`` seconds) and verifies that the
+    served leaf is directly issued by a CA in every webhook's ``caBundle``.  It is one of
+    ``/readyz``'s checks, so the Service sends admission calls (and drain-wait calls) only to
+    replicas the API server trusts; in self-generated mode a negative answer also wakes the
+    upkeep loop to put this replica's CA back.  A configuration that does not exist (webhook
+    not installed) is no reason to be unready.
+
+Latency
+    Accepted sockets get ``TCP_NODELAY``: the reply goes out as headers then body, and with
+    Nagle's algorithm the body waited for the API server's delayed ACK (~40 ms) on every pod
+    creation (loopback, keep-alive, median of 30: 88 ms per call without it, 0.16 ms with it).
 """
 
 from __future__ import annotations
@@ -65,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -85,6 +100,7 @@ PATHS = ("/mutate-pods", "/mutate")
 # any pod it would accept fits, so a 413 can only come from something that is not the API server.
 MAX_BODY = 3 << 20
 _DRAIN_LIMIT = 2 * MAX_BODY  # up to this much is read and discarded so the client sees the 413
+OUTCOMES = ("patched", "allowed", "error", "invalid")
 MAX_BUNDLE_CAS = 4  # 2 replicas + a rollout's surge pod + one spare for a restart in flight
 DEFAULT_SERVICE = "negsync"
 DEFAULT_NAMESPACE = "negsync-system"
@@ -156,14 +172,16 @@ def gates_for(*, namespace: str, labels: Mapping[str, str], bindings: Iterable[B
 
 
 def mutate(review: Any, *, bindings: Iterable[BindingRecord], services: ServiceLookup,
-           namespace_labels: Mapping[str, str] | None = None, provider: str | None = None) -> dict[str, Any]:
+           namespace_labels: Mapping[str, str] | None = None, provider: str | None = None,
+           on_error: Callable[[], None] | None = None) -> dict[str, Any]:
     """The AdmissionReview answer to ``review``; raises only :class:`MalformedReview`.
 
     ``namespace_labels`` are the labels of the request's namespace when known: a namespace that
     has not opted in gets nothing even if the API server's namespaceSelector let it through (a
     hand-edited configuration).  ``None`` means unknown, and the selector is trusted.
     ``provider`` (e.g. ``"gcp"``) skips bindings for another provider, which this controller
-    would never reconcile.
+    would never reconcile.  ``on_error`` is told when an internal error made the answer a plain
+    "allowed" (the webhook-requests metric counts it as ``error``).
     """
     request = _request_of(review)
     uid = str(request["uid"])
@@ -200,6 +218,8 @@ def mutate(review: Any, *, bindings: Iterable[BindingRecord], services: ServiceL
     except Exception:
         # Never block a pod creation on our bug: answer without a patch.
         log.exception("webhook mutation failed; pod admitted without readiness gates", extra={"uid": uid})
+        if on_error is not None:
+            on_error()
         return _response(uid)
 
 
@@ -369,6 +389,97 @@ def patch_ca_bundle(*, admission_api: Any, ca_pem: bytes, name: str = WEBHOOK_CO
 
 
 # ---------------------------------------------------------------------------------------------
+# Is this replica trusted?
+# ---------------------------------------------------------------------------------------------
+
+
+def issued_by_any(leaf: x509.Certificate, cas: Iterable[x509.Certificate]) -> bool:
+    """Whether ``leaf`` was signed by one of ``cas`` (the API server's verification, one level deep)."""
+    for ca in cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+class TrustCheck:
+    """A readiness check: ``None`` while the API server trusts this replica's serving certificate, else why not.
+
+    ``served`` returns the PEM of the certificate currently served.  The configuration is read
+    at most every ``ttl`` seconds (``now`` is a monotonic clock); between reads the last verdict
+    stands.  ``on_untrusted`` is called on each negative verdict (self-generated mode: wake the
+    upkeep loop so it puts this replica's CA back without waiting for its next round).
+    """
+
+    def __init__(self, *, admission_api: Any, served: Callable[[], bytes], name: str = WEBHOOK_CONFIGURATION,
+                 ttl: float = 30.0, now: Callable[[], float] = time.monotonic,
+                 on_untrusted: Callable[[], None] | None = None, request_timeout: float = 5.0) -> None:
+        self._api = admission_api
+        self._served = served
+        self._name = name
+        self._ttl = ttl
+        self._now = now
+        self._on_untrusted = on_untrusted
+        self._timeout = request_timeout
+        self._lock = threading.Lock()
+        self._checked_at = float("-inf")
+        self._verdict: str | None = "webhook trust not checked yet"
+        self.trusted: bool | None = None  # None: unknown or nothing to be trusted by
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._checked_at = float("-inf")
+
+    def __call__(self) -> str | None:
+        with self._lock:
+            if self._now() - self._checked_at < self._ttl:
+                return self._verdict
+            self._checked_at = self._now()
+        verdict = self._check()
+        with self._lock:
+            self._verdict = verdict
+        if verdict is not None and self._on_untrusted is not None and self.trusted is False:
+            self._on_untrusted()
+        return verdict
+
+    def _check(self) -> str | None:
+        try:
+            response = self._api.read_mutating_webhook_configuration(
+                self._name, _preload_content=False, _request_timeout=self._timeout)
+            try:
+                config = json.loads(response.data)
+            finally:
+                response.release_conn()
+        except ApiException as exc:
+            if exc.status == 404:
+                self.trusted = None
+                return None  # webhook not installed: no caller to be trusted by
+            self.trusted = None
+            return f"cannot read MutatingWebhookConfiguration {self._name} (HTTP {exc.status})"
+        except Exception as exc:  # connection trouble: say so, the next probe retries
+            self.trusted = None
+            return f"cannot read MutatingWebhookConfiguration {self._name} ({type(exc).__name__})"
+        try:
+            leaf = x509.load_pem_x509_certificate(self._served())
+        except (OSError, ValueError) as exc:
+            self.trusted = False
+            return f"serving certificate unreadable ({exc})"
+        for webhook in config.get("webhooks") or []:
+            encoded = str((webhook.get("clientConfig") or {}).get("caBundle") or "")
+            try:
+                bundle = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                bundle = b""
+            if not issued_by_any(leaf, split_pem_certificates(bundle)):
+                self.trusted = False
+                return f"webhook CA not in the caBundle of {self._name} ({webhook.get('name')})"
+        self.trusted = True
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
 # TLS material with reload
 # ---------------------------------------------------------------------------------------------
 
@@ -450,9 +561,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     handshake_timeout = 10.0
 
-    def __init__(self, address: tuple[str, int], *, tls: TlsFiles, answer: Callable[[Any], dict[str, Any]]) -> None:
+    def __init__(self, address: tuple[str, int], *, tls: TlsFiles, answer: Callable[[Any], dict[str, Any]],
+                 outcome: Callable[[str], None]) -> None:
         self.tls = tls
         self.answer = answer
+        self.outcome = outcome
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -460,6 +573,7 @@ class _Server(ThreadingHTTPServer):
     def get_request(self) -> tuple[Any, Any]:
         # Wrap only; the handshake happens in the connection's own thread (see the module docstring).
         sock, peer = self.socket.accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see "Latency" in the module docstring
         sock.settimeout(self.handshake_timeout)
         try:
             return self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
@@ -503,6 +617,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(411, "text/plain; charset=utf-8", b"Content-Length required\n", close=True)
             return
         if length < 0 or length > MAX_BODY:
+            self.server.outcome("invalid")
             # Drain a moderately oversized body (a client still writing would otherwise see a reset
             # instead of the 413); a huge one is not worth reading: close on it.
             if 0 < length <= _DRAIN_LIMIT:
@@ -516,15 +631,18 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             review = json.loads(body)
         except (ValueError, UnicodeDecodeError):
+            self.server.outcome("invalid")
             self._reply(400, "text/plain; charset=utf-8", b"body is not JSON\n")
             return
         try:
             answer = self.server.answer(review)
         except MalformedReview as exc:
+            self.server.outcome("invalid")
             self._reply(400, "text/plain; charset=utf-8", f"malformed AdmissionReview: {exc}\n".encode())
             return
         except Exception:  # mutate() guards itself once the uid is known; this is a last resort
             log.exception("webhook failed before a uid was known")
+            self.server.outcome("error")
             self._reply(500, "text/plain; charset=utf-8", b"internal error\n")
             return
         self._reply(200, "application/json", json.dumps(answer, separators=(",", ":")).encode())
@@ -576,6 +694,11 @@ class WebhookServer:
                  namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
                  provider: str | None = None, reload_interval: float = 5.0) -> None:
         self._caches = caches
+        # Answers by outcome since start: patched (gates injected), allowed (nothing to inject),
+        # error (our bug: admitted without gates), invalid (not an AdmissionReview we can read).
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._outcome_lock = threading.Lock()
+        self.trust: TrustCheck | None = None  # set by start_webhook
         self._address = parse_address(address)
         self._namespace_labels = namespace_labels
         self._provider = provider
@@ -585,6 +708,10 @@ class WebhookServer:
         self._on_stop: list[Callable[[], None]] = []
         self.upkeep: SelfSignedCertificate | None = None  # set by start_webhook in self-generated mode
 
+    def count(self, outcome: str) -> None:
+        with self._outcome_lock:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
     def answer(self, review: Any) -> dict[str, Any]:
         labels = None
         if self._namespace_labels is not None:
@@ -593,11 +720,14 @@ class WebhookServer:
                 labels = self._namespace_labels(str(request.get("namespace") or ""))
             except Exception:
                 log.exception("namespace label lookup failed; trusting the namespaceSelector")
-        return mutate(review, bindings=self._caches.bindings.values(), services=self._caches.services.get,
-                      namespace_labels=labels, provider=self._provider)
+        failed: list[bool] = []
+        answer = mutate(review, bindings=self._caches.bindings.values(), services=self._caches.services.get,
+                        namespace_labels=labels, provider=self._provider, on_error=lambda: failed.append(True))
+        self.count("error" if failed else "patched" if "patch" in answer["response"] else "allowed")
+        return answer
 
     def start(self) -> WebhookServer:
-        self._server = _Server(self._address, tls=self.tls, answer=self.answer)
+        self._server = _Server(self._address, tls=self.tls, answer=self.answer, outcome=self.count)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         daemon=True, name=f"webhook-{self._address[1]}")
         self._thread.start()
@@ -650,6 +780,7 @@ class SelfSignedCertificate:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.trusted = False
 
@@ -687,8 +818,16 @@ class SelfSignedCertificate:
         self.trusted = patch_ca_bundle(admission_api=self.admission_api, ca_pem=self.ca_pem, name=self.name)
         return self.trusted
 
+    def wake(self) -> None:
+        """Run the next upkeep pass now (the trust check saw this replica's CA missing)."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval if self.trusted or self.admission_api is None else self.retry):
+        while True:
+            self._wake.wait(self.interval if self.trusted or self.admission_api is None else self.retry)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.tick()
             except Exception:
@@ -700,6 +839,7 @@ class SelfSignedCertificate:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -725,6 +865,8 @@ def start_webhook(*, caches: Any, address: str = ":9443", cert_dir: str | None =
     if cert_dir:
         server = WebhookServer(caches=caches, address=address, cert_dir=cert_dir, namespace_labels=namespace_labels,
                                provider=provider)
+        if admission_api is not None:
+            server.trust = TrustCheck(admission_api=admission_api, served=server.tls.cert_path.read_bytes)
         log.info("webhook certificate from files; caBundle left to cert-manager", extra={"dir": cert_dir})
         return server.start()
     upkeep = SelfSignedCertificate.create(admission_api=admission_api if leader_patch else None,
@@ -739,6 +881,9 @@ def start_webhook(*, caches: Any, address: str = ":9443", cert_dir: str | None =
     upkeep.start()
     server.on_stop(upkeep.stop)
     server.upkeep = upkeep
+    if admission_api is not None:
+        server.trust = TrustCheck(admission_api=admission_api, served=server.tls.cert_path.read_bytes,
+                                  on_untrusted=upkeep.wake if leader_patch else None)
     return server
 
 
@@ -749,6 +894,7 @@ __all__ = [
     "MalformedReview",
     "SelfSignedCertificate",
     "TlsFiles",
+    "TrustCheck",
     "WebhookCertificateError",
     "WebhookServer",
     "gates_for",

@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         if plot_path is not None:
             try:
                 report.plot(study, summaries, plot_path, decision)
+            except ModuleNotFoundError as exc:
+                # matplotlib is the optional `sim` extra (not in the controller image).
+                raise ConfigError("--plot", f"needs {exc.name}: pip install 'negsync[sim]' (make simulate does)") from None
             except OSError as exc:
                 raise ConfigError("--plot", f"cannot write {plot_path}: {exc.strerror or exc}") from None
     except ConfigError as exc:

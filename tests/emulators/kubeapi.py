@@ -29,10 +29,19 @@ Design
 
 Copied from kube-apiserver
 --------------------------
+* paged lists (``limit``/``continue`` tokens, ``remainingItemCount``, 410 for a
+  compacted continue token) and list ``resourceVersion``/``resourceVersionMatch``
+  semantics, including resourceVersion "0" answered whole by the watch cache
+  and 504 "Too large resource version" (see ``KubeApiEmulator._list``);
+* what kubectl reads first (``tests/emulators/kube_discovery.py``): discovery
+  with short names and categories, OpenAPI v3 advertising ``fieldValidation``,
+  Tables with a CRD's printer columns; CustomResourceDefinitions serve their
+  kinds once created (Established at once) and take their objects with them;
 * list resourceVersion, label selectors (``=``, ``==``, ``!=``, ``in``,
   ``notin``, exists, ``!``exists), field selectors with per-resource supported
   fields (unsupported field labels are a 400 like the real API);
-* watch from a resourceVersion, from ""/"0" (synthetic ADDED first),
+* watch from a resourceVersion, from ""/"0" (synthetic ADDED first), from a
+  future resourceVersion (silent until the store passes it, as the watch cache),
   ``timeoutSeconds``, ``allowWatchBookmarks``, 410 Expired after compaction,
   selector transitions reported as ADDED/DELETED;
 * status subresource isolation (main resource writes keep stored status,
@@ -67,14 +76,14 @@ Not copied (known gaps)
   kubelet); namespaces are deleted at once and do not cascade to contents.
 * core/v1 Events and events.k8s.io/v1 Events are stored separately, not as two
   views of one resource.
-* ``limit`` is ignored (never a ``continue`` token); list ``resourceVersion``
-  and ``resourceVersionMatch`` are ignored (lists are always current);
-  ``sendInitialEvents`` is not supported; a watch from a resourceVersion in
-  the future starts from there instead of waiting/failing.
-* Server-side apply, ``dryRun``, ``deletecollection``, ``fieldManager``/
-  ``managedFields``, ``ownerReferences`` garbage collection, and protobuf are
-  not implemented.  Strategic merge only knows the merge keys listed in
-  ``_SMP_MERGE_KEYS``; other lists are replaced atomically.
+* ``sendInitialEvents`` (watch-list) is not supported.  The "watch cache" is
+  never behind storage, so a resourceVersion "0" read is never stale.
+* Server-side apply (``application/apply-patch+yaml`` is a 415, stricter than a
+  real server: kubectl's documented client-side apply is what works),
+  ``dryRun``, ``deletecollection``, ``fieldManager``/``managedFields``,
+  ``ownerReferences`` garbage collection, and protobuf are not implemented.
+  Strategic merge only knows the merge keys listed in ``_SMP_MERGE_KEYS``;
+  other lists are replaced atomically.
 * Timestamp normalisation is a heuristic (any RFC 3339 string outside labels,
   annotations and ConfigMap data); MicroTime fields are recognised by name.
   ``stop()`` cuts open watches abruptly rather than ending them cleanly.
@@ -85,12 +94,16 @@ Not copied (known gaps)
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
+import hmac
 import json
 import random
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -102,6 +115,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
+
+from tests.emulators import kube_admission as admission
+from tests.emulators import kube_discovery as discovery
+from tests.emulators import kube_schema as schema
 
 if TYPE_CHECKING:
     from kubernetes.client import Configuration
@@ -131,6 +148,9 @@ class ResourceType:
     return_deleted_object: bool = False
     # Field selector labels beyond metadata.name/namespace -> JSON path.
     fields: tuple[tuple[str, str], ...] = ()
+    # Discovery: what kubectl expands `tb` and `all` from.
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -157,34 +177,83 @@ _EVENT_FIELDS: tuple[tuple[str, str], ...] = (
     ("reportingComponent", "reportingComponent"),
 )
 
+_ALL = ("all",)
+
 RESOURCES: tuple[ResourceType, ...] = (
-    ResourceType("", "v1", "namespaces", "Namespace", namespaced=False,
+    ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",),
                  fields=(("status.phase", "status.phase"),)),
     ResourceType("", "v1", "nodes", "Node", namespaced=False, status_subresource=True,
-                 fields=(("spec.unschedulable", "spec.unschedulable"),)),
+                 short_names=("no",), fields=(("spec.unschedulable", "spec.unschedulable"),)),
     ResourceType("", "v1", "pods", "Pod", status_subresource=True, has_generation=True,
-                 return_deleted_object=True,
+                 return_deleted_object=True, short_names=("po",), categories=_ALL,
                  fields=tuple((f, f) for f in (
                      "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
                      "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
                      "status.podIP", "status.nominatedNodeName"))),
     ResourceType("", "v1", "services", "Service", status_subresource=True,
-                 return_deleted_object=True,
+                 return_deleted_object=True, short_names=("svc",), categories=_ALL,
                  fields=(("spec.type", "spec.type"), ("spec.clusterIP", "spec.clusterIP"))),
-    ResourceType("", "v1", "configmaps", "ConfigMap"),
-    ResourceType("", "v1", "events", "Event", fields=_EVENT_FIELDS),
+    ResourceType("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
+    ResourceType("", "v1", "secrets", "Secret"),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+    ResourceType("", "v1", "resourcequotas", "ResourceQuota", status_subresource=True,
+                 short_names=("quota",)),
+    ResourceType("", "v1", "events", "Event", fields=_EVENT_FIELDS, short_names=("ev",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", status_subresource=True,
+                 has_generation=True, short_names=("deploy",), categories=_ALL),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget",
+                 status_subresource=True, has_generation=True, short_names=("pdb",)),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy",
+                 has_generation=True, short_names=("netpol",)),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole",
+                 namespaced=False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+                 namespaced=False),
     ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice",
                  fields=(("addressType", "addressType"),)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", unconditional_update=False),
-    ResourceType("events.k8s.io", "v1", "events", "Event", fields=_EVENT_FIELDS),
+    ResourceType("events.k8s.io", "v1", "events", "Event", fields=_EVENT_FIELDS,
+                 short_names=("ev",)),
+    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                 "CustomResourceDefinition", namespaced=False, status_subresource=True,
+                 has_generation=True, short_names=("crd", "crds")),
     ResourceType("negsync.io", "v1alpha1", "targetbindings", "TargetBinding",
                  status_subresource=True, custom=True, has_generation=True,
-                 unconditional_update=False, return_deleted_object=True),
+                 unconditional_update=False, return_deleted_object=True,
+                 short_names=("tb",), categories=("negsync",)),
     ResourceType("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
                  "MutatingWebhookConfiguration", namespaced=False, has_generation=True),
+    ResourceType("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                 "ValidatingWebhookConfiguration", namespaced=False, has_generation=True),
 )
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
+
+
+_REPO_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "base"
+
+
+@functools.cache
+def _repository_crds() -> tuple[JSON, ...]:
+    import yaml  # kept local: only custom resources need it
+
+    found: list[JSON] = []
+    for path in sorted(_REPO_CRDS.glob("crd-*.yaml")):
+        found.extend(d for d in yaml.safe_load_all(path.read_text())
+                     if d and d.get("kind") == "CustomResourceDefinition")
+    return tuple(found)
+
+
+def _repository_crd_version(rt: ResourceType) -> JSON | None:
+    for crd in _repository_crds():
+        spec = crd["spec"]
+        if (spec["group"], spec["names"]["plural"]) == (rt.group, rt.plural):
+            for v in spec["versions"]:
+                if v["name"] == rt.version:
+                    return copy.deepcopy(v)
+    return None
 
 
 def resolve_resource(api_version: str, kind_or_plural: str) -> ResourceType:
@@ -220,10 +289,12 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+        self.list_continue = ""
 
     @property
     def status(self) -> JSON:
-        body: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        body: JSON = {"kind": "Status", "apiVersion": "v1",
+                      "metadata": {"continue": self.list_continue} if self.list_continue else {},
                       "status": "Failure", "message": self.message,
                       "reason": self.reason, "code": self.code}
         if self.details is not None:
@@ -637,6 +708,66 @@ def _normalize_times(value: Any, key: str = "") -> Any:
     return value
 
 
+def _crd_status(crd: JSON) -> JSON:
+    """What the naming and establishing controllers write once a CRD's names are accepted
+    (apiextensions-apiserver pkg/controller/status/naming_controller.go, pkg/controller/establish):
+    the emulator has no name conflicts to report, so both conditions are True at once."""
+    now = _now()
+    spec = crd.get("spec") or {}
+    return {
+        "acceptedNames": copy.deepcopy(spec.get("names") or {}),
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
+    }
+
+
+def _storage_key(obj: JSON) -> str:
+    """The object's etcd key below the resource prefix: lists come back in this byte order."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
+
+
+_CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can start "
+    "a new list without the continue parameter, or use the continue token in this response to "
+    "retrieve the remainder of the results. Continuing with the provided token results in an "
+    "inconsistent list - objects that were created, modified, or deleted between the time the "
+    "first chunk was returned and now may show up in the list.")
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    # apiserver storage/continue.go: base64.RawURLEncoding of {"v","rv","start"}.
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError("unexpected version")
+        rv, start = int(data["rv"]), str(data["start"])
+        if rv == 0 or not start or ".." in start.split("/"):
+            raise ValueError("bad token")
+        return rv, start
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise _bad_request(f"continue key is not valid: {exc}") from None
+
+
+def _too_large(requested: int, current: int) -> ApiError:
+    return ApiError(504, "Timeout", f"Timeout: Too large resource version: {requested}, current: {current}",
+                    {"causes": [{"reason": "ResourceVersionTooLarge",
+                                 "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})
+
+
 def _spec_part(rt: ResourceType, obj: JSON) -> Any:
     if rt.custom:
         return {k: v for k, v in obj.items()
@@ -648,10 +779,24 @@ class KubeApiEmulator:
     """HTTP Kubernetes API emulator; see the module docstring for semantics."""
 
     def __init__(self, *, bookmark_interval: float = 1.0, max_history: int = 10_000,
-                 max_watch_seconds: float = 1800.0) -> None:
+                 max_watch_seconds: float = 1800.0, too_large_wait: float = 3.0,
+                 watch_cache: bool = True, tls: bool = False, token: str | None = None) -> None:
         self.bookmark_interval = bookmark_interval
         self.max_history = max_history
         self.max_watch_seconds = max_watch_seconds
+        # How long a read "not older than" a future resourceVersion waits (watch cache: 3 s).
+        self.too_large_wait = too_large_wait
+        # False: like kube-apiserver --watch-cache=false, every list is read from storage, so
+        # resourceVersion "0" lists honour limit (clients then see continue tokens).
+        self.watch_cache = watch_cache
+        # HTTPS with a CA of its own (what a pod trusts from ca.crt) and a bearer token that every
+        # request must carry (the mounted service-account token); see ``_authenticate``.
+        self.token = token
+        self._tls_dir: Path | None = None
+        self._tls_context: ssl.SSLContext | None = None
+        self.ca_pem = b""
+        if tls:
+            self._enable_tls()
         self._cond = threading.Condition()
         self._objects: dict[tuple[str, str, str], JSON] = {}
         self._rv = 1
@@ -668,6 +813,12 @@ class KubeApiEmulator:
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._serve_thread: threading.Thread | None = None
+        # Served resource types: the built-ins plus what CustomResourceDefinitions add.
+        self._types: dict[tuple[str, str, str], ResourceType] = dict(_BY_PATH)
+        # rt.key -> the CRD's version entry (schema, printer columns) for custom resources.
+        self._crd_versions: dict[str, JSON] = {}
+        # Every mutating webhook call made on an HTTP create, in order.
+        self.admission_calls: list[admission.AdmissionCall] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -682,12 +833,41 @@ class KubeApiEmulator:
         self._serve_thread.start()
         return self
 
+    def _enable_tls(self) -> None:
+        import tempfile
+
+        from negsync.kube.webhook import generate_serving_certificate
+
+        # The kube-apiserver's serving certificate names the Service and the loopback address.
+        ca_pem, cert_pem, key_pem = generate_serving_certificate(
+            service="kubernetes", namespace="default", dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="kubeapi-emulator-tls-"))
+        (self._tls_dir / "ca.crt").write_bytes(ca_pem)
+        (self._tls_dir / "tls.crt").write_bytes(cert_pem)
+        (self._tls_dir / "tls.key").write_bytes(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self._tls_dir / "tls.crt", self._tls_dir / "tls.key")
+        self._tls_context = context
+        self.ca_pem = ca_pem
+
     @property
-    def url(self) -> str:
+    def ca_file(self) -> Path:
+        if self._tls_dir is None:
+            raise RuntimeError("emulator started without tls=True")
+        return self._tls_dir / "ca.crt"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("emulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.host_port
+        return f"{'https' if self._tls_context else 'http'}://{host}:{port}"
 
     def stop(self) -> None:
         server = self._server
@@ -710,6 +890,12 @@ class KubeApiEmulator:
                 t.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._serve_thread = None
+        if self._tls_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
+            self._tls_context = None
 
     def __enter__(self) -> KubeApiEmulator:
         return self.start()
@@ -717,15 +903,18 @@ class KubeApiEmulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def write_kubeconfig(self, path: str | Path) -> Path:
+    def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
         path = Path(path)
+        cluster: JSON = {"server": self.url}
+        if self._tls_context is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {}}],
+            "clusters": [{"name": "emulator", "cluster": cluster}],
+            "users": [{"name": "emulator", "user": {"token": self.token} if self.token else {}}],
             "contexts": [{"name": "emulator",
                           "context": {"cluster": "emulator", "user": "emulator",
-                                      "namespace": "default"}}],
+                                      "namespace": namespace}}],
             "current-context": "emulator",
         }
         # JSON is valid YAML, so the kubernetes config loader reads it as is.
@@ -736,7 +925,12 @@ class KubeApiEmulator:
         from kubernetes import client  # kept local: the emulator itself is stdlib-only
 
         # no_proxy keeps an HTTP(S)_PROXY from the environment away from loopback.
-        return client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        configuration = client.Configuration(host=self.url, no_proxy="127.0.0.1,localhost")
+        if self._tls_context is not None:
+            configuration.ssl_ca_cert = str(self.ca_file)
+        if self.token:
+            configuration.api_key = {"authorization": f"Bearer {self.token}"}
+        return configuration
 
     # ----------------------------------------------------------- test controls
 
@@ -800,7 +994,7 @@ class KubeApiEmulator:
 
     def create(self, obj: JSON) -> JSON:
         """Store an object as-is (status included, unlike an HTTP create)."""
-        rt = resolve_resource(obj["apiVersion"], obj["kind"])
+        rt = self._resolve(obj["apiVersion"], obj["kind"])
         body = copy.deepcopy(obj)
         meta = body.setdefault("metadata", {})
         for k in ("resourceVersion", "uid", "creationTimestamp"):
@@ -810,19 +1004,19 @@ class KubeApiEmulator:
             return self._create(rt, ns, body, reset_status=False)
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON | None:
-        rt = resolve_resource(api_version, kind)
+        rt = self._resolve(api_version, kind)
         with self._cond:
             obj = self._objects.get((rt.key, namespace or "" if rt.namespaced else "", name))
             return copy.deepcopy(obj) if obj is not None else None
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[JSON]:
-        rt = resolve_resource(api_version, kind)
+        rt = self._resolve(api_version, kind)
         with self._cond:
             return [copy.deepcopy(o) for o in self._select(rt, _Filter(namespace, [], []))]
 
     def update(self, obj: JSON, *, subresource: str | None = None) -> JSON:
         """PUT semantics; conditional only if the object carries a resourceVersion."""
-        rt = resolve_resource(obj["apiVersion"], obj["kind"])
+        rt = self._resolve(obj["apiVersion"], obj["kind"])
         meta = obj.get("metadata", {})
         ns = meta.get("namespace") or "default" if rt.namespaced else ""
         with self._cond:
@@ -831,7 +1025,7 @@ class KubeApiEmulator:
 
     def patch(self, api_version: str, kind: str, namespace: str | None, name: str,
               patch: Any, *, patch_type: str = "merge", subresource: str | None = None) -> JSON:
-        rt = resolve_resource(api_version, kind)
+        rt = self._resolve(api_version, kind)
         ctype = {"merge": "application/merge-patch+json",
                  "strategic": "application/strategic-merge-patch+json",
                  "json": "application/json-patch+json"}[patch_type]
@@ -841,23 +1035,312 @@ class KubeApiEmulator:
 
     def patch_status(self, api_version: str, kind: str, namespace: str | None, name: str,
                      status: JSON) -> JSON:
-        rt = resolve_resource(api_version, kind)
+        rt = self._resolve(api_version, kind)
         sub = "status" if rt.status_subresource else None
         return self.patch(api_version, kind, namespace, name, {"status": status},
                           subresource=sub)
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> JSON:
-        rt = resolve_resource(api_version, kind)
+        rt = self._resolve(api_version, kind)
         with self._cond:
             return self._delete(rt, namespace or "" if rt.namespaced else "", name, {})
+
+    def _resolve(self, api_version: str, kind_or_plural: str) -> ResourceType:
+        group, _, version = api_version.rpartition("/")
+        for r in self._types.values():
+            if (r.group, r.version) == (group, version) and kind_or_plural in (
+                r.kind, r.plural, r.kind.lower()
+            ):
+                return r
+        raise KeyError(f"unknown resource {api_version} {kind_or_plural}")
+
+    @property
+    def types(self) -> list[ResourceType]:
+        return list(self._types.values())
+
+    def crd_version(self, rt: ResourceType) -> JSON | None:
+        """The CRD version entry serving ``rt``: the stored CRD's, else the repository's CRD.
+
+        TargetBinding is served without a CRD object (tests need not install it first); it then
+        behaves as if deploy/base/crd-targetbindings.yaml were installed, schema and all.
+        """
+        if not rt.custom:
+            return None
+        found = self._crd_versions.get(rt.key)
+        if found is None and (rt.group, rt.version, rt.plural) in _BY_PATH:
+            found = _repository_crd_version(rt)
+        return found
+
+    def _crd_changed(self, crd: JSON | None, old: JSON | None) -> None:
+        """Serve (or stop serving) the resources a CRD defines, as apiextensions-apiserver does."""
+        if old is not None:
+            for v in (old.get("spec") or {}).get("versions") or []:
+                key = (old["spec"]["group"], v.get("name"), old["spec"]["names"]["plural"])
+                rt = self._types.get(key)
+                if rt is not None:
+                    self._crd_versions.pop(rt.key, None)
+                    if key not in _BY_PATH and crd is None:
+                        del self._types[key]
+        if crd is None:
+            return
+        spec, names = crd.get("spec") or {}, (crd.get("spec") or {}).get("names") or {}
+        for v in spec.get("versions") or []:
+            if not v.get("served", True):
+                continue
+            key = (spec["group"], v["name"], names["plural"])
+            rt = self._types.get(key) or ResourceType(
+                spec["group"], v["name"], names["plural"], names["kind"],
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                status_subresource="status" in (v.get("subresources") or {}),
+                custom=True, has_generation=True, unconditional_update=False,
+                return_deleted_object=True, short_names=tuple(names.get("shortNames") or ()),
+                categories=tuple(names.get("categories") or ()))
+            self._types[key] = rt
+            self._crd_versions[rt.key] = copy.deepcopy(v)
+
+    # ----------------------------------------------------- schema validation
+
+    def _defaulted(self, rt: ResourceType, obj: JSON) -> JSON:
+        root = ((self.crd_version(rt) or {}).get("schema") or {}).get("openAPIV3Schema") or {}
+        obj = copy.deepcopy(obj)
+        for key, sub in (root.get("properties") or {}).items():
+            if key in obj and key not in ("metadata", "apiVersion", "kind"):
+                obj[key] = schema.prune_and_default(sub, obj[key], key, [])
+        return obj
+
+    def _validate_custom(self, rt: ResourceType, obj: JSON, old: JSON | None, field_validation: str, *,
+                         only_status: bool = False) -> JSON:
+        """Prune or reject unknown fields, default, validate (``tests/emulators/kube_schema.py``).
+
+        Only HTTP writes get here; objects stored through the Python-side API skip it, like
+        objects written before a CRD's schema was tightened.  A status write checks the status
+        (the rest is the stored object, unchanged, so ratcheting would excuse it anyway).
+        """
+        version = self.crd_version(rt)
+        root = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+        if not root:
+            return obj
+        obj = copy.deepcopy(obj)
+        unknown: list[str] = []
+        props = root.get("properties") or {}
+        if only_status:
+            props = {k: v for k, v in props.items() if k == "status"}
+            root = {"type": "object", "properties": props}
+        for key in list(obj):
+            if key in ("apiVersion", "kind", "metadata") or (only_status and key != "status"):
+                continue
+            if key not in props and not root.get("x-kubernetes-preserve-unknown-fields"):
+                unknown.append(key)
+                del obj[key]
+            elif key in props:
+                obj[key] = schema.prune_and_default(props[key], obj[key], key, unknown)
+        for key, sub in props.items():
+            if key not in obj and "default" in sub:
+                obj[key] = copy.deepcopy(sub["default"])
+        if unknown and field_validation == "Strict":
+            # apiextensions' strict decoding (fieldValidation=Strict, kubectl's default).
+            fields = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise _bad_request(f"{rt.kind} in version \"{rt.version}\" cannot be handled as a "
+                               f"{rt.kind}: strict decoding error: {fields}")
+        errors: list[schema.FieldError] = []
+        body = {k: v for k, v in obj.items() if k in props}
+        old_body = {k: v for k, v in old.items() if k in props} if old is not None else None
+        schema.validate({**root, "properties": {k: v for k, v in props.items() if k != "metadata"}},
+                        body, "", errors, old=old_body, has_old=old is not None)
+        if errors and old_body is not None:
+            # Validation ratcheting (KEP-4008, on by default since 1.30): on update, an error in a
+            # part of the object the write did not change is not held against it, so a status
+            # write on a binding stored before the schema tightened still goes through.
+            errors = [e for e in errors if schema.value_at(body, e.path) != schema.value_at(old_body, e.path)]
+        if errors:
+            name = str(obj.get("metadata", {}).get("name") or "")
+            causes = [{"reason": e.reason, "message": e.message, "field": e.path} for e in errors]
+            text = [f"{e.path}: {e.message}" for e in errors]
+            summary = text[0] if len(text) == 1 else f"[{', '.join(text)}]"
+            raise ApiError(422, "Invalid", f'{rt.kind}.{rt.group} "{name}" is invalid: {summary}',
+                           {"name": name, "group": rt.group, "kind": rt.kind, "causes": causes})
+        return obj
+
+    # ------------------------------------------------------------ admission
+
+    def _admit_create(self, rt: ResourceType, namespace: str, body: JSON) -> JSON:
+        """Mutating admission of an HTTP create (``tests/emulators/kube_admission.py``).
+
+        Runs outside the storage lock: a webhook may take its full timeout.
+        """
+        mwc = self._types[("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations")]
+        with self._cond:
+            configurations = [copy.deepcopy(o) for o in self._select(mwc, _Filter(None, [], []))]
+            ns_obj = self._objects.get((_BY_PATH[("", "v1", "namespaces")].key, "", namespace))
+        if not configurations:
+            return body
+        obj = copy.deepcopy(body)
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        meta = obj.setdefault("metadata", {})
+        if rt.namespaced:
+            meta["namespace"] = namespace
+        attrs = admission.Attributes(
+            group=rt.group, version=rt.version, kind=rt.kind, resource=rt.plural, subresource="",
+            namespaced=rt.namespaced, operation="CREATE", namespace=namespace if rt.namespaced else "",
+            # generateName is resolved after mutating admission (rest.BeforeCreate), so a webhook
+            # sees an empty name for it, as on a real server.
+            name=str(meta.get("name") or ""), obj=obj, old=None)
+        ns_labels = dict(((ns_obj or {}).get("metadata") or {}).get("labels") or {})
+        try:
+            patched = admission.admit(configurations=configurations, attrs=attrs, namespace_labels=ns_labels,
+                                      resolve=self._resolve_service, apply_patch=json_patch,
+                                      record=self.admission_calls.append)
+        except admission.AdmissionRejected as rejected:
+            raise ApiError(rejected.code, rejected.reason, rejected.message) from None
+        return patched if patched is not None else body
+
+    def _resolve_service(self, namespace: str, name: str, port: int) -> tuple[str, int]:
+        """A Service port to a ready endpoint, via the Service's EndpointSlices."""
+        with self._cond:
+            svc = self._objects.get((_BY_PATH[("", "v1", "services")].key, namespace, name))
+            if svc is None:
+                raise ValueError(f'service "{name}" not found')
+            entry = next((p for p in (svc.get("spec") or {}).get("ports") or [] if p.get("port") == port), None)
+            if entry is None:
+                raise ValueError(f'service "{name}" has no port {port}')
+            slices = self._select(_BY_PATH[("discovery.k8s.io", "v1", "endpointslices")],
+                                  _Filter(namespace, parse_label_selector(f"kubernetes.io/service-name={name}"), []))
+        for sl in slices:
+            slice_port = next((p.get("port") for p in sl.get("ports") or []
+                               if (p.get("name") or "") == (entry.get("name") or "")), None)
+            for endpoint in sl.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is not False and endpoint.get("addresses") \
+                        and slice_port:
+                    return str(endpoint["addresses"][0]), int(slice_port)
+        raise ValueError(f'service "{name}" has no ready endpoints for port {port}')
 
     # ----------------------------------------------------- storage internals
     # All underscore methods below expect self._cond to be held.
 
     def _select(self, rt: ResourceType, flt: _Filter) -> list[JSON]:
         items = [o for (key, _, _), o in self._objects.items() if key == rt.key and flt.matches(o)]
-        items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        items.sort(key=_storage_key)
         return items
+
+    def _objects_at(self, rt: ResourceType, rv: int, *, continuing: bool) -> list[JSON]:
+        """Every object of ``rt`` as of revision ``rv`` (etcd's MVCC read), in key order.
+
+        Rolls the history back from the current state; a revision older than the history window
+        is compacted in etcd too, and answers 410 Expired with etcd3 store's messages
+        (apiserver ``storage/etcd3/store.go``, ``interpretListError``).
+        """
+        current = {k: o for k, o in self._objects.items() if k[0] == rt.key}
+        if rv < self._rv:
+            if rv < self._compacted_rv:
+                if continuing:
+                    raise ApiError(410, "Expired", _CONTINUE_EXPIRED)
+                raise ApiError(410, "Expired", "The resourceVersion for the provided list is too old.")
+            for ev in reversed(self._history):
+                if ev.rv <= rv:
+                    break
+                if ev.rt.key != rt.key:
+                    continue
+                meta = ev.obj["metadata"]
+                key = (rt.key, meta.get("namespace", "") if rt.namespaced else "", meta["name"])
+                if ev.type == "ADDED" or ev.prev is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = ev.prev
+        return sorted(current.values(), key=_storage_key)
+
+    def _wait_fresh(self, rv: int) -> None:
+        """A read "not older than" ``rv`` from the watch cache: wait for the cache to catch up,
+        then give up with 504 "Too large resource version" (apiserver ``storage/cacher/
+        watch_cache.go`` ``waitUntilFreshAndBlock``, 3 s; ``storage/errors.go``
+        ``NewTooLargeResourceVersionError``), which client-go's reflector answers with a
+        consistent relist (``isTooLargeResourceVersionError``)."""
+        deadline = time.monotonic() + self.too_large_wait
+        while self._rv < rv:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                raise _too_large(rv, self._rv)
+            self._cond.wait(left)
+
+    def _list(self, rt: ResourceType, flt: _Filter, query: dict[str, str]) -> tuple[list[JSON], JSON]:
+        """One list response: items and ListMeta, with kube-apiserver's resourceVersion and
+        paging rules (https://kubernetes.io/docs/reference/using-api/api-concepts/ "Retrieving
+        large results sets in chunks" and "Semantics for get and list"):
+
+        * ``continue`` pages are served from storage at the first page's revision; a
+          resourceVersion other than ""/"0" next to it is a 400 (etcd3 ``GetList``); a revision
+          compacted meanwhile is 410 Expired with a fresh *inconsistent* token in the Status
+          (``handleCompactedErrorForPaging``);
+        * ``limit`` with resourceVersion "0" is served from the watch cache, which ignores the
+          limit and returns everything (cacher.go ``shouldDelegateList``: "Serve paginated
+          requests about revision "0" from watch cache to avoid overwhelming etcd");
+        * ``limit`` with resourceVersion "" (or NotOlderThan N) is paged from storage at the
+          current revision; with resourceVersion N and no match (legacy) or ``Exact`` it is
+          paged at exactly N: 410 once N is compacted, 504 "Too large" beyond the head;
+        * without ``limit``, a resourceVersion N is "not older than N" from the watch cache
+          (waits, then 504 Too large);
+        * ``remainingItemCount`` only when no selector filters the list (etcd3 ``GetList``:
+          the count is only known for an unfiltered range).
+        """
+        raw_rv = query.get("resourceVersion", "")
+        match = query.get("resourceVersionMatch", "")
+        token = query.get("continue", "")
+        try:
+            limit = int(query.get("limit") or 0)
+            rv_value = int(raw_rv) if raw_rv else 0
+        except ValueError:
+            raise _bad_request(f"invalid limit or resourceVersion: {query}") from None
+        # apimachinery ValidateListOptions.
+        if match and not raw_rv:
+            raise _bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if match and token:
+            raise _bad_request("resourceVersionMatch is forbidden when continue is provided")
+        if match not in ("", "NotOlderThan", "Exact"):
+            raise _bad_request(f"resourceVersionMatch: Unsupported value: {match!r}")
+        if match == "Exact" and raw_rv == "0":
+            raise _bad_request('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+        start = ""
+        if token:
+            if raw_rv not in ("", "0"):
+                raise _bad_request("specifying resource version is not allowed when using continue")
+            at, start = _decode_continue(token)
+            if at == -1:
+                at = self._rv  # an inconsistent token continues at the current revision
+            elif at > self._rv:
+                raise _bad_request("continue key is not valid: resource version is in the future")
+            candidates = self._objects_at(rt, at, continuing=True)
+        elif (raw_rv == "0" or (raw_rv and not limit and match != "Exact")) and self.watch_cache:
+            self._wait_fresh(rv_value)
+            at, limit = self._rv, 0  # the watch cache serves the whole list
+            candidates = self._select(rt, _Filter(None, [], []))
+        elif raw_rv == "0" or (raw_rv and match != "Exact" and not limit):
+            # --watch-cache=false: etcd answers "any"/"not older than" at its head, paged.
+            if rv_value > self._rv:
+                raise _too_large(rv_value, self._rv)
+            at = self._rv
+            candidates = self._select(rt, _Filter(None, [], []))
+        elif raw_rv and (match == "Exact" or not match):
+            if rv_value > self._rv:
+                raise _too_large(rv_value, self._rv)
+            at = rv_value
+            candidates = self._objects_at(rt, at, continuing=False)
+        else:
+            if rv_value > self._rv:
+                raise _too_large(rv_value, self._rv)
+            at = self._rv
+            candidates = self._select(rt, _Filter(None, [], []))
+        keyed = [(_storage_key(o), o) for o in candidates]
+        if start:
+            keyed = [(k, o) for k, o in keyed if k >= start]
+        matching = [(k, o) for k, o in keyed if flt.matches(o)]
+        meta: JSON = {"resourceVersion": str(at)}
+        if limit and len(matching) > limit:
+            page = matching[:limit]
+            meta["continue"] = _encode_continue(at, page[-1][0] + "\x00")
+            if not flt.labels and not flt.fields:
+                meta["remainingItemCount"] = len(matching) - limit
+        else:
+            page = matching
+        return [copy.deepcopy(o) for _, o in page], meta
 
     def _record(self, rt: ResourceType, kind: str, obj: JSON, prev: JSON | None) -> None:
         self._history.append(_HistoryEvent(self._rv, kind, rt, copy.deepcopy(obj), prev))
@@ -865,7 +1348,8 @@ class KubeApiEmulator:
             self._compacted_rv = self._history.popleft().rv
         self._cond.notify_all()
 
-    def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool) -> JSON:
+    def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool,
+                validation: str | None = None) -> JSON:
         if body.get("apiVersion", rt.api_version) != rt.api_version or \
                 body.get("kind", rt.kind) != rt.kind:
             raise _bad_request(f"the API version in the data ({body.get('apiVersion')}) does "
@@ -911,12 +1395,19 @@ class KubeApiEmulator:
                 body["status"] = {"loadBalancer": {}}
             elif rt.plural == "namespaces":
                 body["status"] = {"phase": "Active"}
-            elif rt.custom:
+            elif rt.status_subresource and rt.plural != "nodes":
                 body.pop("status", None)
+        if rt.plural == "customresourcedefinitions":
+            body["status"] = _crd_status(body)
+        if validation is not None and rt.custom:
+            body = self._validate_custom(rt, body, None, validation)
+            meta = body["metadata"]
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         self._objects[(rt.key, namespace, name)] = body
         self._record(rt, "ADDED", body, None)
+        if rt.plural == "customresourcedefinitions":
+            self._crd_changed(body, None)
         return copy.deepcopy(body)
 
     def _existing(self, rt: ResourceType, namespace: str, name: str) -> JSON:
@@ -926,7 +1417,8 @@ class KubeApiEmulator:
         return obj
 
     def _update(self, rt: ResourceType, namespace: str, name: str, body: JSON,
-                subresource: str | None, *, lenient: bool = False) -> JSON:
+                subresource: str | None, *, lenient: bool = False,
+                validation: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         if not isinstance(body, dict):
             raise _bad_request("request body must be a JSON object")
@@ -942,10 +1434,10 @@ class KubeApiEmulator:
         if not rv and not (lenient or rt.unconditional_update):
             raise _invalid(rt, name, "metadata.resourceVersion", 0,
                            "must be specified for an update")
-        return self._commit(rt, old, body, subresource)
+        return self._commit(rt, old, body, subresource, validation=validation)
 
     def _patch(self, rt: ResourceType, namespace: str, name: str, content_type: str,
-               patch: Any, subresource: str | None) -> JSON:
+               patch: Any, subresource: str | None, *, validation: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         ctype = content_type.split(";")[0].strip().lower()
         if ctype == "application/json-patch+json":
@@ -979,9 +1471,10 @@ class KubeApiEmulator:
         if meta.get("name") != name:
             raise _bad_request(f"the name of the object ({meta.get('name')}) does not match "
                                f"the name on the URL ({name})")
-        return self._commit(rt, old, patched, subresource)
+        return self._commit(rt, old, patched, subresource, validation=validation)
 
-    def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None) -> JSON:
+    def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None, *,
+                validation: str | None = None) -> JSON:
         """Apply update strategies, preconditions and store; no-op writes change nothing."""
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
         name = old_meta["name"]
@@ -1029,7 +1522,14 @@ class KubeApiEmulator:
                                "added if the object is being deleted")
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
-        if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, old):
+        compare_old = old
+        if validation is not None and rt.custom:
+            new = self._validate_custom(rt, new, old, validation,
+                                        only_status=subresource == "status")
+            meta = new["metadata"]
+            # Reads from etcd are defaulted too, so defaults alone are no spec change.
+            compare_old = self._defaulted(rt, old)
+        if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, compare_old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
         if new == old:
             return copy.deepcopy(old)
@@ -1039,10 +1539,31 @@ class KubeApiEmulator:
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             del self._objects[key]
             self._record(rt, "DELETED", new, old)
+            if rt.plural == "customresourcedefinitions":
+                self._crd_deleted(old)
         else:
             self._objects[key] = new
             self._record(rt, "MODIFIED", new, old)
+            if rt.plural == "customresourcedefinitions":
+                self._crd_changed(new, old)
         return copy.deepcopy(new)
+
+    def _crd_deleted(self, crd: JSON) -> None:
+        # The CRD's cleanup finalizer deletes every custom resource before the CRD goes
+        # (apiextensions-apiserver pkg/controller/finalizer/crd_finalizer.go).
+        spec = crd.get("spec") or {}
+        for v in spec.get("versions") or []:
+            rt = self._types.get((spec.get("group", ""), v.get("name", ""),
+                                  (spec.get("names") or {}).get("plural", "")))
+            if rt is None:
+                continue
+            for key in [k for k in self._objects if k[0] == rt.key]:
+                prev = self._objects.pop(key)
+                self._rv += 1
+                gone = copy.deepcopy(prev)
+                gone["metadata"]["resourceVersion"] = str(self._rv)
+                self._record(rt, "DELETED", gone, prev)
+        self._crd_changed(None, crd)
 
     def _delete(self, rt: ResourceType, namespace: str, name: str, options: JSON) -> JSON:
         old = self._existing(rt, namespace, name)
@@ -1074,6 +1595,8 @@ class KubeApiEmulator:
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._rv)
         self._record(rt, "DELETED", gone, old)
+        if rt.plural == "customresourcedefinitions":
+            self._crd_deleted(old)
         if rt.return_deleted_object:
             return copy.deepcopy(gone)
         details = _res_details(rt, name)
@@ -1154,7 +1677,18 @@ class _Server(ThreadingHTTPServer):
         thread.start()
 
     def _serve_one(self, request: Any, client_address: Any) -> None:
+        em = self.emulator
         try:
+            context = em._tls_context
+            if context is not None:
+                # The handshake runs here, in the connection's thread, never in accept().
+                raw = request
+                raw.settimeout(10)
+                request = context.wrap_socket(raw, server_side=True)
+                request.settimeout(None)
+                with em._aux:
+                    em._connections.discard(raw)
+                    em._connections.add(request)
             self.finish_request(request, client_address)
         except OSError:
             pass
@@ -1217,6 +1751,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise _bad_request("request body is not valid JSON") from None
 
+    def _authenticated(self) -> bool:
+        token = self.em.token
+        if not token:
+            return True
+        scheme, _, credential = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credential.strip(), token)
+
     def _dispatch(self, method: str) -> None:
         em = self.em
         parts = urlsplit(self.path)
@@ -1230,6 +1771,11 @@ class _Handler(BaseHTTPRequestHandler):
             body, body_error = None, err
         with em._aux:
             em._requests.append(RecordedRequest(method, path, query, ctype, body))
+        if not self._authenticated():
+            # The authentication filter answers before routing, for every path
+            # (apiserver endpoints/filters/authentication.go, responsewriters.Unauthorized).
+            self._send_json(401, ApiError(401, "Unauthorized", "Unauthorized").status)
+            return
         if em._latency:
             time.sleep(em._latency)
         fault = em._take_fault(method, path)
@@ -1244,14 +1790,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path, query, ctype, body)
         except ApiError as err:
             self._send_json(err.code, err.status)
+        except Exception as exc:
+            # An emulator bug answers 500 with its cause instead of a silently dropped connection.
+            self._send_json(500, ApiError(500, "InternalError", f"emulator error: {exc!r}").status)
 
     def _route(self, method: str, path: str, query: dict[str, str], ctype: str | None,
                body: Any) -> None:
         is_group_version = path == "/api/v1" or (path.startswith("/apis/")
                                                   and path.count("/") == 3)
-        if method == "GET" and (path in ("/api", "/apis", "/version") or is_group_version):
-            self._send_json(200, _discovery(path))
+        if method == "GET" and (path in ("/api", "/apis", "/version") or is_group_version
+                                or path.startswith("/openapi/v3")):
+            doc = _discovery(self.em, path)
+            if doc is None:
+                raise _not_found_path(path)
+            self._send_json(200, doc)
             return
+        em = self.em
         segs = path.strip("/").split("/")
         if segs[0] == "api" and len(segs) >= 3:
             group, version, rest = "", segs[1], segs[2:]
@@ -1261,9 +1815,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _not_found_path(path)
         namespace: str | None = None
         if (rest[0] == "namespaces" and len(rest) >= 3
-                and (group, version, rest[2]) in _BY_PATH):
+                and (group, version, rest[2]) in em._types):
             namespace, rest = rest[1], rest[2:]
-        rt = _BY_PATH.get((group, version, rest[0]))
+        rt = em._types.get((group, version, rest[0]))
         if rt is None or len(rest) > 3 or (namespace is not None and not rt.namespaced):
             raise _not_found_path(path)
         name = rest[1] if len(rest) >= 2 else None
@@ -1274,7 +1828,6 @@ class _Handler(BaseHTTPRequestHandler):
         if rt.namespaced and name is not None and namespace is None:
             raise _not_found_path(path)
         ns_key = namespace or "" if rt.namespaced else ""
-        em = self.em
         if name is None:
             if method == "GET":
                 flt = _Filter(namespace if rt.namespaced else None,
@@ -1284,23 +1837,34 @@ class _Handler(BaseHTTPRequestHandler):
                     self._watch(rt, flt, query)
                     return
                 with em._cond:
-                    items = [copy.deepcopy(o) for o in em._select(rt, flt)]
-                    rv = em._rv
+                    try:
+                        items, list_meta = em._list(rt, flt, query)
+                    except ApiError as err:
+                        if err.code == 410 and query.get("continue"):
+                            # The Status carries an inconsistent token to carry on with.
+                            start = _decode_continue(query["continue"])[1]
+                            err.list_continue = _encode_continue(-1, start)
+                        raise
+                if discovery.wants_table(self.headers.get("Accept")):
+                    self._send_table(rt, items, list_meta["resourceVersion"], query,
+                                     list_meta.get("continue", ""), list_meta.get("remainingItemCount"))
+                    return
                 if not rt.custom:
                     # Built-in list items carry no kind/apiVersion on the wire.
                     for item in items:
                         item.pop("kind", None)
                         item.pop("apiVersion", None)
                 self._send_json(200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                                      "metadata": {"resourceVersion": str(rv)},
-                                      "items": items})
+                                      "metadata": list_meta, "items": items})
             elif method == "POST":
                 if not isinstance(body, dict):
                     raise _bad_request("request body must be a JSON object")
                 if rt.namespaced and namespace is None:
                     raise ApiError(405, "MethodNotAllowed", "create requires a namespace")
+                body = em._admit_create(rt, ns_key, body)
                 with em._cond:
-                    created = em._create(rt, ns_key, body, reset_status=True)
+                    created = em._create(rt, ns_key, body, reset_status=True,
+                                         validation=query.get("fieldValidation", ""))
                 self._send_json(201, created)
             else:
                 raise ApiError(405, "MethodNotAllowed",
@@ -1310,14 +1874,31 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 result = copy.deepcopy(em._existing(rt, ns_key, name))
             elif method == "PUT":
-                result = em._update(rt, ns_key, name, body, sub)
+                result = em._update(rt, ns_key, name, body, sub,
+                                    validation=query.get("fieldValidation", ""))
             elif method == "PATCH":
-                result = em._patch(rt, ns_key, name, ctype or "", body, sub)
+                result = em._patch(rt, ns_key, name, ctype or "", body, sub,
+                                   validation=query.get("fieldValidation", ""))
             elif method == "DELETE" and sub is None:
                 result = em._delete(rt, ns_key, name, body if isinstance(body, dict) else {})
             else:
                 raise ApiError(405, "MethodNotAllowed", "method not allowed")
+        if method == "GET" and discovery.wants_table(self.headers.get("Accept")):
+            self._send_table(rt, [result], result["metadata"]["resourceVersion"], query)
+            return
         self._send_json(200, result)
+
+    def _send_table(self, rt: ResourceType, items: list[JSON], rv: str,
+                    query: dict[str, str], continue_token: str = "",
+                    remaining: int | None = None) -> None:
+        version = self.em.crd_version(rt)
+        columns = None if version is None else list(version.get("additionalPrinterColumns") or [
+            # CRD defaulting adds an Age column when none are given (apiextensions v1 defaults).
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}])
+        self._send_json(200, discovery.to_table(
+            items, printer_columns=columns, resource_version=rv,
+            include_object=query.get("includeObject") or "Metadata",
+            continue_token=continue_token, remaining=remaining))
 
     # ---------------------------------------------------------------- watch
 
@@ -1326,9 +1907,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _client_gone(self) -> bool:
+        conn = self.connection
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if isinstance(conn, ssl.SSLSocket):
+                if not select.select([conn], [], [], 0)[0] and not conn.pending():
+                    return False
+                timeout = conn.gettimeout()
+                conn.setblocking(False)
+                try:
+                    # A watch client sends nothing; what is readable is close_notify or EOF.
+                    return conn.recv(1) == b""
+                except ssl.SSLWantReadError:
+                    return False
+                finally:
+                    conn.settimeout(timeout)
+            readable, _, _ = select.select([conn], [], [], 0)
+            return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 
@@ -1363,6 +1957,7 @@ class _Handler(BaseHTTPRequestHandler):
             for ev in initial:
                 self._chunk(ev)
             next_bookmark = time.monotonic() + em.bookmark_interval
+            head = 0
             while True:
                 if watcher.dropped.is_set() or em._stopping.is_set():
                     raise ConnectionAbortedError("watch dropped")
@@ -1380,14 +1975,18 @@ class _Handler(BaseHTTPRequestHandler):
                             em._cond.wait(wait)
                             events = [copy.deepcopy(e)
                                       for e in em._watch_events(rt, flt, cursor)]
-                        cursor = max(cursor, em._rv)
+                        head = em._rv
+                        cursor = max(cursor, head)
                 if expired is not None:
                     self._chunk(expired)
                     break
                 for ev in events:
                     self._chunk(ev)
                 now = time.monotonic()
-                if bookmarks and now >= next_bookmark:
+                # A watch from a future resourceVersion sends nothing, bookmarks included, until
+                # the store passes it (cacheWatcher.process only forwards events newer than the
+                # requested revision); it neither fails nor replays what it skipped.
+                if bookmarks and now >= next_bookmark and head >= cursor:
                     self._chunk({"type": "BOOKMARK", "object": {
                         "kind": rt.kind, "apiVersion": rt.api_version,
                         "metadata": {"resourceVersion": str(cursor)}}})
@@ -1409,34 +2008,18 @@ def _not_found_path(path: str) -> ApiError:
                     {})
 
 
-def _discovery(path: str) -> JSON:
+def _discovery(em: KubeApiEmulator, path: str) -> JSON | None:
+    with em._cond:
+        types = em.types
     if path == "/version":
-        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-negsync-emulator",
-                "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "",
-                "compiler": "gc", "platform": "linux/amd64"}
+        return dict(discovery.VERSION)
     if path == "/api":
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-            {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+        return discovery.api_versions()
     if path == "/apis":
-        groups: dict[str, list[str]] = {}
-        for r in RESOURCES:
-            if r.group and r.version not in groups.setdefault(r.group, []):
-                groups[r.group].append(r.version)
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-             "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-            for g, vs in groups.items()]}
+        return discovery.api_group_list(types)
+    if path == "/openapi/v3":
+        return discovery.openapi_v3_root(types)
+    if path.startswith("/openapi/v3/"):
+        return discovery.openapi_v3_group_version(types, path[len("/openapi/v3/"):])
     group_version = "v1" if path == "/api/v1" else path[len("/apis/"):]
-    resources: list[JSON] = []
-    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-    for r in RESOURCES:
-        if r.api_version != group_version:
-            continue
-        resources.append({"name": r.plural, "singularName": r.kind.lower(),
-                          "namespaced": r.namespaced, "kind": r.kind, "verbs": verbs})
-        if r.status_subresource:
-            resources.append({"name": f"{r.plural}/status", "singularName": "",
-                              "namespaced": r.namespaced, "kind": r.kind,
-                              "verbs": ["get", "patch", "update"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-            "resources": resources}
+    return discovery.api_resource_list(types, group_version)

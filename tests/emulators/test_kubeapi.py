@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +60,8 @@ def pod(name: str, labels: dict[str, str] | None = None, node: str | None = None
 
 def binding(name: str, **extra: Any) -> dict[str, Any]:
     return {"apiVersion": "negsync.io/v1alpha1", "kind": "TargetBinding",
-            "metadata": {"name": name, "namespace": NS, **extra}, "spec": {"port": 80}}
+            "metadata": {"name": name, "namespace": NS, **extra},
+            "spec": {"serviceRef": {"name": "web", "port": 80}, "target": {"memory": {"name": "pool"}}}}
 
 
 def _name(event: dict[str, Any]) -> str:
@@ -135,6 +139,148 @@ def test_watch_without_rv_sends_current_state_then_live(core: Any, rv: str | Non
     events = drain(core.list_namespaced_pod, NS, **kwargs)
     writer.join()
     assert events == [("ADDED", "a"), ("ADDED", "b")]
+
+
+def configmap(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "data": {"k": name}}
+
+
+def raw_list(api: client.ApiClient, path: str, **query: Any) -> tuple[int, dict[str, Any]]:
+    """GET a list path with exact query parameters; (status, body) without the client's models."""
+    url = f"{api.configuration.host}{path}?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
+
+
+def test_paged_list_is_one_consistent_snapshot(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "abcde":
+        core.create_namespaced_config_map(NS, configmap(name))
+    code, first = raw_list(api, CM_PATH, limit=2)
+    assert code == 200
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a", "b"]
+    assert first["metadata"]["remainingItemCount"] == 3 and first["metadata"]["continue"]
+    # Writes between pages do not show: later pages are read at the first page's revision.
+    core.create_namespaced_config_map(NS, configmap("bb"))
+    core.patch_namespaced_config_map("c", NS, {"data": {"k": "changed"}})
+    core.delete_namespaced_config_map("d", NS)
+    code, second = raw_list(api, CM_PATH, limit=2, **{"continue": first["metadata"]["continue"]})
+    assert code == 200
+    assert [(i["metadata"]["name"], i["data"]["k"]) for i in second["items"]] == [("c", "c"), ("d", "d")]
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert second["metadata"]["remainingItemCount"] == 1
+    code, third = raw_list(api, CM_PATH, limit=2, **{"continue": second["metadata"]["continue"]})
+    assert [i["metadata"]["name"] for i in third["items"]] == ["e"]
+    assert "continue" not in third["metadata"] and "remainingItemCount" not in third["metadata"]
+    # The typed client sees the same fields.
+    typed = core.list_namespaced_config_map(NS, limit=4)
+    assert len(typed.items) == 4 and typed.metadata._continue and typed.metadata.remaining_item_count == 1
+
+
+def test_limit_with_resource_version_zero_is_answered_whole_by_the_watch_cache(api: client.ApiClient, core: Any) -> None:
+    for name in "abc":
+        core.create_namespaced_config_map(NS, configmap(name))
+    code, body = raw_list(api, CM_PATH, limit=1, resourceVersion="0")
+    assert code == 200 and len(body["items"]) == 3 and "continue" not in body["metadata"]
+
+
+def test_selectors_page_without_a_remaining_count(api: client.ApiClient, core: Any) -> None:
+    for name in "abcd":
+        core.create_namespaced_config_map(NS, configmap(name, keep="yes" if name != "b" else "no"))
+    code, body = raw_list(api, CM_PATH, limit=2, labelSelector="keep=yes")
+    assert code == 200
+    assert [i["metadata"]["name"] for i in body["items"]] == ["a", "c"]
+    assert body["metadata"]["continue"] and "remainingItemCount" not in body["metadata"]
+    _, rest = raw_list(api, CM_PATH, limit=2, labelSelector="keep=yes", **{"continue": body["metadata"]["continue"]})
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["d"]
+
+
+def test_compacted_continue_token_is_410_with_an_inconsistent_token(
+        emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "abc":
+        core.create_namespaced_config_map(NS, configmap(name))
+    _, first = raw_list(api, CM_PATH, limit=1)
+    core.create_namespaced_config_map(NS, configmap("d"))
+    emu.compact()
+    code, status = raw_list(api, CM_PATH, limit=1, **{"continue": first["metadata"]["continue"]})
+    assert code == 410 and status["reason"] == "Expired"
+    assert "continue parameter is too old" in status["message"]
+    # The inconsistent token carries on from the same key at the current revision (d shows up).
+    names: list[str] = []
+    token = status["metadata"]["continue"]
+    while token:
+        code, page = raw_list(api, CM_PATH, limit=1, **{"continue": token})
+        assert code == 200
+        names += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue")
+    assert names == ["b", "c", "d"]
+
+
+def test_list_parameter_rules(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    for name in "ab":
+        core.create_namespaced_config_map(NS, configmap(name))
+    _, first = raw_list(api, CM_PATH, limit=1)
+    token = first["metadata"]["continue"]
+    assert raw_list(api, CM_PATH, limit=1, resourceVersion="2", **{"continue": token})[0] == 400
+    assert raw_list(api, CM_PATH, limit=1, **{"continue": "not-a-token"})[0] == 400
+    assert raw_list(api, CM_PATH, resourceVersionMatch="Exact")[0] == 400
+    assert raw_list(api, CM_PATH, resourceVersion="0", resourceVersionMatch="Exact")[0] == 400
+    # Exact: the list as of that revision (b did not exist yet), 410 once compacted.
+    rv_after_a = int(first["items"][0]["metadata"]["resourceVersion"])
+    code, exact = raw_list(api, CM_PATH, resourceVersion=str(rv_after_a), resourceVersionMatch="Exact")
+    assert code == 200 and [i["metadata"]["name"] for i in exact["items"]] == ["a"]
+    emu.compact()
+    code, status = raw_list(api, CM_PATH, resourceVersion=str(rv_after_a), limit=5)
+    assert code == 410 and status["message"] == "The resourceVersion for the provided list is too old."
+
+
+def test_too_large_resource_version(emu: KubeApiEmulator, api: client.ApiClient, core: Any) -> None:
+    emu.too_large_wait = 0.2
+    future = emu.resource_version + 5
+    started = time.monotonic()
+    code, status = raw_list(api, CM_PATH, resourceVersion=str(future))
+    assert code == 504 and time.monotonic() - started >= 0.2  # the watch cache waited first
+    assert status["reason"] == "Timeout"
+    assert status["message"] == f"Timeout: Too large resource version: {future}, current: {emu.resource_version}"
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert raw_list(api, CM_PATH, resourceVersion=str(future), limit=10)[0] == 504
+    # A list that the store catches up with in time succeeds.
+    threading.Timer(0.05, lambda: core.create_namespaced_config_map(NS, configmap("a"))).start()
+    assert raw_list(api, CM_PATH, resourceVersion=str(emu.resource_version + 1))[0] == 200
+
+
+def test_watch_from_a_future_resource_version_waits_silently(emu: KubeApiEmulator, core: Any) -> None:
+    """The watch cache neither fails nor replays: events up to the requested revision are skipped,
+    bookmarks too, and the stream carries on once the store passes it."""
+    future = emu.resource_version + 2
+    reached = threading.Event()
+
+    def writes() -> None:
+        time.sleep(0.5)  # > bookmark interval: no bookmark may arrive meanwhile
+        for name in ("a", "b", "c"):
+            if emu.resource_version + 1 >= future:
+                reached.set()  # this write reaches the requested revision
+            core.create_namespaced_pod(NS, pod(name))
+
+    writer = threading.Thread(target=writes)
+    writer.start()
+    raw: list[tuple[bool, dict[str, Any]]] = []
+    for event in watch.Watch().stream(core.list_namespaced_pod, NS, resource_version=str(future), timeout_seconds=1,
+                                      allow_watch_bookmarks=True, _request_timeout=5, deserialize=False):
+        raw.append((reached.is_set(), event))
+    writer.join()
+    assert [(e["type"], e["object"]["metadata"].get("name")) for _, e in raw if e["type"] != "BOOKMARK"] == [
+        ("ADDED", "c")]
+    # Nothing at all — bookmarks included — before the store reached the requested revision
+    # (cacheWatcher.process forwards a bookmark equal to it, never one the store has not reached).
+    assert all(after for after, _ in raw)
+    assert all(int(e["object"]["metadata"]["resourceVersion"]) >= future for _, e in raw)
 
 
 def test_label_and_field_selectors_on_list(core: Any) -> None:
@@ -283,26 +429,90 @@ def test_status_subresource_isolation_for_pods(core: Any) -> None:
 
 
 def test_status_subresource_and_generation_for_custom_resources(custom: Any) -> None:
-    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t") | {"status": {"x": 1}})
+    obj = custom.create_namespaced_custom_object(*TB, NS, "targetbindings",
+                                                 binding("t") | {"status": {"observedGeneration": 7}})
     assert obj["metadata"]["generation"] == 1 and "status" not in obj
 
     obj = custom.patch_namespaced_custom_object_status(
-        *TB, NS, "targetbindings", "t", {"status": {"observed": 1}, "spec": {"port": 1}})
-    assert obj["status"] == {"observed": 1} and obj["spec"] == {"port": 80}
+        *TB, NS, "targetbindings", "t", {"status": {"observedGeneration": 1}, "spec": {"serviceRef": {"port": 1}}})
+    assert obj["status"] == {"observedGeneration": 1} and obj["spec"]["serviceRef"]["port"] == 80
     assert obj["metadata"]["generation"] == 1
 
-    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"status": {"observed": 9}})
-    assert obj["status"] == {"observed": 1}
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"status": {"observedGeneration": 9}})
+    assert obj["status"] == {"observedGeneration": 1}
     assert obj["metadata"]["generation"] == 1
 
-    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 81}})
+    obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"serviceRef": {"port": 81}}})
     assert obj["metadata"]["generation"] == 2
 
-    obj["spec"]["port"] = 82
-    obj["status"] = {"observed": 2}
+    obj["spec"]["serviceRef"]["port"] = 82
+    obj["status"] = {"observedGeneration": 2}
     obj = custom.replace_namespaced_custom_object_status(*TB, NS, "targetbindings", "t", obj)
-    assert obj["spec"]["port"] == 81 and obj["status"] == {"observed": 2}
+    assert obj["spec"]["serviceRef"]["port"] == 81 and obj["status"] == {"observedGeneration": 2}
     assert obj["metadata"]["generation"] == 2
+
+
+def causes(exc: ApiException) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for cause in status_of(exc)["details"]["causes"]:
+        found[cause["field"]] = "\n".join(filter(None, [found.get(cause["field"]), cause["message"]]))
+    return found
+
+
+def test_bindings_are_validated_against_the_crd_schema(emu: KubeApiEmulator, custom: Any) -> None:
+    created = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("ok"))
+    # The CRD's defaults are applied on the way in.
+    assert created["spec"]["readinessGate"] is True and created["spec"]["ipFamily"] == "IPv4"
+    bad = binding("bad")
+    bad["spec"]["serviceRef"]["port"] = 70000
+    bad["spec"]["target"] = {"memory": {"name": "pool"}, "gcpNeg": {"project": "Not_A_Project", "network": "default"}}
+    del bad["spec"]["serviceRef"]["name"]
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", bad)
+    assert err.value.status == 422 and status_of(err.value)["reason"] == "Invalid"
+    found = causes(err.value)
+    assert found["spec.serviceRef.name"] == "Required value"
+    assert "less than or equal to 65535" in found["spec.serviceRef.port"]
+    assert "should match" in found["spec.target.gcpNeg.project"]
+    assert "oneOf" in found["spec.target"]
+    assert emu.get("negsync.io/v1alpha1", "TargetBinding", NS, "bad") is None
+    # The CEL rule speaks where the structure is valid: two well-formed targets.
+    two = binding("two")
+    two["spec"]["target"]["gcpNeg"] = {"project": "my-project", "network": "default"}
+    with pytest.raises(ApiException) as err:
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", two)
+    assert "exactly one of gcpNeg, awsTargetGroup or memory must be set" in causes(err.value)["spec.target"]
+    # A port name must look like one; status writes are checked too.
+    named = binding("named")
+    named["spec"]["serviceRef"]["port"] = "HTTP_PORT"
+    with pytest.raises(ApiException):
+        custom.create_namespaced_custom_object(*TB, NS, "targetbindings", named)
+    with pytest.raises(ApiException) as err:
+        custom.patch_namespaced_custom_object_status(*TB, NS, "targetbindings", "ok", {"status": {"conditions": [
+            {"type": "Ready", "status": "Maybe", "reason": "", "message": "", "lastTransitionTime": "now"}]}})
+    found = causes(err.value)
+    assert {"status.conditions[0].status", "status.conditions[0].reason",
+            "status.conditions[0].lastTransitionTime"} <= set(found)
+    # Python-side writes are the test's own etcd: no validation.
+    emu.create({**binding("raw"), "spec": {"anything": True}})
+    assert emu.get("negsync.io/v1alpha1", "TargetBinding", NS, "raw") is not None
+
+
+def test_unknown_fields_are_pruned_or_rejected_under_strict_validation(emu: KubeApiEmulator, custom: Any) -> None:
+    extra = binding("t")
+    extra["spec"]["bogus"] = 1
+    extra["spec"]["serviceRef"]["nme"] = "typo"
+    created = custom.create_namespaced_custom_object(*TB, NS, "targetbindings", extra)
+    assert "bogus" not in created["spec"] and "nme" not in created["spec"]["serviceRef"]
+    request = urllib.request.Request(f"{emu.url}/apis/negsync.io/v1alpha1/namespaces/{NS}/targetbindings"
+                                     "?fieldValidation=Strict", method="POST",
+                                     data=json.dumps({**extra, "metadata": {"name": "u"}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=5)
+    body = json.loads(err.value.read())
+    assert err.value.code == 400
+    assert 'strict decoding error: unknown field "spec.bogus", unknown field "spec.serviceRef.nme"' in body["message"]
 
 
 def test_strategic_merge_of_pod_conditions(core: Any) -> None:
@@ -345,14 +555,15 @@ def test_json_patch_and_merge_patch(core: Any, custom: Any) -> None:
 
     custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
     obj = custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t",
-                                                {"spec": {"port": None, "zones": ["a"]}})
-    assert obj["spec"] == {"zones": ["a"]}
+                                                {"spec": {"ipFamily": None, "target": {"memory": {"name": "b"}}}})
+    # The merge patch removed ipFamily; the CRD's default puts it back, as the API server does.
+    assert obj["spec"]["target"] == {"memory": {"name": "b"}} and obj["spec"]["ipFamily"] == "IPv4"
 
 
 def test_strategic_merge_on_custom_resource_is_unsupported(custom: Any) -> None:
     custom.create_namespaced_custom_object(*TB, NS, "targetbindings", binding("t"))
     with pytest.raises(ApiException) as err:
-        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"port": 1}},
+        custom.patch_namespaced_custom_object(*TB, NS, "targetbindings", "t", {"spec": {"serviceRef": {"port": 1}}},
                                               _content_type="application/strategic-merge-patch+json")
     assert err.value.status == 415
 
@@ -410,8 +621,9 @@ def test_put_preconditions_on_custom_resources(custom: Any) -> None:
         custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", other_uid)
     assert err.value.status == 409
 
-    obj["spec"]["port"] = 90
-    assert custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)["spec"]["port"] == 90
+    obj["spec"]["serviceRef"]["port"] = 90
+    replaced = custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)
+    assert replaced["spec"]["serviceRef"]["port"] == 90
     with pytest.raises(ApiException) as err:
         custom.replace_namespaced_custom_object(*TB, NS, "targetbindings", "t", obj)  # now stale
     assert err.value.status == 409

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from negsync.kube.caches import Store, decode_pod
@@ -120,3 +122,143 @@ def test_api_errors_back_off_and_recover(kube: KubeApiEmulator, api_client: clie
     assert not watcher.synced.is_set()
     watcher.step()
     assert watcher.synced.is_set() and recorder.changes == [(None, "p0")]
+
+
+# -- lists as client-go makes them ----------------------------------------------------------------
+
+def list_queries(kube: KubeApiEmulator) -> list[dict[str, str]]:
+    return [r.query for r in kube.requests if r.path == "/api/v1/pods" and r.query.get("watch") != "true"]
+
+
+def test_first_list_asks_the_watch_cache_with_a_page_limit(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    for i in range(5):
+        kube.create(pod(f"p{i}", ip=f"10.0.0.{i + 1}"))
+    watcher = make_watcher(api_client, Recorder(), page_size=2)
+    watcher.relist()
+    # reflector.relistResourceVersion: "0" first; the pager always sends its limit; the watch cache
+    # answers whole, so one request holds all five.
+    (query,) = list_queries(kube)
+    assert query["resourceVersion"] == "0" and query["limit"] == "2"
+    assert len(watcher.store) == 5 and watcher.resource_version == str(kube.resource_version)
+
+
+def test_a_server_that_pages_is_followed_and_paging_is_kept(api_client: client.ApiClient) -> None:
+    with KubeApiEmulator(bookmark_interval=0.2, watch_cache=False) as kube:
+        api = client.ApiClient(kube.client_configuration())
+        for i in range(5):
+            kube.create(pod(f"p{i}", ip=f"10.0.0.{i + 1}"))
+        recorder = Recorder()
+        watcher = make_watcher(api, recorder, page_size=2, watch_timeout=1)
+        watcher.relist()
+        queries = list_queries(kube)
+        assert [q.get("limit") for q in queries] == ["2", "2", "2"]
+        assert queries[0]["resourceVersion"] == "0" and "continue" not in queries[0]
+        # pager.go: continuations carry the token and no resourceVersion.
+        assert all(q.get("continue") and "resourceVersion" not in q for q in queries[1:])
+        assert len(watcher.store) == 5 and len(recorder.changes) == 5
+        # After a 410 the relist is "not older than" the last version seen, still paged
+        # (reflector: paginatedResult), so this server answers it from storage at that version.
+        last = watcher.resource_version
+        kube.create(pod("p9", ip="10.0.0.9"))
+        kube.compact()
+        kube.clear_requests()
+        watcher.step()
+        watcher.step()
+        relist = list_queries(kube)
+        assert relist[0]["limit"] == "2"
+        assert relist[0]["resourceVersion"] in (last, str(kube.resource_version))
+        assert {p.name for p in watcher.store.values()} == {f"p{i}" for i in range(5)} | {"p9"}
+        api.close()
+
+
+def test_relist_after_410_is_not_older_than_the_last_version_seen_and_unpaged(
+        kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(pod("p0", ip="10.0.0.1"))
+    watcher = make_watcher(api_client, Recorder(), watch_timeout=1, page_size=2)
+    watcher.relist()
+    kube.create(pod("p1", ip="10.0.0.2"))
+    watcher.step()  # the watch sees p1, then times out
+    seen = watcher.resource_version
+    assert seen == str(kube.resource_version)
+    kube.create(pod("p2", ip="10.0.0.3"))
+    kube.compact()
+    kube.clear_requests()
+    watcher.step()  # 410
+    watcher.step()  # relist
+    (query,) = list_queries(kube)
+    assert query == {"resourceVersion": seen}  # no limit: served by the watch cache, not etcd
+    assert {p.name for p in watcher.store.values()} == {"p0", "p1", "p2"}
+
+
+def test_a_too_large_relist_falls_back_to_a_consistent_list(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    for i in range(3):
+        kube.create(pod(f"p{i}", ip=f"10.0.0.{i + 1}"))
+    watcher = make_watcher(api_client, Recorder(), watch_timeout=1, page_size=2)
+    watcher.relist()
+    seen = watcher.resource_version
+    # This API server's watch cache lags behind the version the watcher saw (another replica, a
+    # restart): its "not older than" read answers 504 Too large resource version.
+    kube.inject("GET", r"^/api/v1/pods$", 504, message=f"Timeout: Too large resource version: {seen}, current: 1")
+    kube.create(pod("p3", ip="10.0.0.4"))
+    kube.clear_requests()
+    watcher.resource_version = None  # as after a 410 on the watch
+    watcher.relist()
+    # reflector: isTooLargeResourceVersionError -> lastSyncResourceVersionUnavailable -> list again at
+    # once with resourceVersion "" (unpaged, as the failed "not older than" attempt was).
+    assert list_queries(kube) == [{"resourceVersion": seen}, {}]
+    assert {p.name for p in watcher.store.values()} == {"p0", "p1", "p2", "p3"}
+    # Once a list succeeded the last version is trusted again.
+    kube.clear_requests()
+    watcher.relist()
+    assert list_queries(kube) == [{"resourceVersion": str(kube.resource_version)}]
+
+
+def test_an_expired_continue_token_restarts_as_one_full_list(api_client: client.ApiClient) -> None:
+    with KubeApiEmulator(bookmark_interval=0.2, watch_cache=False) as kube:
+        api = client.ApiClient(kube.client_configuration())
+        core = client.CoreV1Api(api)
+        for i in range(5):
+            kube.create(pod(f"p{i}", ip=f"10.0.0.{i + 1}"))
+
+        def list_all(**kwargs: Any) -> Any:
+            if kwargs.get("_continue"):
+                kube.create(pod("late", ip="10.0.0.99"))
+                kube.compact()  # the first page's snapshot is gone before the second page is read
+            return core.list_pod_for_all_namespaces(**kwargs)
+
+        kind = ResourceKind("pods", list_all, core.list_namespaced_pod, decode_pod)
+        recorder = Recorder()
+        watcher = Watcher(kind=kind, store=Store(), on_change=recorder, page_size=2)
+        watcher.relist()
+        queries = list_queries(kube)
+        assert [(q.get("limit"), bool(q.get("continue"))) for q in queries] == [("2", False), ("2", True), (None, False)]
+        assert queries[2] == {"resourceVersion": "0"}  # pager FullListIfExpired: original options, no limit
+        assert {p.name for p in watcher.store.values()} == {f"p{i}" for i in range(5)} | {"late"}
+        assert len(recorder.changes) == 6  # the discarded first page reported nothing
+        api.close()
+
+
+def test_list_items_are_decoded_across_any_chunk_boundary() -> None:
+    from negsync.kube.watching import _list_items
+
+    items = [{"metadata": {"name": f"p{i}", "annotations": {"note": 'braces } ] { [ and "quotes" and ünïcödé 🚀'}},
+              "spec": {"n": 12345678901234567890, "f": -1.5e-3, "ok": True, "none": None, "list": [1, [2, {}]]}}
+             for i in range(4)]
+    document = {"kind": "PodList", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "42", "continue": "tok", "remainingItemCount": 7}, "items": items}
+    for text in (json.dumps(document), json.dumps(document, indent=2), json.dumps({**document, "metadata": document["metadata"]},
+                                                                             separators=(",", ":"))):
+        data = text.encode()
+        for size in (1, 2, 5, 17, 4096, len(data)):
+            meta: dict[str, Any] = {}
+            decoded = list(_list_items((data[i:i + size] for i in range(0, len(data), size)), meta))
+            assert decoded == items, size
+            assert meta == document["metadata"]
+    # Items after metadata, before it, absent or null.
+    for doc in ({"items": items[:1], "metadata": {"resourceVersion": "1"}}, {"metadata": {"resourceVersion": "1"}},
+                {"items": None, "metadata": {"resourceVersion": "1"}}, {"items": [], "metadata": {}}):
+        meta = {}
+        assert list(_list_items([json.dumps(doc).encode()], meta)) == (doc.get("items") or [])
+        assert meta == doc["metadata"]
+    with pytest.raises(ValueError):
+        list(_list_items([b'{"items": [{"a": 1}'], {}))

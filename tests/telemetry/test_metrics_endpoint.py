@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice
-from tests.telemetry.harness import GATE, ControllerProcess, seed, wait_for
+from tests.kube.test_webhook import webhook_configuration
+from tests.telemetry.harness import GATE, ControllerProcess, free_port, http_get, seed, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,6 +41,12 @@ REQUIRED = {
     "negsync_gate_latency_seconds": "histogram",
     "negsync_detach_latency_seconds": "histogram",
     "negsync_leader": "gauge",
+    "negsync_webhook_requests_total": "counter",
+    "negsync_webhook_certificate_expiry_timestamp_seconds": "gauge",
+    "negsync_webhook_trusted": "gauge",
+    "negsync_drain_wait_responses_total": "counter",
+    "negsync_drain_waiters": "gauge",
+    "negsync_process_resident_memory_bytes": "gauge",
 }
 
 
@@ -87,11 +94,14 @@ def count(text: str, family: str, **labels: str) -> float:
 
 def test_metrics_endpoint_shows_every_documented_metric(kube: KubeApiEmulator) -> None:
     seed(kube, IPS, target={"memory": {"name": "x"}}, gate=True)
+    kube.create(webhook_configuration())  # the webhook serves and puts its CA in (trust and expiry metrics)
     ctl = ControllerProcess(kube, "--provider", "memory", "--log-level", "debug", "--memory-attach-delay", "0.3s",
-                            "--health-poll-interval", "0.2s", "--sync-min-interval", "0")
+                            "--health-poll-interval", "0.2s", "--sync-min-interval", "0",
+                            "--webhook-addr", f"127.0.0.1:{free_port()}")
     ctl.start()
     try:
         ctl.wait_ready()
+        assert http_get(ctl.url("/drain-wait?pod=shop/nope&timeout=1"))[0] == 404
         # Gates flip only once the provider reports the members healthy.
         wait_for(lambda: all(gate_status(kube, f"web-{i}") == "True" for i in range(len(IPS))), timeout=15,
                  what="all gates True", describe=ctl.tail)
@@ -136,6 +146,9 @@ def test_metrics_endpoint_shows_every_documented_metric(kube: KubeApiEmulator) -
         assert degraded == [0]
         assert [v for *_, v in found["negsync_leader"][1]] == [1]
         assert [v for *_, v in found["negsync_queue_depth"][1]] == [0]
+        assert [v for *_, v in found["negsync_webhook_trusted"][1]] == [1]
+        assert [(labels["code"], v) for _, labels, v in found["negsync_drain_wait_responses_total"][1]] == [("404", 1)]
+        assert 10 << 20 < found["negsync_process_resident_memory_bytes"][1][0][2] < 1 << 30
 
         code = ctl.terminate(timeout=10)
     finally:

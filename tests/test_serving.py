@@ -1,0 +1,194 @@
+"""/healthz fails on a wedged loop, /readyz runs its extra checks, and replies leave without a Nagle stall."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from negsync.controller import Controller, Settings
+from negsync.core.heartbeat import Heartbeats
+from negsync.core.latency import Fixed
+from negsync.kube.watching import Watcher
+from negsync.providers.memory import MemoryProvider
+from negsync.serving import Servers
+from tests.emulators.kubeapi import KubeApiEmulator
+from tests.kube.conftest import binding, endpoint_slice, pod, service
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+    return value
+
+
+class FakeController:
+    synced = True
+    ready = True
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def wedged(self) -> list[str]:
+        return self.problems
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeController, Servers]]:
+    controller = FakeController()
+    servers = Servers(controller=controller, health_addr="127.0.0.1:0", telemetry=None)
+    servers.start()
+    try:
+        yield controller, servers
+    finally:
+        servers.stop()
+
+
+# -- heartbeats (virtual time) -----------------------------------------------------------------
+
+
+def test_heartbeat_deadlines() -> None:
+    now = [0.0]
+    beats = Heartbeats(now=lambda: now[0])
+    beats.beat("worker-0", within=10)
+    beats.beat("watch-pods", within=100)
+    now[0] = 10.0
+    assert beats.stale() == []  # exactly at the deadline is still on time
+    now[0] = 10.5
+    assert [s.name for s in beats.stale()] == ["worker-0"]
+    beats.idle("worker-0")  # waiting on an empty queue is not being wedged
+    assert beats.stale() == []
+    now[0] = 200.0
+    assert [str(s) for s in beats.stale()] == ["watch-pods (no progress for 200s)"]
+    beats.forget("watch-pods")
+    assert beats.stale() == []
+
+
+# -- the endpoints -----------------------------------------------------------------------------
+
+
+def test_healthz_fails_while_a_loop_is_wedged(fake: tuple[FakeController, Servers]) -> None:
+    controller, servers = fake
+    assert get(servers.ports[0], "/healthz") == (200, "ok\n")
+    controller.problems = ["negsync-worker-1 (no progress for 400s)"]
+    status, text = get(servers.ports[0], "/healthz")
+    assert status == 500 and "negsync-worker-1" in text
+
+
+def test_readyz_runs_every_extra_check(fake: tuple[FakeController, Servers]) -> None:
+    _, servers = fake
+    verdict: list[str | None] = [None]
+    servers.readiness_checks.append(lambda: verdict[0])
+    assert get(servers.ports[0], "/readyz")[0] == 200
+    verdict[0] = "webhook CA not in the caBundle of negsync"
+    assert get(servers.ports[0], "/readyz") == (503, "not ready: webhook CA not in the caBundle of negsync\n")
+
+
+def test_accepted_sockets_have_nagle_disabled(fake: tuple[FakeController, Servers]) -> None:
+    """The headers-then-body reply must not wait for the client's delayed ACK (REVIEW-FINDINGS: ~46 ms per call)."""
+    _, servers = fake
+    server = servers.servers[0]
+    accepted: list[int] = []
+    original = server.get_request
+
+    def spy() -> tuple[Any, Any]:
+        request = original()
+        accepted.append(request[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return request
+
+    server.get_request = spy  # type: ignore[method-assign]
+    assert get(servers.ports[0], "/healthz")[0] == 200
+    assert accepted and accepted[0] != 0
+
+
+# -- a real controller -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def running(kube: KubeApiEmulator, api_client: client.ApiClient) -> Iterator[tuple[Controller, Servers]]:
+    provider = MemoryProvider(call_latency=Fixed(0.0))
+    settings = Settings(workers=1, sync_min_interval=0.0, health_poll_interval=0.1, identity="t", watch_timeout=5)
+    controller = Controller(api_client=api_client, provider=provider, settings=settings)
+    servers = Servers(controller=controller, health_addr="127.0.0.1:0", telemetry=None)
+    yield controller, servers
+    servers.stop()
+    controller.stop(timeout=5)
+
+
+def seed(kube: KubeApiEmulator) -> None:
+    kube.create(service())
+    kube.create(pod("web-0", ip="10.1.0.1"))
+    kube.create(endpoint_slice("web-abc", ["10.1.0.1"], pods={"10.1.0.1": "web-0"}))
+    kube.create(binding(gate=False))
+
+
+def test_a_worker_stuck_in_one_reconcile_fails_liveness(kube: KubeApiEmulator,
+                                                        running: tuple[Controller, Servers]) -> None:
+    controller, servers = running
+    release = threading.Event()
+    entered = threading.Event()
+    real = controller.reconcile
+
+    def stuck(key: Any) -> Any:
+        entered.set()
+        release.wait(10)  # a call without a timeout, a deadlock: the worker never takes the next key
+        return real(key)
+
+    controller.reconcile = stuck  # type: ignore[method-assign]
+    controller.reconcile_deadline = 0.3
+    controller.start()
+    servers.start()
+    port = servers.ports[0]
+    try:
+        seed(kube)
+        assert entered.wait(10)
+        assert get(port, "/healthz")[0] == 200  # within its deadline: busy, not wedged
+        _status, text = wait_for(lambda: (r := get(port, "/healthz"))[0] == 500 and r)
+        assert "negsync-worker-0" in text
+    finally:
+        release.set()
+    wait_for(lambda: get(port, "/healthz")[0] == 200)  # it recovered: idle workers are healthy
+
+
+def test_a_watcher_stuck_in_its_handler_fails_liveness(kube: KubeApiEmulator, running: tuple[Controller, Servers],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    controller, servers = running
+    release = threading.Event()
+    (pods,) = [w for w in controller.watchers if w.kind.name == "pods"]
+    # A short deadline for the pod watcher only: the others' healthy streams last up to watch_timeout.
+    monkeypatch.setattr(Watcher, "step_deadline", property(lambda self: 0.3 if self is pods else 60.0))
+    real_step = pods.step
+    calls = [0]
+
+    def step(stop: Any = None) -> None:
+        calls[0] += 1
+        if calls[0] == 2:  # the first list works (caches sync), then an event handler hangs
+            release.wait(10)
+        real_step(stop)
+
+    pods.step = step  # type: ignore[method-assign]
+    controller.start()
+    servers.start()
+    port = servers.ports[0]
+    try:
+        _status, text = wait_for(lambda: (r := get(port, "/healthz"))[0] == 500 and r)
+        assert text.startswith("wedged: watch-pods (no progress for ")
+    finally:
+        release.set()
