@@ -1895,7 +1895,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, discovery.to_table(
             items, printer_columns=columns, resource_version=rv,
             include_object=query.get("includeObject") or "Metadata",
-            continue_token=continue_token, remaining=remaining))
+            continue_token=continue_token, remaining=remaining, kind=rt.kind if not rt.custom else ""))
 
     # ---------------------------------------------------------------- watch
 
