@@ -807,3 +807,22 @@ def test_kubeconfig_points_at_the_emulator(emu: KubeApiEmulator, tmp_path: Path)
     configuration.no_proxy = "127.0.0.1,localhost"
     with client.ApiClient(configuration) as api:
         assert client.CoreV1Api(api).list_namespace().items == []
+
+
+def test_writes_carry_managed_fields_like_a_real_server(emu: KubeApiEmulator, core: Any) -> None:
+    """Objects weigh what they weigh on a cluster: every write is attributed to a field manager."""
+    created = core.create_namespaced_pod(NS, pod("a", labels={"app": "web"}))
+    (entry,) = created.metadata.managed_fields
+    assert entry.manager == "OpenAPI-Generator" and entry.operation == "Update"  # the client's User-Agent
+    assert "f:containers" in entry.fields_v1["f:spec"] and 'k:{"name":"app"}' in entry.fields_v1["f:spec"]["f:containers"]
+    rv = created.metadata.resource_version
+    core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                                     field_manager="kubelet")
+    stored = emu.get("v1", "Pod", NS, "a")
+    assert stored is not None
+    managers = {(e["manager"], e.get("subresource")) for e in stored["metadata"]["managedFields"]}
+    assert managers == {("OpenAPI-Generator", None), ("kubelet", "status")}
+    # A write that changes nothing changes nothing, managedFields included.
+    again = core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                                             field_manager="kubelet")
+    assert again.metadata.resource_version == stored["metadata"]["resourceVersion"] != rv
