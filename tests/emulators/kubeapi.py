@@ -1897,6 +1897,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path, query, ctype, body)
         except ApiError as err:
             self._send_json(err.code, err.status)
+        except OSError:
+            raise  # the client went away: nothing to answer (handled by the server loop)
         except Exception as exc:
             # An emulator bug answers 500 with its cause instead of a silently dropped connection.
             self._send_json(500, ApiError(500, "InternalError", f"emulator error: {exc!r}").status)
