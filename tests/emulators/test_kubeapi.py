@@ -251,6 +251,7 @@ def test_too_large_resource_version(emu: KubeApiEmulator, api: client.ApiClient,
     assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
     assert raw_list(api, CM_PATH, resourceVersion=str(future), limit=10)[0] == 504
     # A list that the store catches up with in time succeeds.
+    emu.too_large_wait = 5.0
     threading.Timer(0.05, lambda: core.create_namespaced_config_map(NS, configmap("a"))).start()
     assert raw_list(api, CM_PATH, resourceVersion=str(emu.resource_version + 1))[0] == 200
 
