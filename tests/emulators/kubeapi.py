@@ -70,6 +70,9 @@ Copied from kube-apiserver
   (``tests/emulators/kube_admission.py``); custom resources validated against
   the CRD's schema and CEL rules, defaulted, pruned or refused under
   ``fieldValidation=Strict`` (``tests/emulators/kube_schema.py``);
+* pod validation where negsync writes: readiness gates are qualified names
+  and immutable, status conditions are qualified names with status
+  True/False/Unknown (``_validate_pod``);
 * ``metadata.managedFields`` written for every HTTP write (the manager from
   ``fieldManager`` or the User-Agent), so objects weigh what they weigh on a
   cluster;
@@ -85,7 +88,8 @@ Not copied (known gaps)
   creates only (no UPDATE/DELETE admission, no validating webhooks, no
   built-in admission plugins such as NamespaceLifecycle).  Schema validation,
   defaulting and pruning exist for custom resources only; built-in kinds are
-  stored verbatim (names are not validated).  Python-side writes (``create``,
+  stored verbatim apart from the pod checks listed above (names are not
+  validated).  Python-side writes (``create``,
   ``update``, ``patch``) are the test's own etcd: no admission, no validation,
   no managedFields.
 * Pods are deleted at once (no graceful termination period, there is no
@@ -811,6 +815,61 @@ def _crd_status(crd: JSON) -> JSON:
     }
 
 
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _qualified_name_errors(value: str) -> list[str]:
+    """apimachinery ``validation.IsQualifiedName``: [DNS-1123 subdomain "/"] name (63 chars)."""
+    prefix, _, name = value.rpartition("/")
+    errors: list[str] = []
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        errors.append("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                      "characters, '-' or '.', and must start and end with an alphanumeric character")
+    if not name:
+        errors.append("name part must be non-empty")
+    elif len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    elif not _QUALIFIED_NAME.match(name):
+        errors.append("name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+                      "and end with an alphanumeric character")
+    return errors
+
+
+def _validate_pod(pod: JSON, *, old: JSON | None, status_only: bool) -> None:
+    """The parts of pod validation negsync's writes meet (kubernetes pkg/apis/core/validation):
+    readiness gates are qualified names and immutable after create (``ValidateReadinessGates``,
+    ``ValidatePodUpdate``), condition types are qualified names with status True/False/Unknown
+    (``validatePodConditions``, on status writes)."""
+    name = str((pod.get("metadata") or {}).get("name") or "")
+    causes: list[tuple[str, Any, str]] = []
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not status_only:
+        for i, gate in enumerate(spec.get("readinessGates") or []):
+            value = str((gate or {}).get("conditionType") or "")
+            causes += [(f"spec.readinessGates[{i}].conditionType", value, e) for e in _qualified_name_errors(value)]
+        if old is not None and spec.get("readinessGates") != (old.get("spec") or {}).get("readinessGates"):
+            causes.append(("spec", "", "Forbidden: pod updates may not change fields other than `spec.containers[*]"
+                                       ".image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                                       "`spec.tolerations` (only additions to existing tolerations), "
+                                       "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                                       "previously negative)"))
+    else:
+        for i, condition in enumerate(status.get("conditions") or []):
+            ctype = str((condition or {}).get("type") or "")
+            causes += [(f"status.conditions[{i}].type", ctype, e) for e in _qualified_name_errors(ctype)]
+            if (condition or {}).get("status") not in ("True", "False", "Unknown"):
+                causes.append((f"status.conditions[{i}].status", (condition or {}).get("status"),
+                               'supported values: "False", "True", "Unknown"'))
+    if causes:
+        path, value, detail = causes[0]
+        details: JSON = {"name": name, "kind": "Pod", "causes": [
+            {"reason": "FieldValueInvalid", "message": f"Invalid value: {json.dumps(v)}: {d}", "field": p}
+            for p, v, d in causes]}
+        raise ApiError(422, "Invalid", f'Pod "{name}" is invalid: {path}: Invalid value: {json.dumps(value)}: '
+                                       f"{detail}", details)
+
+
 def _storage_key(obj: JSON) -> str:
     """The object's etcd key below the resource prefix: lists come back in this byte order."""
     meta = obj.get("metadata") or {}
@@ -1487,6 +1546,8 @@ class KubeApiEmulator:
         if validation is not None and rt.custom:
             body = self._validate_custom(rt, body, None, validation)
             meta = body["metadata"]
+        if validation is not None and rt.plural == "pods":
+            _validate_pod(body, old=None, status_only=False)
         if manager:
             meta["managedFields"] = _managed_entry([], manager=manager, api_version=rt.api_version,
                                                    subresource=None, fields=_fields_v1(body, None))
@@ -1611,6 +1672,8 @@ class KubeApiEmulator:
                                "added if the object is being deleted")
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
+        if validation is not None and rt.plural == "pods":
+            _validate_pod(new, old=old, status_only=subresource == "status")
         compare_old = old
         if validation is not None and rt.custom:
             new = self._validate_custom(rt, new, old, validation,

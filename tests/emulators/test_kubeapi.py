@@ -827,3 +827,28 @@ def test_writes_carry_managed_fields_like_a_real_server(emu: KubeApiEmulator, co
     again = core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
                                              field_manager="kubelet")
     assert again.metadata.resource_version == stored["metadata"]["resourceVersion"] != rv
+
+
+def test_pod_readiness_gates_and_conditions_are_validated(core: Any) -> None:
+    """What the API server refuses of negsync's pod writes: a gate that is no qualified name (a
+    binding name over 63 characters), a gate added after creation, a condition status not in
+    True/False/Unknown."""
+    long_gate = "target-health.negsync.io/" + "b" * 64
+    bad = pod("a")
+    bad["spec"]["readinessGates"] = [{"conditionType": long_gate}]
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod(NS, bad)
+    assert err.value.status == 422
+    assert status_of(err.value)["details"]["causes"][0]["field"] == "spec.readinessGates[0].conditionType"
+    good = pod("b")
+    good["spec"]["readinessGates"] = [{"conditionType": "target-health.negsync.io/web"}]
+    core.create_namespaced_pod(NS, good)
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod("b", NS, {"spec": {"readinessGates": [{"conditionType": "x.io/y"}]}})
+    assert err.value.status == 422
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod_status("b", NS, {"status": {"conditions": [
+            {"type": "target-health.negsync.io/web", "status": "true"}]}})
+    assert status_of(err.value)["details"]["causes"][0]["field"] == "status.conditions[0].status"
+    core.patch_namespaced_pod_status("b", NS, {"status": {"conditions": [
+        {"type": "target-health.negsync.io/web", "status": "True", "reason": "LoadBalancerHealthy"}]}})
