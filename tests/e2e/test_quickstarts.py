@@ -19,6 +19,7 @@ import base64
 import re
 import secrets
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,7 +251,7 @@ def test_the_gke_quickstart_runs_against_the_emulator(cluster: KubeApiEmulator, 
         wait_for(lambda: (cluster.get("coordination.k8s.io/v1", "Lease", "negsync-system", "negsync-controller")
                           or {}).get("spec", {}).get("holderIdentity"), timeout=30, what="a leader")
         for command in step(lambda c: "get lease negsync-controller" in c):
-            assert run(command).strip().startswith(socket_hostname())
+            assert run(command).strip().startswith(socket.gethostname())
         # The webhook's CA is in the caBundle before any workload pod is created.
         wait_for(lambda: ((cluster.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None,
                                        "negsync") or {}).get("webhooks") or [{}])[0].get("clientConfig", {})
@@ -301,12 +302,6 @@ def test_the_gke_quickstart_runs_against_the_emulator(cluster: KubeApiEmulator, 
         world.close()
         if controller is not None:
             stop(controller)
-
-
-def socket_hostname() -> str:
-    import socket
-
-    return socket.gethostname()
 
 
 def test_the_eks_quickstart_install_and_binding_apply(cluster: KubeApiEmulator, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ kubectl accepts *and* that says what kube-apiserver says; the sources:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -280,8 +281,6 @@ def _cell(column_type: str, value: Any, now: datetime) -> Any:
 
 
 def _print(value: Any) -> str:
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value)
