@@ -117,7 +117,6 @@ class Watcher(Generic[R]):
         self._paginated = False
         self.synced = threading.Event()
         self.relists = 0
-        self.list_requests = 0
         self._response: Any = None
         self._interrupted = False
 
@@ -203,7 +202,6 @@ class Watcher(Generic[R]):
             paged = True
 
     def _list_page(self, kwargs: dict[str, Any], records: dict[Key, Any]) -> dict[str, Any]:
-        self.list_requests += 1
         response = self._call(**kwargs)
         try:
             meta: dict[str, Any] = {}

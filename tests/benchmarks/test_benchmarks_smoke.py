@@ -5,6 +5,7 @@ nothing; docs/performance.md has the measured ones.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,18 @@ def test_cold_start_syncs_every_target() -> None:
     _rows_ok(rows)
     assert next(r for r in rows if r.metric == "every target in sync").met is True
     assert next(r for r in rows if r.metric.startswith("cloud calls")).figure.startswith("1.00x")
+
+
+def test_cold_start_memory_reads_the_deployment_limit_and_measures_the_cli() -> None:
+    from benchmarks import coldmem
+
+    assert coldmem.memory_limit_bytes() == 512 * 2**20  # deploy/base/deployment.yaml
+    pod = coldmem.realistic_pod(7)
+    assert 5_000 <= len(json.dumps(pod, separators=(",", ":"))) <= 8_000
+    rows = coldmem.run(repeat=1, pods=100, timeout=60.0)
+    _rows_ok(rows)
+    peak = next(r for r in rows if r.metric.startswith("peak RSS of the controller"))
+    assert peak.met is True and 30 <= int(peak.figure.split()[0]) < 512
 
 
 def test_simulator_rows_agree() -> None:

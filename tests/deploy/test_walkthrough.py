@@ -29,6 +29,7 @@ CRD removed, leaving nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -40,6 +41,7 @@ import yaml
 
 from tests.deploy.test_manifests import REPO
 from tests.emulators.compute import FakeCompute
+from tests.e2e.test_cli_gcp import isolated_env
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
@@ -256,6 +258,12 @@ def run(commands: list[str], kubectl: Kubectl, cluster: Cluster, workdir: Path, 
     assert cloud_clean()
 
 
+def key_file(fake: FakeCompute, tmp: Path, project: str) -> Path:
+    path = tmp / "negsync-sa.json"
+    path.write_text(json.dumps(fake.service_account_key(project=project)))
+    return path
+
+
 def workdir_with(tmp_path: Path, binding: dict[str, Any]) -> Path:
     """A user's directory: the release files (as downloaded) and their edited TargetBinding."""
     work = tmp_path / "work"
@@ -285,9 +293,13 @@ def test_gke_walkthrough(kube: KubeApiEmulator, kubectl: Kubectl, tmp_path: Path
     project = example["spec"]["target"]["gcpNeg"]["project"]
     seed_application(kube, zone=GKE_ZONE, provider_id=f"gce://{project}/{GKE_ZONE}/gke-pool-1-n1")
     with FakeCompute() as fake:
-        cluster = Cluster(kube, ["--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous",
+        # The project as GKE leaves it: the node's VM, its subnetwork, the pod IPs in its alias range;
+        # the controller authenticates as the Deployment does on GKE (ADC), here with a key file.
+        fake.provision(project, GKE_ZONE, "gke-pool-1-n1", IPS)
+        credentials = isolated_env(tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(key_file(fake, tmp_path, project)))
+        cluster = Cluster(kube, ["--gcp-compute-endpoint", fake.api_endpoint,
                                  "--cluster-uid", "walkthrough-cluster", "--health-poll-interval", "0.2",
-                                 "--sync-min-interval", "0"], env={})
+                                 "--sync-min-interval", "0"], env=credentials)
 
         def holds() -> bool:
             return any(fake.endpoints(p, z, n) == {(ip, 8080) for ip in IPS} for p, z, n in fake.negs(project))

@@ -25,7 +25,9 @@ kubectl accepts *and* that says what kube-apiserver says; the sources:
   ``registry/customresource/tableconvertor/tableconvertor.go`` does (Name first, ``date``
   columns as a human age, missing values as null); built-in kinds get apiserver's default
   convertor columns (``apiserver/pkg/registry/rest/table.go``: Name, Created At), which is
-  sparser than the real per-kind printers but never wrong.  Each row carries the object as
+  sparser than the real per-kind printers but never wrong — except Pods, whose printer
+  (``pkg/printers/internalversion/printers.go`` ``printPod``: Ready, Status, Restarts, Age and,
+  for ``-o wide``, IP, Node, Nominated Node, Readiness Gates) the quickstarts rely on.  Each row carries the object as
   ``PartialObjectMetadata``, the default ``includeObject=Metadata``
   (``apiserver/pkg/endpoints/handlers/response.go``).
 """
@@ -33,6 +35,7 @@ kubectl accepts *and* that says what kube-apiserver says; the sources:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -151,11 +154,43 @@ _CREATED_COLUMN = {"name": "Created At", "type": "date", "format": "", "priority
                                   "when this object was created."}
 
 
+_POD_COLUMNS = [_NAME_COLUMN, *({"name": n, "type": "string", "format": "", "priority": p, "description": d}
+                                for n, p, d in (
+    ("Ready", 0, "The aggregate readiness state of this pod for accepting traffic."),
+    ("Status", 0, "The aggregate status of the containers in this pod."),
+    ("Restarts", 0, "The number of times the containers in this pod have been restarted."),
+    ("Age", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+    ("IP", 1, "IP address allocated to the pod. Routable at least within the cluster."),
+    ("Node", 1, "NodeName is a request to schedule this pod onto a specific node."),
+    ("Nominated Node", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
+    ("Readiness Gates", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+))]
+
+
+def _pod_cells(obj: JSON, now: datetime) -> list[Any]:
+    """kubernetes pkg/printers/internalversion/printers.go printPod, the columns kubectl shows."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    reason = status.get("reason") or status.get("phase") or "Unknown"
+    if meta.get("deletionTimestamp"):
+        reason = "Terminating"
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    gates = [g.get("conditionType") for g in spec.get("readinessGates") or []]
+    gate_text = f"{sum(1 for g in gates if conditions.get(g) == 'True')}/{len(gates)}" if gates else "<none>"
+    return [meta.get("name", ""), f"{ready}/{len(spec.get('containers') or [])}", reason, str(restarts),
+            _cell("date", meta.get("creationTimestamp"), now), status.get("podIP") or "<none>",
+            spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>", gate_text]
+
+
 def to_table(items: Sequence[JSON], *, printer_columns: Sequence[Mapping[str, Any]] | None,
              resource_version: str, include_object: str = "Metadata", now: datetime | None = None,
-             continue_token: str = "", remaining: int | None = None) -> JSON:
+             continue_token: str = "", remaining: int | None = None, kind: str = "") -> JSON:
     now = now or datetime.now(UTC)
-    if printer_columns is None:
+    if kind == "Pod" and printer_columns is None:
+        columns: list[JSON] = list(_POD_COLUMNS)
+    elif printer_columns is None:
         columns: list[JSON] = [_NAME_COLUMN, _CREATED_COLUMN]
     else:
         columns = [_NAME_COLUMN, *({
@@ -168,7 +203,9 @@ def to_table(items: Sequence[JSON], *, printer_columns: Sequence[Mapping[str, An
     for obj in items:
         meta = obj.get("metadata") or {}
         cells: list[Any] = [meta.get("name", "")]
-        if printer_columns is None:
+        if kind == "Pod" and printer_columns is None:
+            cells = _pod_cells(obj, now)
+        elif printer_columns is None:
             # DefaultTableConvertor writes the creation time itself; kubectl renders it as an age.
             cells.append(meta.get("creationTimestamp"))
         else:
@@ -244,8 +281,6 @@ def _cell(column_type: str, value: Any, now: datetime) -> Any:
 
 
 def _print(value: Any) -> str:
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value)

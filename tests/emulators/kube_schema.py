@@ -31,6 +31,7 @@ Messages follow kube-openapi's wording; only the field paths and reasons are rel
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -178,7 +179,7 @@ def prune_and_default(schema: Mapping[str, Any], value: Any, path: str, unknown:
                     del value[key]
         for key, sub in props.items():
             if key not in value and "default" in sub:
-                value[key] = _copy(sub["default"])
+                value[key] = copy.deepcopy(sub["default"])
             if key in value:
                 value[key] = prune_and_default(sub, value[key], _join(path, key), unknown)
         extra = schema.get("additionalProperties")
@@ -208,12 +209,6 @@ def value_at(obj: Any, path: str) -> Any:
                 return _ABSENT
             current = current[int(index)]
     return current
-
-
-def _copy(value: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(value)
 
 
 def validate(schema: Mapping[str, Any], value: Any, path: str, errors: list[FieldError], *,

@@ -1,7 +1,10 @@
-"""In-process Kubernetes API server emulator for tests (stdlib only).
+"""In-process Kubernetes API server emulator for tests.
 
-The real ``kubernetes`` Python client talks to this server over plain HTTP on
-127.0.0.1, so controller code can be tested end to end without a cluster.
+The real ``kubernetes`` Python client — and the real ``kubectl`` — talk to this
+server over HTTP (or HTTPS with a bearer token) on 127.0.0.1, so controller code
+can be tested end to end without a cluster.  The core is stdlib only; TLS
+certificates, CRD schemas (PyYAML) and CEL rules (cel-python) are imported when
+used.
 
 Design
 ------
@@ -64,14 +67,34 @@ Copied from kube-apiserver
 * finalizers: delete sets ``deletionTimestamp``; the write that empties the
   finalizers removes the object; no new finalizers once deletion started;
 * ``Status`` error bodies with reason, message, code and details;
+* HTTPS with a CA of its own and bearer-token authentication (401 before
+  routing), so clients can run on in-cluster configuration;
+* mutating admission webhooks called over HTTPS on create
+  (``tests/emulators/kube_admission.py``); custom resources validated against
+  the CRD's schema and CEL rules, defaulted, pruned or refused under
+  ``fieldValidation=Strict`` (``tests/emulators/kube_schema.py``);
+* pod validation where negsync writes: readiness gates are qualified names
+  and immutable, status conditions are qualified names with status
+  True/False/Unknown (``_validate_pod``);
+* ``metadata.managedFields`` written for every HTTP write (the manager from
+  ``fieldManager`` or the User-Agent), so objects weigh what they weigh on a
+  cluster;
 * timestamps in built-in types are re-encoded as Go would (``Z``, seconds for
   metav1.Time, microseconds for MicroTime fields such as ``renewTime``), so a
   read-modify-write of an unchanged object is a no-op, as on a real cluster.
 
 Not copied (known gaps)
 -----------------------
-* No authentication, authorization, admission, defaulting or schema
-  validation (names are not validated, unknown fields are stored verbatim).
+* Authentication is one optional bearer token (``token=``), over HTTPS with
+  the emulator's own CA when ``tls=True``; there is no authorization (RBAC is
+  checked statically by tests/deploy).  Mutating admission runs on HTTP
+  creates only (no UPDATE/DELETE admission, no validating webhooks, no
+  built-in admission plugins such as NamespaceLifecycle).  Schema validation,
+  defaulting and pruning exist for custom resources only; built-in kinds are
+  stored verbatim apart from the pod checks listed above (names are not
+  validated).  Python-side writes (``create``,
+  ``update``, ``patch``) are the test's own etcd: no admission, no validation,
+  no managedFields.
 * Pods are deleted at once (no graceful termination period, there is no
   kubelet); namespaces are deleted at once and do not cascade to contents.
 * core/v1 Events and events.k8s.io/v1 Events are stored separately, not as two
@@ -708,6 +731,75 @@ def _normalize_times(value: Any, key: str = "") -> Any:
     return value
 
 
+_SERVER_META = {"uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "name",
+                "namespace", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"}
+
+
+def _fields_v1(new: Any, old: Any, path: str = "") -> JSON:
+    """The FieldsV1 set of what ``new`` sets differently from ``old`` (everything when old is None).
+
+    Maps become ``f:<key>`` entries, list items with a strategic merge key ``k:{...}`` entries,
+    other lists are atomic (apimachinery ``managedfields``/structured-merge-diff encoding).
+    """
+    out: JSON = {}
+    if not isinstance(new, dict):
+        return out
+    for key, value in new.items():
+        if path == "" and key in ("apiVersion", "kind"):
+            continue
+        if path == "metadata" and key in _SERVER_META:
+            continue
+        before = old.get(key) if isinstance(old, dict) else None
+        if before == value:
+            continue
+        child = _join(path, key)
+        if isinstance(value, dict):
+            out[f"f:{key}"] = _fields_v1(value, before, child)
+            if before is None:
+                out[f"f:{key}"]["."] = {}
+        elif isinstance(value, list) and _SMP_MERGE_KEYS.get(child) and all(isinstance(i, dict) for i in value):
+            merge_key = _SMP_MERGE_KEYS[child]
+            old_items = {json.dumps(i.get(merge_key)): i for i in before or [] if isinstance(i, dict)}
+            items: JSON = {}
+            for item in value:
+                ident = json.dumps({merge_key: item.get(merge_key)}, separators=(",", ":"))
+                prev = old_items.get(json.dumps(item.get(merge_key)))
+                if prev != item:
+                    items[f"k:{ident}"] = {".": {}, **_fields_v1(item, prev, child)}
+            out[f"f:{key}"] = items
+        else:
+            out[f"f:{key}"] = {}
+    return out
+
+
+def _merge_sets(a: JSON, b: JSON) -> JSON:
+    merged = copy.deepcopy(a)
+    for key, value in b.items():
+        merged[key] = _merge_sets(merged.get(key) or {}, value)
+    return merged
+
+
+def _managed_entry(entries: list[JSON], *, manager: str, api_version: str, subresource: str | None,
+                   fields: JSON) -> list[JSON]:
+    """Record an Update by ``manager``: its entry (per manager, operation and subresource) gains
+    the fields it set, with the time of the write (apiserver ``fieldmanager``)."""
+    if not fields:
+        return entries
+    result = [copy.deepcopy(e) for e in entries]
+    for entry in result:
+        if (entry.get("manager"), entry.get("operation"), entry.get("subresource")) == (manager, "Update",
+                                                                                        subresource):
+            entry["fieldsV1"] = _merge_sets(entry.get("fieldsV1") or {}, fields)
+            entry["time"] = _now()
+            return result
+    entry: JSON = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": _now(),
+                   "fieldsType": "FieldsV1", "fieldsV1": fields}
+    if subresource:
+        entry["subresource"] = subresource
+    result.append(entry)
+    return result
+
+
 def _crd_status(crd: JSON) -> JSON:
     """What the naming and establishing controllers write once a CRD's names are accepted
     (apiextensions-apiserver pkg/controller/status/naming_controller.go, pkg/controller/establish):
@@ -724,6 +816,61 @@ def _crd_status(crd: JSON) -> JSON:
         ],
         "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
     }
+
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _qualified_name_errors(value: str) -> list[str]:
+    """apimachinery ``validation.IsQualifiedName``: [DNS-1123 subdomain "/"] name (63 chars)."""
+    prefix, _, name = value.rpartition("/")
+    errors: list[str] = []
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        errors.append("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                      "characters, '-' or '.', and must start and end with an alphanumeric character")
+    if not name:
+        errors.append("name part must be non-empty")
+    elif len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    elif not _QUALIFIED_NAME.match(name):
+        errors.append("name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+                      "and end with an alphanumeric character")
+    return errors
+
+
+def _validate_pod(pod: JSON, *, old: JSON | None, status_only: bool) -> None:
+    """The parts of pod validation negsync's writes meet (kubernetes pkg/apis/core/validation):
+    readiness gates are qualified names and immutable after create (``ValidateReadinessGates``,
+    ``ValidatePodUpdate``), condition types are qualified names with status True/False/Unknown
+    (``validatePodConditions``, on status writes)."""
+    name = str((pod.get("metadata") or {}).get("name") or "")
+    causes: list[tuple[str, Any, str]] = []
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not status_only:
+        for i, gate in enumerate(spec.get("readinessGates") or []):
+            value = str((gate or {}).get("conditionType") or "")
+            causes += [(f"spec.readinessGates[{i}].conditionType", value, e) for e in _qualified_name_errors(value)]
+        if old is not None and spec.get("readinessGates") != (old.get("spec") or {}).get("readinessGates"):
+            causes.append(("spec", "", "Forbidden: pod updates may not change fields other than `spec.containers[*]"
+                                       ".image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                                       "`spec.tolerations` (only additions to existing tolerations), "
+                                       "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                                       "previously negative)"))
+    else:
+        for i, condition in enumerate(status.get("conditions") or []):
+            ctype = str((condition or {}).get("type") or "")
+            causes += [(f"status.conditions[{i}].type", ctype, e) for e in _qualified_name_errors(ctype)]
+            if (condition or {}).get("status") not in ("True", "False", "Unknown"):
+                causes.append((f"status.conditions[{i}].status", (condition or {}).get("status"),
+                               'supported values: "False", "True", "Unknown"'))
+    if causes:
+        path, value, detail = causes[0]
+        details: JSON = {"name": name, "kind": "Pod", "causes": [
+            {"reason": "FieldValueInvalid", "message": f"Invalid value: {json.dumps(v)}: {d}", "field": p}
+            for p, v, d in causes]}
+        raise ApiError(422, "Invalid", f'Pod "{name}" is invalid: {path}: Invalid value: {json.dumps(value)}: '
+                                       f"{detail}", details)
 
 
 def _storage_key(obj: JSON) -> str:
@@ -1349,7 +1496,7 @@ class KubeApiEmulator:
         self._cond.notify_all()
 
     def _create(self, rt: ResourceType, namespace: str, body: JSON, *, reset_status: bool,
-                validation: str | None = None) -> JSON:
+                validation: str | None = None, manager: str | None = None) -> JSON:
         if body.get("apiVersion", rt.api_version) != rt.api_version or \
                 body.get("kind", rt.kind) != rt.kind:
             raise _bad_request(f"the API version in the data ({body.get('apiVersion')}) does "
@@ -1402,6 +1549,11 @@ class KubeApiEmulator:
         if validation is not None and rt.custom:
             body = self._validate_custom(rt, body, None, validation)
             meta = body["metadata"]
+        if validation is not None and rt.plural == "pods":
+            _validate_pod(body, old=None, status_only=False)
+        if manager:
+            meta["managedFields"] = _managed_entry([], manager=manager, api_version=rt.api_version,
+                                                   subresource=None, fields=_fields_v1(body, None))
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         self._objects[(rt.key, namespace, name)] = body
@@ -1418,7 +1570,7 @@ class KubeApiEmulator:
 
     def _update(self, rt: ResourceType, namespace: str, name: str, body: JSON,
                 subresource: str | None, *, lenient: bool = False,
-                validation: str | None = None) -> JSON:
+                validation: str | None = None, manager: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         if not isinstance(body, dict):
             raise _bad_request("request body must be a JSON object")
@@ -1434,10 +1586,11 @@ class KubeApiEmulator:
         if not rv and not (lenient or rt.unconditional_update):
             raise _invalid(rt, name, "metadata.resourceVersion", 0,
                            "must be specified for an update")
-        return self._commit(rt, old, body, subresource, validation=validation)
+        return self._commit(rt, old, body, subresource, validation=validation, manager=manager)
 
     def _patch(self, rt: ResourceType, namespace: str, name: str, content_type: str,
-               patch: Any, subresource: str | None, *, validation: str | None = None) -> JSON:
+               patch: Any, subresource: str | None, *, validation: str | None = None,
+               manager: str | None = None) -> JSON:
         old = self._existing(rt, namespace, name)
         ctype = content_type.split(";")[0].strip().lower()
         if ctype == "application/json-patch+json":
@@ -1471,10 +1624,10 @@ class KubeApiEmulator:
         if meta.get("name") != name:
             raise _bad_request(f"the name of the object ({meta.get('name')}) does not match "
                                f"the name on the URL ({name})")
-        return self._commit(rt, old, patched, subresource, validation=validation)
+        return self._commit(rt, old, patched, subresource, validation=validation, manager=manager)
 
     def _commit(self, rt: ResourceType, old: JSON, new: JSON, subresource: str | None, *,
-                validation: str | None = None) -> JSON:
+                validation: str | None = None, manager: str | None = None) -> JSON:
         """Apply update strategies, preconditions and store; no-op writes change nothing."""
         meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
         name = old_meta["name"]
@@ -1522,6 +1675,8 @@ class KubeApiEmulator:
                                "added if the object is being deleted")
         if not meta.get("finalizers"):
             meta.pop("finalizers", None)
+        if validation is not None and rt.plural == "pods":
+            _validate_pod(new, old=old, status_only=subresource == "status")
         compare_old = old
         if validation is not None and rt.custom:
             new = self._validate_custom(rt, new, old, validation,
@@ -1531,8 +1686,21 @@ class KubeApiEmulator:
             compare_old = self._defaulted(rt, old)
         if rt.has_generation and _spec_part(rt, new) != _spec_part(rt, compare_old):
             meta["generation"] = int(old_meta.get("generation", 0)) + 1
+        # managedFields are the server's: kept as stored, then the writer's entry is updated, and
+        # only when the write changed something (a no-op write leaves the object alone).
+        if "managedFields" in old_meta:
+            meta["managedFields"] = copy.deepcopy(old_meta["managedFields"])
+        else:
+            meta.pop("managedFields", None)
         if new == old:
             return copy.deepcopy(old)
+        if manager:
+            scope = ({"status": new.get("status")} if subresource == "status"
+                     else {k: v for k, v in new.items() if k != "status" or not rt.status_subresource})
+            old_scope = ({"status": old.get("status")} if subresource == "status" else old)
+            meta["managedFields"] = _managed_entry(old_meta.get("managedFields") or [], manager=manager,
+                                                   api_version=rt.api_version, subresource=subresource,
+                                                   fields=_fields_v1(scope, old_scope))
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         key = (rt.key, old_meta.get("namespace", ""), name)
@@ -1751,6 +1919,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise _bad_request("request body is not valid JSON") from None
 
+    def _field_manager(self, query: dict[str, str]) -> str:
+        """``fieldManager``, else the User-Agent up to its first "/" (apiserver
+        ``handlers.prefixFromUserAgent``), as every write is attributed to a manager."""
+        return query.get("fieldManager") or (self.headers.get("User-Agent") or "unknown").split("/")[0][:128]
+
     def _authenticated(self) -> bool:
         token = self.em.token
         if not token:
@@ -1790,6 +1963,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(method, path, query, ctype, body)
         except ApiError as err:
             self._send_json(err.code, err.status)
+        except OSError:
+            raise  # the client went away: nothing to answer (handled by the server loop)
         except Exception as exc:
             # An emulator bug answers 500 with its cause instead of a silently dropped connection.
             self._send_json(500, ApiError(500, "InternalError", f"emulator error: {exc!r}").status)
@@ -1864,7 +2039,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = em._admit_create(rt, ns_key, body)
                 with em._cond:
                     created = em._create(rt, ns_key, body, reset_status=True,
-                                         validation=query.get("fieldValidation", ""))
+                                         validation=query.get("fieldValidation", ""),
+                                         manager=self._field_manager(query))
                 self._send_json(201, created)
             else:
                 raise ApiError(405, "MethodNotAllowed",
@@ -1875,10 +2051,12 @@ class _Handler(BaseHTTPRequestHandler):
                 result = copy.deepcopy(em._existing(rt, ns_key, name))
             elif method == "PUT":
                 result = em._update(rt, ns_key, name, body, sub,
-                                    validation=query.get("fieldValidation", ""))
+                                    validation=query.get("fieldValidation", ""),
+                                    manager=self._field_manager(query))
             elif method == "PATCH":
                 result = em._patch(rt, ns_key, name, ctype or "", body, sub,
-                                   validation=query.get("fieldValidation", ""))
+                                   validation=query.get("fieldValidation", ""),
+                                   manager=self._field_manager(query))
             elif method == "DELETE" and sub is None:
                 result = em._delete(rt, ns_key, name, body if isinstance(body, dict) else {})
             else:
@@ -1898,7 +2076,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, discovery.to_table(
             items, printer_columns=columns, resource_version=rv,
             include_object=query.get("includeObject") or "Metadata",
-            continue_token=continue_token, remaining=remaining))
+            continue_token=continue_token, remaining=remaining, kind=rt.kind if not rt.custom else ""))
 
     # ---------------------------------------------------------------- watch
 

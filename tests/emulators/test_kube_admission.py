@@ -193,7 +193,7 @@ def test_timeout_seconds_bounds_the_call(kube: KubeApiEmulator, hook: StubWebhoo
     hook.mode = "sleep"
     started = time.monotonic()
     created = core.create_namespaced_pod("shop", new_pod("a"))
-    assert 0.9 <= time.monotonic() - started < 2.5
+    assert 0.9 <= time.monotonic() - started < 2.9  # cut at timeoutSeconds, not after the webhook's 3 s
     assert gates(created) == [] and "timed out" in kube.admission_calls[-1].outcome
 
 

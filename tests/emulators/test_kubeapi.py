@@ -251,6 +251,7 @@ def test_too_large_resource_version(emu: KubeApiEmulator, api: client.ApiClient,
     assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
     assert raw_list(api, CM_PATH, resourceVersion=str(future), limit=10)[0] == 504
     # A list that the store catches up with in time succeeds.
+    emu.too_large_wait = 5.0
     threading.Timer(0.05, lambda: core.create_namespaced_config_map(NS, configmap("a"))).start()
     assert raw_list(api, CM_PATH, resourceVersion=str(emu.resource_version + 1))[0] == 200
 
@@ -807,3 +808,47 @@ def test_kubeconfig_points_at_the_emulator(emu: KubeApiEmulator, tmp_path: Path)
     configuration.no_proxy = "127.0.0.1,localhost"
     with client.ApiClient(configuration) as api:
         assert client.CoreV1Api(api).list_namespace().items == []
+
+
+def test_writes_carry_managed_fields_like_a_real_server(emu: KubeApiEmulator, core: Any) -> None:
+    """Objects weigh what they weigh on a cluster: every write is attributed to a field manager."""
+    created = core.create_namespaced_pod(NS, pod("a", labels={"app": "web"}))
+    (entry,) = created.metadata.managed_fields
+    assert entry.manager == "OpenAPI-Generator" and entry.operation == "Update"  # the client's User-Agent
+    assert "f:containers" in entry.fields_v1["f:spec"] and 'k:{"name":"app"}' in entry.fields_v1["f:spec"]["f:containers"]
+    rv = created.metadata.resource_version
+    core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                                     field_manager="kubelet")
+    stored = emu.get("v1", "Pod", NS, "a")
+    assert stored is not None
+    managers = {(e["manager"], e.get("subresource")) for e in stored["metadata"]["managedFields"]}
+    assert managers == {("OpenAPI-Generator", None), ("kubelet", "status")}
+    # A write that changes nothing changes nothing, managedFields included.
+    again = core.patch_namespaced_pod_status("a", NS, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                                             field_manager="kubelet")
+    assert again.metadata.resource_version == stored["metadata"]["resourceVersion"] != rv
+
+
+def test_pod_readiness_gates_and_conditions_are_validated(core: Any) -> None:
+    """What the API server refuses of negsync's pod writes: a gate that is no qualified name (a
+    binding name over 63 characters), a gate added after creation, a condition status not in
+    True/False/Unknown."""
+    long_gate = "target-health.negsync.io/" + "b" * 64
+    bad = pod("a")
+    bad["spec"]["readinessGates"] = [{"conditionType": long_gate}]
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_pod(NS, bad)
+    assert err.value.status == 422
+    assert status_of(err.value)["details"]["causes"][0]["field"] == "spec.readinessGates[0].conditionType"
+    good = pod("b")
+    good["spec"]["readinessGates"] = [{"conditionType": "target-health.negsync.io/web"}]
+    core.create_namespaced_pod(NS, good)
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod("b", NS, {"spec": {"readinessGates": [{"conditionType": "x.io/y"}]}})
+    assert err.value.status == 422
+    with pytest.raises(ApiException) as err:
+        core.patch_namespaced_pod_status("b", NS, {"status": {"conditions": [
+            {"type": "target-health.negsync.io/web", "status": "true"}]}})
+    assert status_of(err.value)["details"]["causes"][0]["field"] == "status.conditions[0].status"
+    core.patch_namespaced_pod_status("b", NS, {"status": {"conditions": [
+        {"type": "target-health.negsync.io/web", "status": "True", "reason": "LoadBalancerHealthy"}]}})
