@@ -808,6 +808,10 @@ class GcpProvider:
             raise TransientError(f"{what}: credentials transport error: {exc}") from exc
         except google.auth.exceptions.RefreshError as exc:
             raise ProviderError(f"{what}: cannot refresh credentials: {exc}") from exc
+        except google.auth.exceptions.GoogleAuthError as exc:
+            # e.g. InvalidOperation: a 401 with credentials that cannot be refreshed (anonymous ones).
+            # An error of the call, not a crash of the reconcile.
+            raise ProviderError(f"{what}: credentials: {type(exc).__name__}: {exc}") from exc
         except (httplib2.HttpLib2Error, OSError) as exc:  # socket time-outs, resets, refused
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from exc
 

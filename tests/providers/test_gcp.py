@@ -890,3 +890,14 @@ def test_the_controller_wires_node_subnets_into_the_provider(fake: FakeCompute) 
     groups = provider.targets_for(binding=KEY, spec=target(subnetwork=""), endpoints=[endpoint])
     assert [r.name for r in groups] == [neg_name(prefix="k8s", cluster_uid=UID, binding=KEY, subnet="pool-b")]
     assert groups[next(iter(groups))] == {TargetEndpoint("192.168.1.5", 8080, "vm-b")}
+
+
+def test_a_401_with_credentials_that_cannot_refresh_is_a_provider_error_not_a_crash(
+        make: Callable[..., GcpProvider]) -> None:
+    """Seen in the walkthrough: anonymous credentials against an API that wants a token raised
+    google.auth's InvalidOperation out of the reconcile as a traceback."""
+    import google.auth.credentials
+
+    anonymous = make(credentials=google.auth.credentials.AnonymousCredentials())
+    with pytest.raises(ProviderError, match="credentials"):
+        anonymous.existing_targets(binding=KEY, spec=target())
