@@ -40,8 +40,8 @@ import pytest
 import yaml
 
 from tests.deploy.test_manifests import REPO
-from tests.emulators.compute import FakeCompute
 from tests.e2e.test_cli_gcp import isolated_env
+from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
