@@ -194,7 +194,9 @@ class Settings:
             lease_duration=args.leader_elect_lease_duration,
             renew_deadline=args.leader_elect_renew_deadline,
             retry_period=args.leader_elect_retry_period,
-            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            # The pod's name (downward API in deploy/base) says which replica leads; a random suffix
+            # keeps a restarted process distinct from its predecessor's still-valid Lease record.
+            identity=f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}",
             cluster_name=args.cluster_name,
         )
 

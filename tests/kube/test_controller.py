@@ -244,3 +244,18 @@ def test_a_gated_binding_whose_name_cannot_name_a_gate_says_so(kube: KubeApiEmul
     assert found["status"] == "False" and "63" in found["message"]
     assert any(e["reason"] == "NameTooLong" for e in kube.list_objects("v1", "Event", "shop"))
     assert provider.targets() == []  # not synced half-way without its gates
+
+
+def test_the_lease_identity_names_the_pod_as_the_deployment_promises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy/base sets POD_NAME from the downward API "for the leader-election identity"."""
+    import argparse
+
+    from negsync.controller import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    monkeypatch.setenv("POD_NAME", "negsync-7d9f8-abcde")
+    first = Settings.from_args(parser.parse_args(["--provider", "memory"]))
+    second = Settings.from_args(parser.parse_args(["--provider", "memory"]))
+    assert first.identity.startswith("negsync-7d9f8-abcde_")
+    assert first.identity != second.identity  # a restarted process never reuses its predecessor's identity
