@@ -8,7 +8,6 @@ the controller can only work if it trusts that CA and sends that token.
 from __future__ import annotations
 
 import secrets
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -73,7 +72,7 @@ def test_the_controller_runs_on_in_cluster_config(cluster: KubeApiEmulator, tmp_
         wait_for(gate_true, timeout=30, what="readiness gate True through the in-cluster API")
         lease = cluster.get("coordination.k8s.io/v1", "Lease", "negsync-system", "negsync-controller")
         # The identity is the host name (a pod's host name is its name), as client-go's.
-        assert lease is not None and lease["spec"]["holderIdentity"].startswith(socket.gethostname() + "_")
+        assert lease is not None and lease["spec"]["holderIdentity"].startswith("negsync-5d8f7c9b4-x2x9q_")  # POD_NAME
         # Nothing reached the server without the token (the emulator answers those 401 and records them).
         assert cluster.requests, "no request reached the API"
         with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=5) as ready:
