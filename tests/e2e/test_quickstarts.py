@@ -28,6 +28,7 @@ import pytest
 from kubernetes import client
 
 from tests.emulators.compute import FakeCompute
+from tests.emulators.gce_metadata import FakeMetadataServer
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.support.incluster import start_in_cluster, stop
 from tests.support.kubectl import REPO, Kubectl
@@ -92,7 +93,19 @@ def cluster() -> Iterator[KubeApiEmulator]:
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     with FakeCompute() as compute:
+        # The project behind the doc's cluster: its region's default subnetwork and one VM per node,
+        # the node's pod range (10.8.<i>.0/24) an alias range of that VM, as in a VPC-native cluster.
+        compute.add_subnetwork(ENV["PROJECT"], ENV["REGION"], "default", cidr="10.0.0.0/8")
+        for i, zone in enumerate(ZONES):
+            compute.add_instance(ENV["PROJECT"], zone, f"gke-demo-pool-{i}", alias_ranges=[f"10.8.{i}.0/24"])
         yield compute
+
+
+@pytest.fixture
+def metadata(fake: FakeCompute) -> Iterator[FakeMetadataServer]:
+    """GKE's metadata server: how the quickstart's Workload Identity hands the pod its Google token."""
+    with FakeMetadataServer(fake, project=ENV["PROJECT"]) as server:
+        yield server
 
 
 class Cluster:
@@ -201,12 +214,12 @@ def controller_args(kube: KubeApiEmulator, fake: FakeCompute, ports: dict[str, i
     args = list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     moved = {f"--{flag}-addr": f"127.0.0.1:{port}" for flag, port in ports.items()}
     args = [f"{a.split('=')[0]}={moved[a.split('=')[0]]}" if a.split("=")[0] in moved else a for a in args]
-    return [*args, "--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous", "--health-poll-interval", "0.2",
+    return [*args, "--gcp-compute-endpoint", fake.api_endpoint, "--health-poll-interval", "0.2",
             "--sync-min-interval", "0"]
 
 
 def test_the_gke_quickstart_runs_against_the_emulator(cluster: KubeApiEmulator, fake: FakeCompute,
-                                                      tmp_path: Path) -> None:
+                                                      metadata: FakeMetadataServer, tmp_path: Path) -> None:
     doc = REPO / "docs" / "quickstart-gke.md"
     commands = cluster_commands(doc)
     executed: list[str] = []
@@ -242,7 +255,8 @@ def test_the_gke_quickstart_runs_against_the_emulator(cluster: KubeApiEmulator, 
         # The doc's IAM step done wrong once: negsync must say so on the binding, not only in its log.
         fake.inject("compute.networkEndpointGroups.insert", 403, reason="forbidden",
                     message="Required 'compute.networkEndpointGroups.create' permission for 'projects/my-project'")
-        controller = start_in_cluster(cluster, tmp_path / "pod", *controller_args(cluster, fake, ports))
+        controller = start_in_cluster(cluster, tmp_path / "pod", *controller_args(cluster, fake, ports),
+                                      extra_env=metadata.environment())
         world.serve("negsync-system", "negsync", {"http": ports["health"], "webhook": ports["webhook"]})
         world.deployment_rolled_out("negsync-system", "negsync")
         for command in step(lambda c: "rollout status deploy/negsync" in c):
