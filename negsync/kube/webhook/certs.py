@@ -1,31 +1,4 @@
-"""The mutating admission webhook that injects negsync's readiness gates into new pods.
-
-What it does
-    On pod CREATE (and only then: ``readinessGates`` are immutable after creation) the API server
-    sends an ``admission.k8s.io/v1`` AdmissionReview.  :func:`mutate` answers with a JSON patch
-    adding ``{conditionType: target-health.negsync.io/<binding>}`` for every TargetBinding of the
-    pod's namespace that (a) has a valid spec with ``readinessGate: true``, (b) is not being
-    deleted, and (c) whose Service exists, has a selector that selects the pod and has the bound
-    port.  (b) and (c) mirror the controller's own preconditions: the controller writes a gate's
-    condition only for bindings it can reconcile, so a gate injected for any other binding would
-    keep the pod un-Ready forever.  Gates the pod already declares are never added twice, so a
-    re-invocation is harmless.  A gate whose condition type would be invalid (binding name longer
-    than 63 characters) is skipped: the API server would reject the *pod* for it, and this
-    webhook must never be the reason a pod cannot be created.
-
-Never blocking
-    ``failurePolicy: Ignore`` covers an unreachable or slow webhook; everything else is covered
-    here: any internal error answers ``allowed: true`` without a patch (and is logged), and only
-    a request that is not an AdmissionReview at all gets an HTTP 400.  Answers are computed from
-    the controller's in-memory caches, with no API call on the request path.
-
-Serving
-    :class:`WebhookServer` is a stdlib ``ThreadingHTTPServer`` speaking HTTP/1.1 over TLS 1.2+ on
-    its own port.  The TLS handshake runs in the per-connection thread, not in ``accept()``: a
-    client that connects and sends nothing can then hold one thread until its socket timeout,
-    never the accept loop.  Bodies are capped at :data:`MAX_BODY` (413 beyond).  The serving
-    certificate is re-read when its files change (cert-manager renews it in place through the
-    Secret volume), checked at most every few seconds and swapped in for new connections.
+"""The webhook's serving certificate: generation, caBundle patching, reload, and the trust check.
 
 Certificates
     * Self-generated (default): :func:`generate_serving_certificate` creates a CA and a leaf for
@@ -36,11 +9,17 @@ Certificates
       absent, expired CAs are pruned and at most :data:`MAX_BUNDLE_CAS` are kept, newest last.
       The API server then trusts whichever replica the Service picks.  Every replica (not only
       the leader) re-asserts its CA periodically (a replica evicted from the bundle by restarts of
-      the others puts itself back) and rotates its own certificate after two thirds of its life.
-      The write is a JSON patch guarded by a ``test`` of ``metadata.resourceVersion``, retried on
-      conflict, so two replicas starting together cannot drop each other's CA.
+      the others puts itself back) and rotates its own certificate after two thirds of its life
+      (:class:`SelfSignedCertificate`).  The write is a JSON patch guarded by a ``test`` of
+      ``metadata.resourceVersion``, retried on conflict, so two replicas starting together cannot
+      drop each other's CA.
     * cert-manager (``cert_dir`` given): ``tls.crt``/``tls.key`` are served from that directory
       and the caBundle is left alone (cainjector owns it).  See docs/webhook.md.
+
+    Either way :class:`TlsFiles` re-reads the files when they change (cert-manager renews them in
+    place through the Secret volume), checked at most every few seconds, and the server swaps the
+    new context in for new connections.  A bundle of several certificates is read with
+    ``cryptography``'s multi-certificate PEM loader.
 
 Trust and readiness
     :class:`TrustCheck` answers "would the API server accept the certificate this replica serves
@@ -51,10 +30,8 @@ Trust and readiness
     upkeep loop to put this replica's CA back.  A configuration that does not exist (webhook
     not installed) is no reason to be unready.
 
-Latency
-    Accepted sockets get ``TCP_NODELAY``: the reply goes out as headers then body, and with
-    Nagle's algorithm the body waited for the API server's delayed ACK (~40 ms) on every pod
-    creation (loopback, keep-alive, median of 30: 88 ms per call without it, 0.16 ms with it).
+One module (~500 lines) for the certificate's whole life: generation, bundle, reload and trust
+read the same PEM and the same configuration, and split apart they would import each other.
 """
 
 from __future__ import annotations
@@ -65,8 +42,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
-import socket
 import ssl
 import tempfile
 import threading
@@ -74,7 +49,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,33 +59,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes.client.exceptions import ApiException
 
-from negsync.core.bindings import parse_binding_spec
-from negsync.errors import ConfigError
-from negsync.kube.caches import GATE_PREFIX, BindingRecord, Key, ServiceRecord
-
 log = logging.getLogger("negsync.webhook")
 
-ADMISSION_API_VERSION = "admission.k8s.io/v1"
-INJECT_LABEL = "negsync.io/readiness-gate-inject"
-INJECT_VALUE = "enabled"
 WEBHOOK_CONFIGURATION = "negsync"
-PATHS = ("/mutate-pods", "/mutate")
-# The API server's own request-body cap (3 MiB; etcd stores at most 1.5 MiB per object): a review of
-# any pod it would accept fits, so a 413 can only come from something that is not the API server.
-MAX_BODY = 3 << 20
-_DRAIN_LIMIT = 2 * MAX_BODY  # up to this much is read and discarded so the client sees the 413
-OUTCOMES = ("patched", "allowed", "error", "invalid")
 MAX_BUNDLE_CAS = 4  # 2 replicas + a rollout's surge pod + one spare for a restart in flight
 DEFAULT_SERVICE = "negsync"
 DEFAULT_NAMESPACE = "negsync-system"
-
-# The name part of a qualified name (a condition type is "<dns prefix>/<name>").
-_QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.S)
-
-
-class MalformedReview(ValueError):
-    """The request body is not an ``admission.k8s.io/v1`` AdmissionReview with a request and uid."""
+_PEM_END = b"-----END CERTIFICATE-----"
 
 
 class WebhookCertificateError(RuntimeError):
@@ -119,112 +73,7 @@ class WebhookCertificateError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The decision (pure)
-# ---------------------------------------------------------------------------------------------
-
-ServiceLookup = Callable[[Key], ServiceRecord | None]
-
-
-def _request_of(review: Any) -> Mapping[str, Any]:
-    if not isinstance(review, Mapping):
-        raise MalformedReview("body is not a JSON object")
-    if review.get("kind") != "AdmissionReview" or review.get("apiVersion") != ADMISSION_API_VERSION:
-        raise MalformedReview(f"expected kind AdmissionReview, apiVersion {ADMISSION_API_VERSION}")
-    request = review.get("request")
-    if not isinstance(request, Mapping):
-        raise MalformedReview("request is missing")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise MalformedReview("request.uid is missing")
-    return request
-
-
-def _response(uid: str, patch: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"uid": uid, "allowed": True}
-    if patch:
-        response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
-    return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
-
-
-def gates_for(*, namespace: str, labels: Mapping[str, str], bindings: Iterable[BindingRecord], services: ServiceLookup,
-              provider: str | None = None) -> list[str]:
-    """The readiness-gate condition types a new pod with ``labels`` in ``namespace`` should carry, sorted."""
-    wanted: set[str] = set()
-    for record in bindings:
-        if record.namespace != namespace or record.deleting:
-            continue
-        try:
-            spec = parse_binding_spec(record.spec)
-        except ConfigError:
-            continue  # the controller reports it (InvalidSpec) and will never write its gate
-        if not spec.readiness_gate or (provider is not None and spec.target.kind != provider):
-            continue
-        service = services((namespace, spec.service_name))
-        if service is None or not service.selects(labels) or service.port_named(spec.service_port) is None:
-            continue
-        if not _QUALIFIED_NAME.match(record.name):
-            log.warning("binding name too long for a readiness gate; not injected",
-                        extra={"binding": f"{namespace}/{record.name}"})
-            continue
-        wanted.add(f"{GATE_PREFIX}{record.name}")
-    return sorted(wanted)
-
-
-def mutate(review: Any, *, bindings: Iterable[BindingRecord], services: ServiceLookup,
-           namespace_labels: Mapping[str, str] | None = None, provider: str | None = None,
-           on_error: Callable[[], None] | None = None) -> dict[str, Any]:
-    """The AdmissionReview answer to ``review``; raises only :class:`MalformedReview`.
-
-    ``namespace_labels`` are the labels of the request's namespace when known: a namespace that
-    has not opted in gets nothing even if the API server's namespaceSelector let it through (a
-    hand-edited configuration).  ``None`` means unknown, and the selector is trusted.
-    ``provider`` (e.g. ``"gcp"``) skips bindings for another provider, which this controller
-    would never reconcile.  ``on_error`` is told when an internal error made the answer a plain
-    "allowed" (the webhook-requests metric counts it as ``error``).
-    """
-    request = _request_of(review)
-    uid = str(request["uid"])
-    try:
-        kind = request.get("kind") or {}
-        if request.get("operation") != "CREATE" or kind.get("kind") != "Pod" or kind.get("group", ""):
-            return _response(uid)
-        if request.get("subResource"):
-            return _response(uid)
-        if namespace_labels is not None and namespace_labels.get(INJECT_LABEL) != INJECT_VALUE:
-            return _response(uid)
-        pod = request.get("object")
-        if not isinstance(pod, Mapping) or not isinstance(pod.get("spec"), Mapping):
-            return _response(uid)  # not our problem: the API server's validation will answer it
-        meta = pod.get("metadata") or {}
-        # Pods created by a controller usually carry no metadata.namespace yet: the request's is authoritative.
-        namespace = str(request.get("namespace") or meta.get("namespace") or "")
-        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
-        present = pod["spec"].get("readinessGates")
-        existing = {str(g.get("conditionType")) for g in present or [] if isinstance(g, Mapping)}
-        missing = [g for g in gates_for(namespace=namespace, labels=labels, bindings=bindings, services=services,
-                                        provider=provider) if g not in existing]
-        if not missing:
-            return _response(uid)
-        values = [{"conditionType": gate} for gate in missing]
-        patch: list[dict[str, Any]]
-        if isinstance(present, list):
-            patch = [{"op": "add", "path": "/spec/readinessGates/-", "value": value} for value in values]
-        else:  # absent or null: "add" creates (or replaces the null) member
-            patch = [{"op": "add", "path": "/spec/readinessGates", "value": values}]
-        log.info("readiness gates injected", extra={
-            "namespace": namespace, "pod": meta.get("name") or f"{meta.get('generateName') or ''}*", "gates": missing})
-        return _response(uid, patch)
-    except Exception:
-        # Never block a pod creation on our bug: answer without a patch.
-        log.exception("webhook mutation failed; pod admitted without readiness gates", extra={"uid": uid})
-        if on_error is not None:
-            on_error()
-        return _response(uid)
-
-
-# ---------------------------------------------------------------------------------------------
-# Certificates
+# Generation and the caBundle
 # ---------------------------------------------------------------------------------------------
 
 
@@ -301,11 +150,22 @@ def write_serving_files(directory: Path, *, cert_pem: bytes, key_pem: bytes) -> 
 
 
 def split_pem_certificates(bundle: bytes) -> list[x509.Certificate]:
-    """The parseable certificates of a PEM bundle, in order; anything else in it is dropped."""
-    certificates = []
-    for block in _PEM_CERT.findall(bundle):
+    """The parseable certificates of a PEM bundle, in order; other blocks, text and broken certificates are dropped.
+
+    Read with ``cryptography``'s multi-certificate loader.  The loader is all-or-nothing, while
+    the API server builds its trust pool with Go's ``x509.CertPool.AppendCertsFromPEM`` (through
+    client-go's ``transport.rootCertPool``), which skips a block that does not parse and keeps
+    the rest: so when the whole bundle fails, each certificate block is loaded on its own, and a
+    hand-broken block cannot make the other replicas' CAs vanish from the merged bundle.
+    """
+    try:
+        return x509.load_pem_x509_certificates(bundle)
+    except ValueError:
+        pass
+    certificates: list[x509.Certificate] = []
+    for piece in bundle.split(_PEM_END)[:-1]:  # each piece ends where one certificate block ends
         try:
-            certificates.append(x509.load_pem_x509_certificate(block))
+            certificates.extend(x509.load_pem_x509_certificates(piece + _PEM_END))
         except ValueError:
             continue
     return certificates
@@ -386,6 +246,7 @@ def patch_ca_bundle(*, admission_api: Any, ca_pem: bytes, name: str = WEBHOOK_CO
         return True
     log.warning("caBundle patch kept conflicting; will retry", extra={"configuration": name})
     return False
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,214 +408,7 @@ class TlsFiles:
 
 
 # ---------------------------------------------------------------------------------------------
-# The HTTPS server
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    handshake_timeout = 10.0
-
-    def __init__(self, address: tuple[str, int], *, tls: TlsFiles, answer: Callable[[Any], dict[str, Any]],
-                 outcome: Callable[[str], None]) -> None:
-        self.tls = tls
-        self.answer = answer
-        self.outcome = outcome
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        # Wrap only; the handshake happens in the connection's own thread (see the module docstring).
-        sock, peer = self.socket.accept()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see "Latency" in the module docstring
-        sock.settimeout(self.handshake_timeout)
-        try:
-            return self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), peer
-        except Exception as exc:
-            sock.close()
-            # socketserver survives only OSError from get_request; anything else would end serve_forever.
-            raise OSError(f"cannot wrap connection: {exc}") from exc
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("webhook connection failed", exc_info=True, extra={"peer": str(client_address)})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections, a TLS handshake per pod is waste
-    timeout = 15  # per socket operation: idle keep-alive connections and slow clients end here
-
-    def setup(self) -> None:
-        self.request.settimeout(self.server.handshake_timeout)
-        self.request.do_handshake()  # failures (e.g. plain HTTP) end the connection via handle_error
-        super().setup()
-
-    def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] in ("/healthz", "/readyz"):
-            self._reply(200, "text/plain; charset=utf-8", b"ok\n")
-        else:
-            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
-
-    def do_POST(self) -> None:
-        started = time.monotonic()
-        if self.path.split("?", 1)[0] not in PATHS:
-            self._discard_body()
-            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
-            return
-        if self.headers.get("Transfer-Encoding"):
-            self._reply(411, "text/plain; charset=utf-8", b"Content-Length required\n", close=True)
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or "")
-        except ValueError:
-            self._reply(411, "text/plain; charset=utf-8", b"Content-Length required\n", close=True)
-            return
-        if length < 0 or length > MAX_BODY:
-            self.server.outcome("invalid")
-            # Drain a moderately oversized body (a client still writing would otherwise see a reset
-            # instead of the 413); a huge one is not worth reading: close on it.
-            if 0 < length <= _DRAIN_LIMIT:
-                self._drain(length)
-            self._reply(413, "text/plain; charset=utf-8", f"body larger than {MAX_BODY} bytes\n".encode(), close=True)
-            return
-        body = self.rfile.read(length)
-        if len(body) != length:
-            self.close_connection = True
-            return  # the client went away mid-body
-        try:
-            review = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            self.server.outcome("invalid")
-            self._reply(400, "text/plain; charset=utf-8", b"body is not JSON\n")
-            return
-        try:
-            answer = self.server.answer(review)
-        except MalformedReview as exc:
-            self.server.outcome("invalid")
-            self._reply(400, "text/plain; charset=utf-8", f"malformed AdmissionReview: {exc}\n".encode())
-            return
-        except Exception:  # mutate() guards itself once the uid is known; this is a last resort
-            log.exception("webhook failed before a uid was known")
-            self.server.outcome("error")
-            self._reply(500, "text/plain; charset=utf-8", b"internal error\n")
-            return
-        self._reply(200, "application/json", json.dumps(answer, separators=(",", ":")).encode())
-        log.debug("admission review answered", extra={"seconds": round(time.monotonic() - started, 4)})
-
-    def _drain(self, length: int) -> None:
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                return
-            length -= len(chunk)
-
-    def _discard_body(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if 0 <= length <= MAX_BODY:
-            self.rfile.read(length)
-        else:
-            self.close_connection = True
-
-    def _reply(self, status: int, content_type: str, body: bytes, *, close: bool = False) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("webhook http request", extra={"request": format % args})
-
-
-class WebhookServer:
-    """The HTTPS admission endpoint over the controller's caches.
-
-    ``caches`` needs ``.bindings`` and ``.services`` stores.  ``cert_dir`` holds ``tls.crt`` and
-    ``tls.key``; :func:`start_webhook` fills one with a generated certificate when the user gave
-    none.  ``namespace_labels`` (optional) returns a namespace's labels, or None when unknown.
-    """
-
-    def __init__(self, *, caches: Any, address: str = ":9443", cert_dir: str | Path,
-                 namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
-                 provider: str | None = None, reload_interval: float = 5.0) -> None:
-        self._caches = caches
-        # Answers by outcome since start: patched (gates injected), allowed (nothing to inject),
-        # error (our bug: admitted without gates), invalid (not an AdmissionReview we can read).
-        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        self._outcome_lock = threading.Lock()
-        self.trust: TrustCheck | None = None  # set by start_webhook
-        self._address = parse_address(address)
-        self._namespace_labels = namespace_labels
-        self._provider = provider
-        self.tls = TlsFiles(cert_dir, check_interval=reload_interval)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._on_stop: list[Callable[[], None]] = []
-        self.upkeep: SelfSignedCertificate | None = None  # set by start_webhook in self-generated mode
-
-    def count(self, outcome: str) -> None:
-        with self._outcome_lock:
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-
-    def answer(self, review: Any) -> dict[str, Any]:
-        labels = None
-        if self._namespace_labels is not None:
-            request = _request_of(review)
-            try:
-                labels = self._namespace_labels(str(request.get("namespace") or ""))
-            except Exception:
-                log.exception("namespace label lookup failed; trusting the namespaceSelector")
-        failed: list[bool] = []
-        answer = mutate(review, bindings=self._caches.bindings.values(), services=self._caches.services.get,
-                        namespace_labels=labels, provider=self._provider, on_error=lambda: failed.append(True))
-        self.count("error" if failed else "patched" if "patch" in answer["response"] else "allowed")
-        return answer
-
-    def start(self) -> WebhookServer:
-        self._server = _Server(self._address, tls=self.tls, answer=self.answer, outcome=self.count)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        daemon=True, name=f"webhook-{self._address[1]}")
-        self._thread.start()
-        log.info("admission webhook serving", extra={"address": f"{self._address[0]}:{self.port}"})
-        return self
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("webhook server not started")
-        return int(self._server.server_address[1])
-
-    def on_stop(self, callback: Callable[[], None]) -> None:
-        self._on_stop.append(callback)
-
-    def stop(self) -> None:
-        for callback in self._on_stop:
-            callback()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-# ---------------------------------------------------------------------------------------------
-# Self-generated certificate upkeep, and the one-call wiring
+# Self-generated certificate upkeep
 # ---------------------------------------------------------------------------------------------
 
 
@@ -844,65 +498,20 @@ class SelfSignedCertificate:
             self._thread.join(timeout=5)
 
 
-def start_webhook(*, caches: Any, address: str = ":9443", cert_dir: str | None = None, admission_api: Any | None = None,
-                  leader_patch: bool = True, provider: str | None = None,
-                  namespace_labels: Callable[[str], Mapping[str, str] | None] | None = None,
-                  ip_addresses: Iterable[str] = (), service: str = DEFAULT_SERVICE,
-                  namespace: str = DEFAULT_NAMESPACE) -> WebhookServer:
-    """Certificates + caBundle + server, in one call; returns the started server.
-
-    * ``cert_dir`` given (cert-manager mode): serve its ``tls.crt``/``tls.key`` (reloaded on
-      renewal); the caBundle is not touched.  Missing files raise :class:`WebhookCertificateError`.
-    * otherwise: generate a CA and certificate into a private temp dir and, when ``leader_patch``
-      and ``admission_api`` are set, add the CA to the configuration's caBundle now (best effort:
-      a failure is retried in the background, the server starts regardless) and keep it there.
-      Despite its name, pass ``leader_patch=True`` on *every* replica: each replica's CA must be
-      in the bundle for the API server to trust it (the writes are idempotent and conflict-safe).
-      ``service``/``namespace`` name the Service the API server dials (the certificate's SANs).
-
-    ``address`` port 0 binds an ephemeral port (tests); "webhook off" is the caller's decision.
-    """
-    if cert_dir:
-        server = WebhookServer(caches=caches, address=address, cert_dir=cert_dir, namespace_labels=namespace_labels,
-                               provider=provider)
-        if admission_api is not None:
-            server.trust = TrustCheck(admission_api=admission_api, served=server.tls.cert_path.read_bytes)
-        log.info("webhook certificate from files; caBundle left to cert-manager", extra={"dir": cert_dir})
-        return server.start()
-    upkeep = SelfSignedCertificate.create(admission_api=admission_api if leader_patch else None,
-                                          ip_addresses=ip_addresses, service=service, namespace=namespace)
-    server = WebhookServer(caches=caches, address=address, cert_dir=upkeep.directory, namespace_labels=namespace_labels,
-                           provider=provider)
-    server.start()
-    try:
-        upkeep.tick()
-    except Exception:
-        log.exception("initial webhook caBundle patch failed; retrying in the background")
-    upkeep.start()
-    server.on_stop(upkeep.stop)
-    server.upkeep = upkeep
-    if admission_api is not None:
-        server.trust = TrustCheck(admission_api=admission_api, served=server.tls.cert_path.read_bytes,
-                                  on_untrusted=upkeep.wake if leader_patch else None)
-    return server
-
-
 __all__ = [
-    "INJECT_LABEL",
-    "MAX_BODY",
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SERVICE",
     "MAX_BUNDLE_CAS",
-    "MalformedReview",
+    "WEBHOOK_CONFIGURATION",
     "SelfSignedCertificate",
     "TlsFiles",
     "TrustCheck",
     "WebhookCertificateError",
-    "WebhookServer",
-    "gates_for",
     "generate_serving_certificate",
+    "issued_by_any",
     "merged_ca_bundle",
-    "mutate",
     "patch_ca_bundle",
     "service_dns_names",
     "split_pem_certificates",
-    "start_webhook",
+    "write_serving_files",
 ]
