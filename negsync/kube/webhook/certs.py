@@ -30,7 +30,7 @@ Trust and readiness
     upkeep loop to put this replica's CA back.  A configuration that does not exist (webhook
     not installed) is no reason to be unready.
 
-One module (~500 lines) for the certificate's whole life: generation, bundle, reload and trust
+One module (over 450 lines) for the certificate's whole life: generation, bundle, reload and trust
 read the same PEM and the same configuration, and split apart they would import each other.
 """
 
@@ -171,6 +171,26 @@ def split_pem_certificates(bundle: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+def read_configuration(admission_api: Any, name: str, *, request_timeout: float) -> dict[str, Any]:
+    """MutatingWebhookConfiguration ``name`` as raw JSON (the client's models would drop unknown fields)."""
+    response = admission_api.read_mutating_webhook_configuration(
+        name, _preload_content=False, _request_timeout=request_timeout)
+    try:
+        config = json.loads(response.data)
+    finally:
+        response.release_conn()
+    return config if isinstance(config, dict) else {}
+
+
+def ca_bundle_of(webhook: Mapping[str, Any]) -> bytes:
+    """One webhook's decoded ``clientConfig.caBundle``; empty when absent or not base64."""
+    encoded = str((webhook.get("clientConfig") or {}).get("caBundle") or "")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def merged_ca_bundle(existing: bytes, ca_pem: bytes, *, now: datetime | None = None,
                      limit: int = MAX_BUNDLE_CAS) -> bytes:
     """``existing`` with ``ca_pem`` appended unless present; expired CAs pruned; at most ``limit``, newest last."""
@@ -199,12 +219,7 @@ def patch_ca_bundle(*, admission_api: Any, ca_pem: bytes, name: str = WEBHOOK_CO
     """
     for _ in range(attempts):
         try:
-            response = admission_api.read_mutating_webhook_configuration(
-                name, _preload_content=False, _request_timeout=request_timeout)
-            try:
-                config = json.loads(response.data)
-            finally:
-                response.release_conn()
+            config = read_configuration(admission_api, name, request_timeout=request_timeout)
         except ApiException as exc:
             if exc.status == 404:
                 log.warning("MutatingWebhookConfiguration not found; caBundle not patched", extra={"configuration": name})
@@ -215,10 +230,7 @@ def patch_ca_bundle(*, admission_api: Any, ca_pem: bytes, name: str = WEBHOOK_CO
         ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}]
         for index, webhook in enumerate(config.get("webhooks") or []):
             client_config = webhook.get("clientConfig")
-            try:
-                current = base64.b64decode(str((client_config or {}).get("caBundle") or ""), validate=True)
-            except (binascii.Error, ValueError):
-                current = b""  # garbage in the field: replace it
+            current = ca_bundle_of(webhook)  # garbage in the field reads as empty: replaced
             bundle = merged_ca_bundle(current, ca_pem)
             if bundle == current:
                 continue
@@ -307,12 +319,7 @@ class TrustCheck:
 
     def _check(self) -> str | None:
         try:
-            response = self._api.read_mutating_webhook_configuration(
-                self._name, _preload_content=False, _request_timeout=self._timeout)
-            try:
-                config = json.loads(response.data)
-            finally:
-                response.release_conn()
+            config = read_configuration(self._api, self._name, request_timeout=self._timeout)
         except ApiException as exc:
             if exc.status == 404:
                 self.trusted = None
@@ -328,12 +335,7 @@ class TrustCheck:
             self.trusted = False
             return f"serving certificate unreadable ({exc})"
         for webhook in config.get("webhooks") or []:
-            encoded = str((webhook.get("clientConfig") or {}).get("caBundle") or "")
-            try:
-                bundle = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError):
-                bundle = b""
-            if not issued_by_any(leaf, split_pem_certificates(bundle)):
+            if not issued_by_any(leaf, split_pem_certificates(ca_bundle_of(webhook))):
                 self.trusted = False
                 return f"webhook CA not in the caBundle of {self._name} ({webhook.get('name')})"
         self.trusted = True
