@@ -30,14 +30,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from negsync.core.bindings import BindingSpec, parse_binding_spec
+from negsync.core.bindings import BindingSpec
 from negsync.core.clock import Clock, RealClock
 from negsync.core.engine import Engine
 from negsync.core.heartbeat import Heartbeats
+from negsync.core.httpserver import parse_address
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Health
 from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
 from negsync.errors import ConfigError, ProviderError
+from negsync.kube.selection import bindings_selecting
 from negsync.providers.base import OwnershipStore, TargetProvider
 
 log = logging.getLogger("negsync.controller")
@@ -75,9 +77,10 @@ def _positive_int(text: str) -> int:
 
 
 def _address(text: str) -> str:
-    _, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"must be [host]:port, got {text!r}")
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -471,19 +474,9 @@ class Controller:
         pod = self.caches.pods.get((namespace, name))
         if pod is None:
             return []
-        labels = pod.label_map
-        found = []
-        for record in self.caches.bindings.values():
-            if record.namespace != namespace:
-                continue
-            try:
-                spec = parse_binding_spec(record.spec)
-            except ConfigError:
-                continue
-            service = self.caches.services.get((namespace, spec.service_name))
-            if service is not None and service.selects(labels):
-                found.append((BindingKey(namespace, record.name), spec))
-        return found
+        return [(BindingKey(namespace, found.record.name), found.spec) for found in bindings_selecting(
+            namespace=namespace, labels=pod.label_map, bindings=self.caches.bindings.values(),
+            services=self.caches.services.get)]
 
     def holds(self, namespace: str, name: str, ip: str) -> bool:
         """Whether any target of the pod's bindings still holds ``ip`` (unknown counts as yes)."""
@@ -1047,8 +1040,6 @@ def build_provider(args: argparse.Namespace, *, api_client: Any, clock: Clock,
 
 def start_webhook_from_args(args: argparse.Namespace, *, controller: Controller, api_client: Any, provider: str) -> Any:
     """The readiness-gate injection webhook, unless ``--webhook-addr`` has port 0."""
-    from negsync.serving import parse_address
-
     if parse_address(args.webhook_addr)[1] == 0:
         return None
     from kubernetes import client

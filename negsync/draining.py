@@ -22,7 +22,6 @@ exports both.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -35,18 +34,13 @@ from typing import Any
 import cachetools
 
 from negsync.core.clock import Clock, RealClock
+from negsync.core.httpserver import Query, Reply, json_reply
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 
 log = logging.getLogger("negsync.draining")
 
 _POD = re.compile(r"^(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0-9]([-.a-z0-9]*[a-z0-9])?)$")
 MAX_TIMEOUT = 3600.0
-
-Reply = tuple[int, str, bytes]
-
-
-def _json(status: int, **body: Any) -> Reply:
-    return status, "application/json", (json.dumps(body) + "\n").encode()
 
 
 class DrainTracker:
@@ -137,34 +131,34 @@ class DrainWait:
         measured = self._tracker.p99()
         return max(self._min_margin, measured) if measured is not None else self._fallback_margin
 
-    def __call__(self, query: dict[str, list[str]]) -> Reply:
+    def __call__(self, query: Query) -> Reply:
         reply = self._answer(query)
         with self._count_lock:
             self.answers[reply[0]] = self.answers.get(reply[0], 0) + 1
         return reply
 
-    def _answer(self, query: dict[str, list[str]]) -> Reply:
+    def _answer(self, query: Query) -> Reply:
         pods = query.get("pod") or []
         if len(pods) != 1 or not _POD.match(pods[0]):
-            return _json(400, error="pod must be given once as <namespace>/<name>")
+            return json_reply(400, error="pod must be given once as <namespace>/<name>")
         timeouts = query.get("timeout") or ["30"]
         try:
             timeout = float(timeouts[0])
         except ValueError:
-            return _json(400, error=f"timeout must be a number of seconds, got {timeouts[0]!r}")
+            return json_reply(400, error=f"timeout must be a number of seconds, got {timeouts[0]!r}")
         if len(timeouts) != 1 or not 0 < timeout <= MAX_TIMEOUT:
-            return _json(400, error=f"timeout must be > 0 and <= {MAX_TIMEOUT:.0f} seconds")
+            return json_reply(400, error=f"timeout must be > 0 and <= {MAX_TIMEOUT:.0f} seconds")
         namespace, name = pods[0].split("/", 1)
         ips = self._pod_ips(namespace, name)
         if ips is None:
-            return _json(404, error=f"pod {namespace}/{name} is not known to negsync")
+            return json_reply(404, error=f"pod {namespace}/{name} is not known to negsync")
         with self._count_lock:
             if self._per_namespace_limit is not None and \
                     self._per_namespace.get(namespace, 0) >= self._per_namespace_limit:
-                return _json(429, error=f"too many drain waiters in namespace {namespace} "
-                                        f"(limit {self._per_namespace_limit}); fall back to a sleep")
+                return json_reply(429, error=f"too many drain waiters in namespace {namespace} "
+                                             f"(limit {self._per_namespace_limit}); fall back to a sleep")
             if not self._slots.acquire(blocking=False):
-                return _json(429, error="too many drain waiters; fall back to a sleep")
+                return json_reply(429, error="too many drain waiters; fall back to a sleep")
             self.waiting += 1
             self._per_namespace[namespace] = self._per_namespace.get(namespace, 0) + 1
         try:
@@ -205,12 +199,12 @@ class DrainWait:
                 waited = now - progress.started
                 log.info("drain complete", extra={"pod": f"{namespace}/{name}", "waited": round(waited, 3),
                                                   "margin": margin})
-                return _json(200, pod=f"{namespace}/{name}", detached=True, waited_seconds=round(waited, 3),
-                             margin_seconds=margin)
+                return json_reply(200, pod=f"{namespace}/{name}", detached=True, waited_seconds=round(waited, 3),
+                                  margin_seconds=margin)
         if now >= progress.deadline:
             timeout = progress.deadline - progress.started
-            return _json(504, pod=f"{namespace}/{name}", detached=False,
-                         error=f"still attached (or within the propagation margin) after {timeout:.0f}s")
+            return json_reply(504, pod=f"{namespace}/{name}", detached=False,
+                              error=f"still attached (or within the propagation margin) after {timeout:.0f}s")
         wake_in = min(self._poll, progress.deadline - now)
         if progress.clear_since is not None:
             wake_in = min(wake_in, max(0.0, progress.clear_since + self.margin() - now))

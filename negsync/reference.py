@@ -29,7 +29,9 @@ HEADER = """\
 
 Every subcommand of `negsync` and every flag, with its default, allowed values and help text, as
 defined in the code. Durations accept `500ms`, `15`, `15s`, `2m` or `1h` (a bare number is seconds).
-Addresses are `[host]:port`; an empty host listens on all interfaces.
+Addresses are `[host]:port`; an empty host listens on all IPv4 interfaces; an IPv6 host goes in
+brackets (`[::1]:8080`), and `[::]:8080` listens on every interface, IPv4 included where the kernel
+allows dual-stack sockets (Linux does by default).
 """
 
 ENVIRONMENT = "\n".join([

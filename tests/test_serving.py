@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,17 +17,21 @@ from kubernetes import client
 
 from negsync.controller import Controller, Settings
 from negsync.core.heartbeat import Heartbeats
+from negsync.core.httpserver import format_address
 from negsync.core.latency import Fixed
+from negsync.draining import DrainTracker, DrainWait
 from negsync.kube.watching import Watcher
 from negsync.providers.memory import MemoryProvider
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
+from tests.support.loopback import LOOPBACKS, require, url_host
+from tests.telemetry.harness import ControllerProcess, free_port, http_get
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, *, host: str = "127.0.0.1") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(f"http://{url_host(host)}:{port}{path}", timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -192,3 +198,78 @@ def test_a_watcher_stuck_in_its_handler_fails_liveness(kube: KubeApiEmulator, ru
         assert text.startswith("wedged: watch-pods (no progress for ")
     finally:
         release.set()
+
+
+# -- addresses: both families, and the CLI's flags -----------------------------------------------
+
+
+class FakeTelemetry:
+    def sample(self, controller: Any) -> None:
+        return None
+
+    def exposition(self) -> bytes:
+        return b"negsync_up 1\n"
+
+
+@LOOPBACKS
+def test_health_metrics_and_drain_wait_serve_on_both_address_families(host: str) -> None:
+    require(host)
+    drain = DrainWait(pod_ips=lambda namespace, name: None, holds=lambda namespace, name, ip: False,
+                      tracker=DrainTracker())
+    servers = Servers(controller=FakeController(), health_addr=format_address(host, 0), telemetry=FakeTelemetry(),
+                      extra_routes={"/drain-wait": drain})
+    servers.start()
+    try:
+        (health,) = servers.ports
+        assert get(health, "/healthz", host=host) == (200, "ok\n")
+        assert get(health, "/readyz", host=host) == (200, "ok\n")
+        assert get(health, "/drain-wait?pod=shop/web-0&timeout=1", host=host)[0] == 404  # the pod is unknown
+        assert get(health, "/metrics", host=host) == (200, "negsync_up 1\n")  # no metrics port: on the health port
+    finally:
+        servers.stop()
+
+
+@LOOPBACKS
+def test_a_separate_metrics_port_binds_the_same_family(host: str) -> None:
+    require(host)
+    port = free_port() if ":" not in host else _free_port6()
+    servers = Servers(controller=FakeController(), health_addr=format_address(host, 0), telemetry=FakeTelemetry(),
+                      metrics_addr=format_address(host, port))
+    servers.start()
+    try:
+        health, metrics = servers.ports
+        assert metrics == port
+        assert get(metrics, "/metrics", host=host) == (200, "negsync_up 1\n")
+        assert get(health, "/metrics", host=host)[0] == 404
+    finally:
+        servers.stop()
+
+
+def _free_port6() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        sock.bind(("::1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_cli_serves_health_on_every_interface_with_an_ipv6_wildcard(kube: KubeApiEmulator) -> None:
+    """``--health-addr [::]:PORT`` as a dual-stack Deployment would set it (it failed: the brackets were kept)."""
+    require("::1")
+    ctl = ControllerProcess(kube, "--provider", "memory")
+    ctl.argv += ["--health-addr", f"[::]:{ctl.health_port}"]  # the last occurrence of a flag wins
+    ctl.start()
+    try:
+        ctl.wait_ready()  # through 127.0.0.1: the IPv6 wildcard takes IPv4 too (dual-stack socket)
+        assert http_get(f"http://[::1]:{ctl.health_port}/healthz")[0] == 200
+        assert http_get(f"http://[::1]:{ctl.health_port}/readyz")[0] == 200
+        assert ctl.terminate() == 0
+    finally:
+        ctl.stop()
+
+
+@pytest.mark.parametrize("flag", ["--health-addr", "--metrics-addr", "--webhook-addr"])
+def test_an_unbracketed_ipv6_address_is_a_usage_error(flag: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "negsync", "controller", flag, "::1:8080"],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert flag in result.stderr and "an IPv6 host goes in brackets" in result.stderr
+    assert "Traceback" not in result.stderr
