@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.awsproxy import ElbProxy
+from tests.support.elb_proxy import ElbProxy
 
 REGION = "us-east-1"
 
@@ -76,7 +76,7 @@ def moto(moto_server: str, aws_env: None) -> str:
 
 @pytest.fixture
 def proxy(moto: str) -> Iterator[ElbProxy]:
-    """The AWS-faithful :class:`~tests.faults.awsproxy.ElbProxy` on a loopback port in front of moto."""
+    """The AWS-faithful :class:`~tests.support.elb_proxy.ElbProxy` on a loopback port in front of moto."""
     elb_proxy = ElbProxy(upstream=moto).start()
     try:
         yield elb_proxy

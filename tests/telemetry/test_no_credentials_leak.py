@@ -23,7 +23,8 @@ import pytest
 from negsync.logs import JsonFormatter, redact
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding
-from tests.telemetry.harness import ControllerProcess, http_get, seed, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ControllerProcess, http_get, seed
 
 pytestmark = pytest.mark.timeout(90)
 
