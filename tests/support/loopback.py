@@ -1,0 +1,57 @@
+"""The lifecycle every fake HTTP server of the tests shares: a loopback port, a daemon thread, a clean stop.
+
+A subclass says how requests are answered (:meth:`LoopbackServer.handler`); this base binds
+``127.0.0.1`` (or the host given) on a port the OS picks, serves from a daemon thread, and stops by
+shutting the server down, closing its socket and joining the thread — bounded, so a stuck handler
+cannot hang a test run.  Handlers reach their fake through ``self.server.fake``.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+
+class LoopbackServer:
+    """Start/stop/``with`` for a ``ThreadingHTTPServer`` whose handler a subclass supplies."""
+
+    #: Name of the serving thread (shows in thread dumps of a hung test).
+    thread_name = "loopback-server"
+    _host = "127.0.0.1"
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        server = ThreadingHTTPServer((self._host, 0), self.handler())
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return int(self._server.server_address[1])
