@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -14,7 +14,7 @@ from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.base import MemoryOwnershipStore
 from negsync.providers.memory import MemoryProvider
@@ -292,5 +292,63 @@ def test_gate_health_polls_list_at_most_once_per_poll_interval() -> None:
         reconciler.reconcile(KEY)
         reconciler.reconcile(KEY)
         assert provider.lists == 2
+    finally:
+        reconciler.close()
+
+
+def test_failed_calls_back_off_within_the_shared_rule_and_honour_retry_after() -> None:
+    # negsync.core.backoff with jitter 1: the n-th failure waits [d, 2d], d = min(cap, base × 2^(n-1)),
+    # a longer Retry-After wins, and nothing exceeds the cap.
+    clock = VirtualClock()
+    provider = MemoryProvider(clock=clock, call_latency=Fixed(0.0))
+    provider.fail_next("attach", TransientError("HTTP 503"), count=1)
+    provider.fail_next("attach", TransientError("HTTP 429", retry_after=50.0), count=1)
+    provider.fail_next("attach", TransientError("HTTP 503"), count=4)
+    desired = {KEY: DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(1))}
+    delays: list[float] = []
+    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda _k, delay, _p: delays.append(delay),
+                            clock=clock, seed=1, retry_base=5.0, retry_max=60.0, health_poll_interval=1000.0,
+                            resync_period=1000.0)
+    try:
+        waits = []
+        for _ in range(6):
+            delays.clear()
+            reconciler.reconcile(KEY)
+            settle(reconciler)
+            waits.append(max(delays))
+            clock.advance(max(delays))
+        assert waits[1] == 50.0, waits  # the server's Retry-After, longer than [10, 20]
+        for n, wait in enumerate(waits, start=1):
+            floor = min(60.0, 5.0 * 2 ** (n - 1))
+            if n != 2:
+                assert floor <= wait <= min(60.0, 2 * floor), (n, waits)
+        assert waits[-1] == 60.0  # [60, 120] capped
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        assert provider.members(REF) == members(endpoints(1))
+    finally:
+        reconciler.close()
+
+
+def test_an_observer_overrides_only_what_it_needs() -> None:
+    class Detaches(Observer):
+        def __init__(self) -> None:
+            self.detached_members: list[TargetEndpoint] = []
+
+        def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float,
+                     done_at: float) -> None:
+            self.detached_members.extend(endpoints)
+
+    clock = VirtualClock()
+    observer = Detaches()
+    provider = MemoryProvider(clock=clock, call_latency=Fixed(0.0))
+    reconciler, desired = direct(provider, clock, observer=observer)
+    try:
+        for eps in (endpoints(2), endpoints(1)):
+            desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=eps)
+            reconciler.reconcile(KEY)
+            settle(reconciler)
+            clock.advance(1.0)
+        assert observer.detached_members == [TargetEndpoint("10.0.0.1", 8080)]
     finally:
         reconciler.close()

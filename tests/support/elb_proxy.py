@@ -225,7 +225,7 @@ class ElbProxy(LoopbackServer):
             zone = target.get("AvailabilityZone")
             inside = any(address.version == n.version and address in n for n in networks)
             if inside and zone == "all":
-                detected = next((z for n, z in subnets if address.version == n.version and address in n), "")
+                detected = _subnet_zone(str(address), subnets) or ""
                 return (f"The IP address '{address}' is within the VPC, and cannot have its Availability Zone "
                         f"overridden to 'all' from '{detected}'")
             if not inside and not zone:
@@ -258,11 +258,7 @@ class ElbProxy(LoopbackServer):
             with self.lock:
                 zone = self._zones.get((arn, target["Id"], int(target.get("Port", 0))))
             if zone is None:
-                try:
-                    address = ipaddress.ip_address(target["Id"])
-                    zone = next((z for n, z in subnets if address.version == n.version and address in n), None)
-                except ValueError:
-                    zone = None
+                zone = _subnet_zone(target["Id"], subnets)
             if zone is not None:
                 target["AvailabilityZone"] = zone
         return described
@@ -287,11 +283,7 @@ class ElbProxy(LoopbackServer):
                 continue  # not registered: AWS succeeds and does nothing
             zone = target.get("AvailabilityZone")
             if zone is None:
-                try:
-                    address = ipaddress.ip_address(target["Id"])
-                    zone = next((z for n, z in subnets if address.version == n.version and address in n), None)
-                except ValueError:
-                    zone = None
+                zone = _subnet_zone(target["Id"], subnets)
             if zone == present[key]:
                 matched.append({"Id": key[0], "Port": key[1]})
         if matched:
@@ -337,6 +329,15 @@ class ElbProxy(LoopbackServer):
         deadline = time.monotonic() + 30
         while self._held.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def _subnet_zone(ident: str, subnets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]) -> str | None:
+    """The zone AWS detects for an IP target: that of the VPC subnet holding it (None outside them)."""
+    try:
+        address = ipaddress.ip_address(ident)
+    except ValueError:
+        return None
+    return next((zone for network, zone in subnets if address.version == network.version and address in network), None)
 
 
 _SESSIONS: list[boto3.Session] = []
