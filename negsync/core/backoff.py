@@ -103,4 +103,3 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     # An HTTP-date is always UTC (§5.6.7); asctime and "-0000" carry no zone and parse naive.
     seconds = when.timestamp() if when.tzinfo is not None else when.replace(tzinfo=UTC).timestamp()
     return max(0.0, seconds - (time.time() if now is None else now))
-

@@ -42,8 +42,8 @@ from tests.deploy.test_manifests import REPO
 from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
-from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.kubectl import Kubectl
+from tests.support.moto import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.waiting import wait_for
 from tests.telemetry.harness import ControllerProcess, free_port, http_get
 

@@ -35,8 +35,8 @@ import pytest
 
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, service
-from tests.providers.conftest import REGION, moto_server  # noqa: F401  (fixture)
 from tests.support.elb_proxy import ElbProxy
+from tests.support.moto import REGION, moto_server  # noqa: F401  (fixture)
 from tests.support.waiting import wait_for
 from tests.telemetry.harness import ControllerProcess
 

@@ -27,8 +27,8 @@ import pytest
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.faults.conftest import record
 from tests.kube.conftest import binding, service
-from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.elb_proxy import ElbProxy
+from tests.support.moto import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
