@@ -902,7 +902,7 @@ class _SliceListing:
         return WAITING_FOR_ENDPOINT, f"waiting for the pod's endpoint in an EndpointSlice of Service {service.name}"
 
 
-class DetachTimings:
+class DetachTimings(Observer):
     """Per binding: how long its last detach took from the slice change to the call, and the call.
 
     An observer of the reconciler; the figures land in ``status.lastDetach`` so ``kubectl get -o yaml``
@@ -919,12 +919,6 @@ class DetachTimings:
     def changed(self, key: BindingKey) -> None:
         with self._lock:
             self._changed.setdefault(key, self._clock.now())
-
-    def call_finished(self, *, ref: Any, operation: str, size: int, seconds: float, outcome: str) -> None:
-        return None
-
-    def became_healthy(self, *, ref: Any, endpoint: Any, seconds: float) -> None:
-        return None
 
     def submitted(self, *, key: BindingKey, ref: Any, detach: int, attach: int, at: float) -> None:
         with self._lock:

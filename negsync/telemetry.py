@@ -56,7 +56,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from negsync import __version__
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
-from negsync.core.reconciling import ReconcileResult
+from negsync.core.reconciling import Observer, ReconcileResult
 
 log = logging.getLogger("negsync.telemetry")
 
@@ -254,7 +254,7 @@ def resident_bytes() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
 
 
-class _Observer:
+class _Observer(Observer):
     """The reconciler's :class:`~negsync.core.reconciling.Observer`, recording into instruments."""
 
     def __init__(self, telemetry: Telemetry) -> None:

@@ -30,8 +30,8 @@ from negsync.core.model import BindingKey, TargetRef
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.faults.conftest import wait_for
 from tests.kube.conftest import binding, endpoint_slice, service
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

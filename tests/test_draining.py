@@ -7,7 +7,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from negsync.providers.memory import MemoryProvider
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
+from tests.support.waiting import wait_for
 
 
 class Holder:
@@ -139,14 +139,6 @@ def test_every_answer_is_counted_by_status() -> None:
     wait({"pod": ["nope"]})
     wait({"pod": ["shop/other"], "timeout": ["1"]})
     assert wait.answers == {400: 1, 404: 1}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-    return value
 
 
 def test_end_to_end_a_pre_stop_hook_waits_for_the_real_detach(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:

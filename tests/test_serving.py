@@ -6,10 +6,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
 from tests.support.loopback import LOOPBACKS, require, url_host
+from tests.support.waiting import wait_for
 from tests.telemetry.harness import ControllerProcess, free_port, http_get
 
 
@@ -35,14 +35,6 @@ def get(port: int, path: str, *, host: str = "127.0.0.1") -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-    return value
 
 
 class FakeController:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from negsync.core.clock import Clock
+from negsync.core.reconciling import Observer
 from negsync.errors import ConfigError
 
 LOGGER = "negsync.timeline"
@@ -111,7 +112,7 @@ def parse_instant(value: Any, *, field: str) -> float:
 # --------------------------------------------------------------------------- writing
 
 
-class TimelineLog:
+class TimelineLog(Observer):
     """Reconciler observer that logs the timeline lines described in the module docstring."""
 
     def __init__(self, *, clock: Clock, logger: logging.Logger | None = None) -> None:
@@ -120,12 +121,6 @@ class TimelineLog:
 
     def _wall(self, instant: float) -> float:
         return time.time() - (self._clock.now() - instant)
-
-    def call_finished(self, *, ref: Any, operation: str, size: int, seconds: float, outcome: str) -> None:
-        return None
-
-    def submitted(self, *, key: Any, ref: Any, detach: int, attach: int, at: float) -> None:
-        return None
 
     def detached(self, *, ref: Any, endpoints: Sequence[Any], issued_at: float, done_at: float) -> None:
         if not self._log.isEnabledFor(logging.INFO):

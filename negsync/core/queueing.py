@@ -6,7 +6,7 @@ Guarantees (the ones controllers rely on):
 * a key is never handed to two workers at once — re-added while processing, it is marked dirty
   and queued again when the worker calls :meth:`WorkQueue.done`;
 * :meth:`WorkQueue.add_rate_limited` delays a key by a per-key exponential back-off (base × 2^n,
-  capped), reset by :meth:`WorkQueue.forget`;
+  capped; :class:`~negsync.core.backoff.Backoff`), reset by :meth:`WorkQueue.forget`;
 * :meth:`WorkQueue.add_after` schedules a key for later; an earlier schedule wins;
 * ``priority=True`` puts a key in a lane served before the normal one, and promotes a key that
   is already waiting — this is how detaches of terminating endpoints overtake attaches.
@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from negsync.core.backoff import Backoff
 from negsync.core.clock import Clock, RealClock
 
 K = TypeVar("K", bound=Hashable)
@@ -41,8 +42,7 @@ class WorkQueue(Generic[K]):
         max_delay: float = 1000.0,
     ) -> None:
         self._clock = clock or RealClock()
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = Backoff(base=base_delay, cap=max_delay)  # client-go's: no jitter
         self._cond = threading.Condition()
         self._lanes: tuple[deque[K], deque[K]] = (deque(), deque())  # (priority, normal)
         self._queued: dict[K, int] = {}  # key -> lane index it waits in
@@ -98,7 +98,7 @@ class WorkQueue(Generic[K]):
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
-        delay = min(self._max_delay, self._base_delay * (2**failures))
+        delay = self._backoff.delay(failures + 1)
         self.add_after(key, delay)
         return delay
 

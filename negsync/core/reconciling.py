@@ -42,6 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from negsync.core.backoff import Backoff
 from negsync.core.batching import chunks, halves
 from negsync.core.bindings import BindingSpec
 from negsync.core.clock import Clock, RealClock
@@ -110,35 +111,31 @@ class ReconcileResult:
 
 
 class Observer(Protocol):
-    """Where the reconciler reports what it did; telemetry and drain tracking implement it."""
+    """Where the reconciler reports what it did; telemetry, drain tracking and the timeline log listen.
 
-    def call_finished(
-        self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str
-    ) -> None: ...
+    Every method is a no-op here, so an observer subclasses this and overrides only what it needs
+    (a class that matches the shape without subclassing still type-checks: it is a Protocol).
+    """
+
+    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
+        """A cloud call ended (``outcome``: ok, error, rejected or conflict), ``seconds`` after it started."""
+        return None
 
     def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
         """A transaction left for the cloud: the end of "endpoint change → call issued"."""
-        ...
-
-    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None: ...
-
-    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
-        """First healthy report for a member, ``seconds`` after its attach call completed."""
-        ...
-
-
-class NullObserver:
-    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
-        return None
-
-    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
         return None
 
     def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
+        """A detach of ``endpoints`` issued at ``issued_at`` completed at ``done_at``."""
         return None
 
     def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+        """First healthy report for a member, ``seconds`` after its attach call completed."""
         return None
+
+
+class NullObserver(Observer):
+    """Hears everything, does nothing: the reconciler's default."""
 
 
 class Observers:
@@ -224,10 +221,10 @@ class Reconciler:
         self._min_interval = min_interval
         self._resync = resync_period
         self._poll = health_poll_interval
-        self._retry_base = retry_base
+        self._retry = Backoff(base=retry_base, cap=retry_max, jitter=1.0)
         self._retry_max = retry_max
-        self._isolated_base = isolated_retry_base
-        self._isolated_max = isolated_retry_max
+        # Not jittered: a member is isolated alone, there is no herd to spread.
+        self._isolation = Backoff(base=isolated_retry_base, cap=isolated_retry_max)
         self._list_period = member_list_period
         self._random = random.Random(seed)
         self._lock = threading.RLock()
@@ -589,7 +586,7 @@ class Reconciler:
         """Leave an isolated member out for a capped, doubling back-off (5 min → 1 h by default)."""
         strikes = state.strikes.get(member, 0) + 1
         state.strikes[member] = strikes
-        delay = min(self._isolated_max, self._isolated_base * 2 ** (strikes - 1))
+        delay = self._isolation.delay(strikes)
         state.rejected[member] = _Rejection(reason, self._clock.now() + delay)
 
     def _review_rejections(
@@ -629,8 +626,7 @@ class Reconciler:
     def _backoff(self, state: _Target, exc: Exception) -> float:
         with self._lock:
             state.failures += 1
-            base = min(self._retry_max, self._retry_base * 2 ** (state.failures - 1))
-            delay = base + self._random.uniform(0, base)
+            delay = self._retry.delay(state.failures, rng=self._random)
             hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientError) else None
             if hint:
                 delay = max(delay, float(hint))

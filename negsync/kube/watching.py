@@ -54,6 +54,7 @@ from typing import Any, Generic, TypeVar
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from negsync.core.backoff import Backoff, parse_retry_after
 from negsync.core.clock import Clock, RealClock
 from negsync.kube.caches import Key, Store, record_key
 
@@ -103,7 +104,8 @@ class Watcher(Generic[R]):
         self._watch_timeout = watch_timeout
         self._read_timeout = watch_timeout + read_timeout_slack
         self._connect_timeout = connect_timeout
-        self._backoff_base = backoff_base
+        # Uniform in [d/2, d], d = min(backoff_max, backoff_base × 2^(n-1)): backoff_max is a hard ceiling.
+        self._backoff = Backoff(base=backoff_base / 2, cap=backoff_max / 2, jitter=1.0)
         self._backoff_max = backoff_max
         self._label_selector = label_selector
         self._failures = 0
@@ -247,7 +249,7 @@ class Watcher(Generic[R]):
             if exc.status == 410:
                 self.resource_version = None
                 return
-            retry_after = _retry_after(exc)
+            retry_after = parse_retry_after((exc.headers or {}).get("Retry-After"))
             self._back_off(f"API error {exc.status}", retry_after)
         except (Urllib3Error, OSError) as exc:
             if self._interrupted:
@@ -257,8 +259,7 @@ class Watcher(Generic[R]):
 
     def _back_off(self, reason: str, retry_after: float | None) -> None:
         self._failures += 1
-        base = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
-        delay = max(retry_after or 0.0, base / 2 + self._random.uniform(0, base / 2))
+        delay = max(retry_after or 0.0, self._backoff.delay(self._failures, rng=self._random))
         log.warning("watch interrupted", extra={"kind": self.kind.name, "reason": reason, "retry_in": round(delay, 2)})
         self._clock.sleep(delay)
 
@@ -451,12 +452,3 @@ def _too_large(exc: ApiException) -> bool:
     causes = ((body.get("details") or {}).get("causes") or []) if isinstance(body, dict) else []
     return any(c.get("reason") == "ResourceVersionTooLarge" for c in causes) or \
         "Too large resource version" in str(body.get("message", ""))
-
-
-def _retry_after(exc: ApiException) -> float | None:
-    headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -90,6 +90,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from negsync import __version__
+from negsync.core.backoff import parse_retry_after
 from negsync.core.batching import chunks
 from negsync.core.bindings import AwsTargetGroupTarget, TargetSpec
 from negsync.core.clock import Clock, RealClock
@@ -896,11 +897,7 @@ def _translate(err: ClientError, *, service: str, operation: str, region: str) -
     """A botocore ClientError (after botocore's own retries) as negsync's error (see aws_errors)."""
     error = err.response.get("Error", {})
     metadata = err.response.get("ResponseMetadata", {})
-    header = (metadata.get("HTTPHeaders") or {}).get("retry-after")
-    try:
-        retry_after = float(header) if header is not None else None
-    except ValueError:
-        retry_after = None
+    retry_after = parse_retry_after((metadata.get("HTTPHeaders") or {}).get("retry-after"))
     return to_error(
         service=service,
         operation=operation,

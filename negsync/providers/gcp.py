@@ -106,6 +106,7 @@ from googleapiclient import discovery
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 
+from negsync.core.backoff import parse_retry_after
 from negsync.core.bindings import GcpNegTarget, TargetSpec
 from negsync.core.clock import Clock, RealClock
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
@@ -846,11 +847,7 @@ def _error_reason(exc: HttpError) -> str:
 
 
 def _retry_after(exc: HttpError) -> float | None:
-    value = exc.resp.get("retry-after") if exc.resp is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP-date; the reconciler's own back-off is good enough
+    return parse_retry_after(exc.resp.get("retry-after") if exc.resp is not None else None)
 
 
 def _error_text(exc: HttpError) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -14,10 +14,11 @@ from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.base import MemoryOwnershipStore
 from negsync.providers.memory import MemoryProvider
+from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")
 REF = TargetRef("memory", "local", "web")
@@ -52,13 +53,6 @@ class World:
         self.desired[key] = DesiredBinding(key=key, spec=spec(shared=self.shared), endpoints=eps)
         self.engine.enqueue(key, 0.0, priority)
 
-    def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not reached")
-            time.sleep(0.005)
-
 
 @pytest.fixture
 def world() -> World:
@@ -75,23 +69,23 @@ def members(eps: tuple[Endpoint, ...]) -> set[TargetEndpoint]:
 
 def test_converges_attach_then_detach(world: World) -> None:
     world.set(endpoints(3))
-    world.wait(lambda: world.provider.members(REF) == members(endpoints(3)))
+    wait_for(lambda: world.provider.members(REF) == members(endpoints(3)))
     world.set(endpoints(2, start=1))
-    world.wait(lambda: world.provider.members(REF) == members(endpoints(2, start=1)))
-    world.wait(lambda: bool(world.results) and world.results[-1].synced)
+    wait_for(lambda: world.provider.members(REF) == members(endpoints(2, start=1)))
+    wait_for(lambda: bool(world.results) and world.results[-1].synced)
 
 
 def test_changes_arriving_during_a_call_coalesce_into_the_fewest_calls(world: World) -> None:
     world.provider.pause()
     world.set(endpoints(1))
-    world.wait(lambda: world.engine.reconciler.in_flight() == 1)
+    wait_for(lambda: world.engine.reconciler.in_flight() == 1)
     # 1,000 changes arrive while that one call is in flight, each one enqueueing the key.
     for n in range(1, 1001):
         world.set(endpoints(1 + n))
-    world.wait(lambda: len(world.engine.queue) == 0 and not world.engine.queue.is_processing(KEY))
+    wait_for(lambda: len(world.engine.queue) == 0 and not world.engine.queue.is_processing(KEY))
     assert world.provider.count("attach") == 0  # the first call is still held
     world.provider.resume()
-    world.wait(lambda: world.provider.members(REF) == members(endpoints(1001)))
+    wait_for(lambda: world.provider.members(REF) == members(endpoints(1001)))
     # One held call, then ceil(1000 / 500) = 2 — not 1,000.
     assert world.provider.count("attach") == 1 + 2
     assert [c.size for c in world.provider.calls if c.operation == "attach"] == [1, 500, 500]
@@ -103,7 +97,7 @@ def test_a_detach_overtakes_an_attach_in_flight() -> None:
     w.engine.start()
     try:
         w.set(endpoints(2))
-        w.wait(lambda: provider.members(REF) == members(endpoints(2)))
+        wait_for(lambda: provider.members(REF) == members(endpoints(2)))
         gate = threading.Event()
         original = provider.attach
 
@@ -113,12 +107,12 @@ def test_a_detach_overtakes_an_attach_in_flight() -> None:
 
         provider.attach = slow_attach  # type: ignore[method-assign]
         w.set(endpoints(3))  # attach 10.0.0.2 — held
-        w.wait(lambda: w.engine.reconciler.in_flight() == 1)
+        wait_for(lambda: w.engine.reconciler.in_flight() == 1)
         w.set(endpoints(2, start=1)[1:] + endpoints(1, start=2), priority=True)  # 10.0.0.0 and .1 terminate
-        w.wait(lambda: TargetEndpoint("10.0.0.0", 8080) not in provider.members(REF))
+        wait_for(lambda: TargetEndpoint("10.0.0.0", 8080) not in provider.members(REF))
         assert TargetEndpoint("10.0.0.2", 8080) not in provider.members(REF)  # attach still held
         gate.set()
-        w.wait(lambda: provider.members(REF) == {TargetEndpoint("10.0.0.2", 8080)})
+        wait_for(lambda: provider.members(REF) == {TargetEndpoint("10.0.0.2", 8080)})
     finally:
         gate.set()
         w.engine.stop(timeout=5)
@@ -129,8 +123,8 @@ def test_a_rejected_batch_is_bisected_and_the_rest_attached(world: World) -> Non
     bad = {TargetEndpoint(eps[17].ip, 8080), TargetEndpoint(eps[401].ip, 8080)}
     world.provider.reject(bad)
     world.set(eps)
-    world.wait(lambda: world.provider.members(REF) == members(eps) - bad)
-    world.wait(lambda: bool(world.results) and set(world.results[-1].rejected) == bad)
+    wait_for(lambda: world.provider.members(REF) == members(eps) - bad)
+    wait_for(lambda: bool(world.results) and set(world.results[-1].rejected) == bad)
     attach_calls = world.provider.count("attach")
     assert attach_calls < 40  # bisection: ~2 * log2(500) + good halves, not 500 single calls
 
@@ -142,7 +136,7 @@ def test_transient_errors_back_off_and_converge() -> None:
     w.engine.start()
     try:
         w.set(endpoints(5))
-        w.wait(lambda: provider.members(REF) == members(endpoints(5)))
+        wait_for(lambda: provider.members(REF) == members(endpoints(5)))
         assert provider.count("attach") == 1
     finally:
         w.engine.stop(timeout=5)
@@ -154,11 +148,11 @@ def test_min_interval_bounds_the_call_rate() -> None:
     w.engine.start()
     try:
         w.set(endpoints(1))
-        w.wait(lambda: provider.count("attach") == 1)
+        wait_for(lambda: provider.count("attach") == 1)
         for n in range(2, 30):
             w.set(endpoints(n))
             time.sleep(0.005)
-        w.wait(lambda: provider.members(REF) == members(endpoints(29)))
+        wait_for(lambda: provider.members(REF) == members(endpoints(29)))
         starts = [c.started for c in provider.calls if c.operation == "attach"]
         assert len(starts) <= 3
         assert all(b - a >= 0.29 for a, b in itertools.pairwise(starts))
@@ -174,10 +168,10 @@ def test_a_shared_target_only_loses_members_negsync_registered() -> None:
     w.engine.start()
     try:
         w.set(endpoints(2))
-        w.wait(lambda: provider.members(REF) == foreign | members(endpoints(2)))
+        wait_for(lambda: provider.members(REF) == foreign | members(endpoints(2)))
         assert w.ownership.owned(KEY, REF) == frozenset(members(endpoints(2)))
         w.set(())
-        w.wait(lambda: provider.members(REF) == foreign)
+        wait_for(lambda: provider.members(REF) == foreign)
         assert w.ownership.owned(KEY, REF) == frozenset()
     finally:
         w.engine.stop(timeout=5)
@@ -186,9 +180,9 @@ def test_a_shared_target_only_loses_members_negsync_registered() -> None:
 def test_two_bindings_on_one_unshared_target_conflict_instead_of_fighting(world: World) -> None:
     other = BindingKey("shop", "web-copy")
     world.set(endpoints(2))
-    world.wait(lambda: provider_has(world, 2))
+    wait_for(lambda: provider_has(world, 2))
     world.set(endpoints(3, start=10), key=other)
-    world.wait(lambda: any(r.key == other and r.conflicts for r in world.results))
+    wait_for(lambda: any(r.key == other and r.conflicts for r in world.results))
     assert world.provider.members(REF) == members(endpoints(2))
 
 
@@ -198,10 +192,10 @@ def provider_has(world: World, count: int) -> bool:
 
 def test_deleting_a_binding_detaches_then_removes_its_target(world: World) -> None:
     world.set(endpoints(4))
-    world.wait(lambda: provider_has(world, 4))
+    wait_for(lambda: provider_has(world, 4))
     world.desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(4), deleting=True)
     world.engine.enqueue(KEY)
-    world.wait(lambda: any(r.finalized for r in world.results))
+    wait_for(lambda: any(r.finalized for r in world.results))
     assert REF not in world.provider.targets()
 
 
@@ -228,10 +222,7 @@ def direct(
 
 
 def settle(reconciler: Reconciler) -> None:
-    deadline = time.monotonic() + 5
-    while reconciler.busy():
-        assert time.monotonic() < deadline, "transaction did not finish"
-        time.sleep(0.002)
+    wait_for(lambda: not reconciler.busy(), 5, "transaction finished", interval=0.002)
 
 
 def test_own_writes_update_the_member_cache_so_no_listing_follows_them() -> None:
@@ -301,5 +292,63 @@ def test_gate_health_polls_list_at_most_once_per_poll_interval() -> None:
         reconciler.reconcile(KEY)
         reconciler.reconcile(KEY)
         assert provider.lists == 2
+    finally:
+        reconciler.close()
+
+
+def test_failed_calls_back_off_within_the_shared_rule_and_honour_retry_after() -> None:
+    # negsync.core.backoff with jitter 1: the n-th failure waits [d, 2d], d = min(cap, base × 2^(n-1)),
+    # a longer Retry-After wins, and nothing exceeds the cap.
+    clock = VirtualClock()
+    provider = MemoryProvider(clock=clock, call_latency=Fixed(0.0))
+    provider.fail_next("attach", TransientError("HTTP 503"), count=1)
+    provider.fail_next("attach", TransientError("HTTP 429", retry_after=50.0), count=1)
+    provider.fail_next("attach", TransientError("HTTP 503"), count=4)
+    desired = {KEY: DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(1))}
+    delays: list[float] = []
+    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda _k, delay, _p: delays.append(delay),
+                            clock=clock, seed=1, retry_base=5.0, retry_max=60.0, health_poll_interval=1000.0,
+                            resync_period=1000.0)
+    try:
+        waits = []
+        for _ in range(6):
+            delays.clear()
+            reconciler.reconcile(KEY)
+            settle(reconciler)
+            waits.append(max(delays))
+            clock.advance(max(delays))
+        assert waits[1] == 50.0, waits  # the server's Retry-After, longer than [10, 20]
+        for n, wait in enumerate(waits, start=1):
+            floor = min(60.0, 5.0 * 2 ** (n - 1))
+            if n != 2:
+                assert floor <= wait <= min(60.0, 2 * floor), (n, waits)
+        assert waits[-1] == 60.0  # [60, 120] capped
+        reconciler.reconcile(KEY)
+        settle(reconciler)
+        assert provider.members(REF) == members(endpoints(1))
+    finally:
+        reconciler.close()
+
+
+def test_an_observer_overrides_only_what_it_needs() -> None:
+    class Detaches(Observer):
+        def __init__(self) -> None:
+            self.detached_members: list[TargetEndpoint] = []
+
+        def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float,
+                     done_at: float) -> None:
+            self.detached_members.extend(endpoints)
+
+    clock = VirtualClock()
+    observer = Detaches()
+    provider = MemoryProvider(clock=clock, call_latency=Fixed(0.0))
+    reconciler, desired = direct(provider, clock, observer=observer)
+    try:
+        for eps in (endpoints(2), endpoints(1)):
+            desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=eps)
+            reconciler.reconcile(KEY)
+            settle(reconciler)
+            clock.advance(1.0)
+        assert observer.detached_members == [TargetEndpoint("10.0.0.1", 8080)]
     finally:
         reconciler.close()

@@ -44,9 +44,10 @@ from tests.e2e.test_cli_gcp import isolated_env
 from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
-from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
 from tests.support.kubectl import Kubectl
-from tests.telemetry.harness import ControllerProcess, free_port, http_get, wait_for
+from tests.support.moto import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ControllerProcess, free_port, http_get
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -315,7 +316,7 @@ def test_eks_walkthrough(kube: KubeApiEmulator, kubectl: Kubectl, tmp_path: Path
                          aws_env: None) -> None:  # noqa: F811
     import boto3
 
-    from tests.faults.awsproxy import ElbProxy
+    from tests.support.elb_proxy import ElbProxy
 
     commands = walkthrough("EKS")
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)

@@ -1,7 +1,7 @@
 """`negsync controller --provider aws` as the Deployment runs it, with each real credential chain.
 
 The CLI runs in a subprocess against the Kubernetes API emulator and moto (behind the AWS-faithful
-proxy, tests/faults/awsproxy.py), all on loopback.  No client is injected: credentials come from
+proxy, tests/support/elb_proxy.py), all on loopback.  No client is injected: credentials come from
 botocore's own default chain, configured only through the environment the EKS machinery sets:
 
 * **IRSA** — the pod identity webhook sets ``AWS_ROLE_ARN``, ``AWS_WEB_IDENTITY_TOKEN_FILE`` (a
@@ -34,10 +34,11 @@ from typing import Any
 import pytest
 
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.faults.awsproxy import ElbProxy
 from tests.kube.conftest import binding, endpoint_slice, service
-from tests.providers.conftest import REGION, moto_server  # noqa: F401  (fixture)
-from tests.telemetry.harness import ControllerProcess, wait_for
+from tests.support.elb_proxy import ElbProxy
+from tests.support.moto import REGION, moto_server  # noqa: F401  (fixture)
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ControllerProcess
 
 pytestmark = pytest.mark.timeout(60)
 _SEQUENCE = itertools.count()

@@ -22,7 +22,8 @@ import pytest
 from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
-from tests.telemetry.harness import ControllerProcess, free_port, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ControllerProcess, free_port
 
 PROJECT, ZONE = "my-project", "us-central1-a"
 GATE = "target-health.negsync.io/web"

@@ -23,7 +23,8 @@ from tests.e2e.test_cli_gcp import PROJECT, ZONE, isolated_env, key_file
 from tests.emulators.compute import FakeCompute
 from tests.emulators.gce_metadata import FakeMetadataServer
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.telemetry.harness import ROOT, ControllerProcess, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ROOT, ControllerProcess
 
 pytestmark = pytest.mark.timeout(60)
 

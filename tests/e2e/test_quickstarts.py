@@ -32,7 +32,8 @@ from tests.emulators.gce_metadata import FakeMetadataServer
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.support.incluster import start_in_cluster, stop
 from tests.support.kubectl import REPO, Kubectl
-from tests.telemetry.harness import free_port, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

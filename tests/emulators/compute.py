@@ -170,6 +170,8 @@ import google.auth.exceptions
 import google.auth.jwt
 import googleapiclient
 
+from tests.support.loopback import LoopbackServer
+
 JSON = dict[str, Any]
 
 SERVICE_PATH = "compute/v1/"
@@ -388,12 +390,14 @@ class _Operation:
     end_time: str | None = None
 
 
-class FakeCompute:
+class FakeCompute(LoopbackServer):
     """Loopback fake of compute v1 NEG + zone operation endpoints.
 
     Thread-safe: all state sits behind one lock, which the HTTP handler
     threads and the test's control calls share.
     """
+
+    thread_name = "fake-compute"
 
     def __init__(
         self,
@@ -428,8 +432,6 @@ class FakeCompute:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._doc: JSON = {}
         self._routes: list[_Route] = []
         self._negs: dict[tuple[str, str, str], _Neg] = {}
@@ -457,20 +459,14 @@ class FakeCompute:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def start(self) -> Self:
         self._doc = _discovery()
         self._routes = self._build_routes()
         self._stopping.clear()
-        server = ThreadingHTTPServer((self._host, 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="fake-compute", daemon=True,
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
         # Wake handlers parked in zoneOperations.wait or injected latency first,
@@ -478,26 +474,12 @@ class FakeCompute:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def url(self) -> str:
         """Server root, e.g. ``http://127.0.0.1:PORT/``."""
-        if self._server is None:
-            raise RuntimeError("FakeCompute not started")
-        return f"http://{self._host}:{self._server.server_address[1]}/"
+        return f"http://{self._host}:{self.port}/"
 
     @property
     def api_endpoint(self) -> str:

@@ -28,14 +28,17 @@ import json
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from tests.emulators.compute import COMPUTE_SCOPES, FakeCompute
+from tests.support.loopback import LoopbackServer
 
 ROOT = "/computeMetadata/v1/"
 
 
-class FakeMetadataServer:
+class FakeMetadataServer(LoopbackServer):
+    thread_name = "fake-metadata"
+
     def __init__(self, compute: FakeCompute, *, project: str = "proj-negsync",
                  email: str = "negsync@proj-negsync.iam.gserviceaccount.com") -> None:
         self.compute = compute
@@ -43,39 +46,14 @@ class FakeMetadataServer:
         self.email = email
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, had the flavor header)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-metadata", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     @property
     def host(self) -> str:
         """``host:port``: the value for both GCE_METADATA_HOST and GCE_METADATA_IP."""
-        assert self._server is not None, "not started"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
         return {"GCE_METADATA_HOST": self.host, "GCE_METADATA_IP": self.host}

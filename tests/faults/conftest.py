@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, service
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,17 +53,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", "fault suite: time to converge")
         for name, seconds in sorted(TIMINGS.items()):
             terminalreporter.write_line(f"{name:55s} {seconds:8.3f} s")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(step)
 
 
 def settings(**overrides: Any) -> Settings:

@@ -1,7 +1,7 @@
 """Cloud-side faults through the real Reconciler + Engine, against three clouds.
 
 * ``memory``: :class:`MemoryProvider` with its own seams (``fail_next``, ``reject``).
-* ``aws``: :class:`AwsProvider` → :class:`~tests.faults.awsproxy.ElbProxy` → moto server: real
+* ``aws``: :class:`AwsProvider` → :class:`~tests.support.elb_proxy.ElbProxy` → moto server: real
   boto3 calls, real HTTP 429/503, real read time-outs (the change applied, the answer lost).
 * ``gcp``: :class:`GcpProvider` → :class:`~tests.emulators.compute.FakeCompute`: real
   google-api-python-client calls, HTTP 429/503, socket time-outs, a 400 for one endpoint.
@@ -32,9 +32,10 @@ from negsync.errors import TransientError
 from negsync.providers.base import MemoryOwnershipStore
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.compute import FakeCompute
-from tests.faults.awsproxy import ElbProxy
-from tests.faults.conftest import record, wait_for
+from tests.faults.conftest import record
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.support.elb_proxy import ElbProxy
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,7 +1,7 @@
 """The controller process killed with SIGKILL mid-batch, then restarted: a real subprocess.
 
 The cloud state must outlive the process, so this runs ``negsync controller --provider aws``
-against moto (through :class:`~tests.faults.awsproxy.ElbProxy`) and the API emulator (through a
+against moto (through :class:`~tests.support.elb_proxy.ElbProxy`) and the API emulator (through a
 kubeconfig).  The target group is ``shared: true`` and holds a member some other tool registered;
 negsync's ownership record (a ConfigMap, written before RegisterTargets) is what keeps it away.
 
@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.faults.awsproxy import ElbProxy
-from tests.faults.conftest import record, wait_for
+from tests.faults.conftest import record
 from tests.kube.conftest import binding, service
-from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.support.elb_proxy import ElbProxy
+from tests.support.moto import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,7 +121,7 @@ def test_sigkill_mid_batch_then_restart(kube: KubeApiEmulator, world: dict[str, 
         started = time.monotonic()
         second = spawn(kubeconfig, proxy, log)
         want = {(ip, 8080) for ip in IPS if ip not in terminating}
-        wait_for(lambda: registered() - {FOREIGN} == want, timeout=40, step=0.2,
+        wait_for(lambda: registered() - {FOREIGN} == want, timeout=40, interval=0.2,
                  what="convergence after SIGKILL + restart")
         seconds = time.monotonic() - started
         actual = registered()

@@ -16,20 +16,10 @@ from negsync.kube.caches import FINALIZER
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
+from tests.support.waiting import wait_for
 
 GATE = "target-health.negsync.io/web"
 REF = TargetRef("memory", "local", "shop-web")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached")
-        time.sleep(0.02)
 
 
 def settings(**overrides: Any) -> Settings:

@@ -20,7 +20,8 @@ import pytest
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice, pod, service
 from tests.support.incluster import start_in_cluster, stop
-from tests.telemetry.harness import free_port, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from negsync.kube.leader import LeaderElector
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
+from tests.support.waiting import wait_for
 
 REF = TargetRef("memory", "local", "shop-web")
 
@@ -44,15 +45,6 @@ def settings(identity: str) -> Settings:
     return Settings(workers=2, sync_min_interval=0.0, health_poll_interval=0.1, identity=identity, watch_timeout=5,
                     leader_elect=True, lease_namespace="negsync-system", lease_duration=1.5, renew_deadline=1.0,
                     retry_period=0.2)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached")
-        time.sleep(0.02)
-    return value
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 from negsync.kube.ownership import ConfigMapOwnershipStore
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_controller import settings, wait_for
+from tests.kube.test_controller import settings
+from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")
 REF = TargetRef("aws", "eu-west-1", "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/shared/abc")

@@ -15,7 +15,8 @@ from negsync.errors import QuotaExceeded
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding
-from tests.kube.test_controller import seed_service, settings, wait_for
+from tests.kube.test_controller import seed_service, settings
+from tests.support.waiting import wait_for
 
 
 def test_quota_exceeded_sets_degraded_and_an_event(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:

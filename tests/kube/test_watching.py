@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from negsync.kube.caches import Store, decode_pod
 from negsync.kube.watching import ResourceKind, Watcher
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import pod
+from tests.support.waiting import wait_for
 
 
 class Recorder:
@@ -38,13 +38,6 @@ def run_in_background(watcher: Watcher[Any]) -> tuple[threading.Event, threading
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
     return stop, thread
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_relist_after_410_misses_nothing_and_replays_nothing(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,20 +43,13 @@ from negsync.providers.aws import (
 )
 from negsync.providers.base import MemoryOwnershipStore, OwnershipStore, TargetProvider
 from negsync.providers.ratelimit import RateLimits, TokenBucket, parse_rate_limits
-from tests.faults.awsproxy import ElbProxy as FaultProxy
+from tests.support.elb_proxy import ElbProxy as FaultProxy
+from tests.support.waiting import wait_for
 
 from .conftest import REGION
 
 BINDING = BindingKey("shop", "web")
 OTHER = BindingKey("shop", "admin")
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------ token bucket
@@ -82,7 +74,7 @@ def test_bucket_acquire_blocks_until_virtual_time_passes() -> None:
     got: list[bool] = []
     waiter = threading.Thread(target=lambda: got.append(bucket.acquire()), daemon=True)
     waiter.start()
-    wait_until(lambda: clock.next_deadline() is not None)  # the waiter is parked on the clock
+    wait_for(lambda: clock.next_deadline() is not None)  # the waiter is parked on the clock
     assert got == []
     clock.advance(1.0)
     waiter.join(timeout=5)
@@ -694,13 +686,13 @@ def test_the_bucket_paces_register_calls_in_virtual_time(world: World, proxy: Fa
     def calls() -> int:
         return len(proxy.actions("RegisterTargets"))
 
-    wait_until(lambda: calls() == 2 and clock.next_deadline() is not None)
+    wait_for(lambda: calls() == 2 and clock.next_deadline() is not None)
     for expected in (3, 4, 5):
         assert calls() == expected - 1  # parked on the bucket until the clock moves
         clock.advance(1.0)
-        wait_until(lambda expected=expected: calls() == expected)  # type: ignore[misc]
+        wait_for(lambda expected=expected: calls() == expected)  # type: ignore[misc]
         if expected < 5:
-            wait_until(lambda: clock.next_deadline() is not None)
+            wait_for(lambda: clock.next_deadline() is not None)
     worker.join(timeout=10)
     assert done.is_set()
     assert len(world.registered()) == 1000
@@ -817,10 +809,10 @@ def test_the_reconciler_reports_the_conflict_and_leaves_the_group_alone(
     try:
         first = reconciler.reconcile(BINDING)
         assert not first.conflicts
-        wait_until(lambda: reconciler.in_flight() == 0)
+        wait_for(lambda: reconciler.in_flight() == 0)
         second = reconciler.reconcile(OTHER)
         assert second.conflicts and "shop/web" in second.conflicts[0]
-        wait_until(lambda: reconciler.in_flight() == 0)
+        wait_for(lambda: reconciler.in_flight() == 0)
         assert world.registered() == set(web)
     finally:
         reconciler.close()
@@ -840,14 +832,14 @@ def test_the_reconciler_syncs_450_targets_in_three_calls(world: World, proxy: Fa
     reconciler = Reconciler(provider=provider, source=current.get, enqueue=lambda *_: None, ownership=store)
     try:
         reconciler.reconcile(BINDING)
-        wait_until(lambda: reconciler.in_flight() == 0)
+        wait_for(lambda: reconciler.in_flight() == 0)
         result = reconciler.reconcile(BINDING)
         assert result.synced and result.count("registered") == 450
         assert len(proxy.actions("RegisterTargets")) == 3
         assert len(store.owned(BINDING, world.ref())) == 450
         current[BINDING] = DesiredBinding(BINDING, _binding_spec(world.spec(shared=True)), ())
         reconciler.reconcile(BINDING)
-        wait_until(lambda: reconciler.in_flight() == 0)
+        wait_for(lambda: reconciler.in_flight() == 0)
         assert len(proxy.actions("DeregisterTargets")) == 3
         assert world.registered() == set()
     finally:

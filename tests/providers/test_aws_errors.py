@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 import botocore.session
 import pytest
+from botocore.exceptions import ClientError
 
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint
 from negsync.core.reconciling import DesiredBinding, Reconciler
 from negsync.errors import InvalidTarget, ProviderError, RejectedError, TargetNotFound, TransientError
+from negsync.providers.aws import _translate
 from negsync.providers.aws_errors import COMMON_OUTCOMES, ELBV2_OUTCOMES, outcome_of, to_error
-from tests.faults.awsproxy import ElbProxy
+from tests.support.elb_proxy import ElbProxy
+from tests.support.waiting import wait_for
 
 from .conftest import REGION
-from .test_aws import World, addresses, provider_for, wait_until, world  # noqa: F401  (fixture)
+from .test_aws import World, addresses, provider_for, world  # noqa: F401  (fixture)
 
 BINDING = BindingKey("shop", "web")
 
@@ -62,6 +68,23 @@ def test_codes_map_onto_the_reconcilers_errors(code: str, error: type[ProviderEr
     assert set(COMMON_OUTCOMES.values()) <= {"transient", "rejected", "denied", "unusable"}
 
 
+@pytest.mark.parametrize(("header", "low", "high"), [("3", 3.0, 3.0), ("in a while", None, None), ("-3", None, None),
+                                                     ("+60s", None, None), ("date", 55.0, 60.0)])
+def test_retry_after_reaches_the_transient_error_as_seconds_or_an_http_date(
+        header: str, low: float | None, high: float | None) -> None:
+    # RFC 9110 §10.2.3: delay-seconds or HTTP-date; an HTTP-date was dropped before negsync.core.backoff read it.
+    value = email.utils.formatdate(time.time() + 60, usegmt=True) if header == "date" else header
+    err = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"},
+                       "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {"retry-after": value}}},
+                      "RegisterTargets")
+    mapped = _translate(err, service="elbv2", operation="RegisterTargets", region=REGION)
+    assert isinstance(mapped, TransientError)
+    if low is None:
+        assert mapped.retry_after is None
+    else:
+        assert mapped.retry_after is not None and low <= mapped.retry_after <= (high or low)
+
+
 @pytest.mark.parametrize(("code", "action"), [("AccessDenied", "elasticloadbalancing:RegisterTargets"),
                                               ("UnauthorizedOperation", "elasticloadbalancing:RegisterTargets")])
 def test_permission_denied_names_the_missing_action(world: World, proxy: ElbProxy, code: str,  # noqa: F811
@@ -85,7 +108,7 @@ def test_too_many_registrations_drops_that_endpoint_only(world: World, proxy: El
     reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None)
     try:
         reconciler.reconcile(BINDING)
-        wait_until(lambda: reconciler.in_flight() == 0 and not reconciler.busy())
+        wait_for(lambda: reconciler.in_flight() == 0 and not reconciler.busy())
         result = reconciler.reconcile(BINDING)
         assert set(result.rejected) == {wanted[2]}
         assert "TooManyRegistrationsForTargetId" in result.rejected[wanted[2]]

@@ -17,7 +17,7 @@ from negsync.core.bindings import AwsTargetGroupTarget, parse_binding_spec
 from negsync.core.model import BindingKey, Endpoint
 from negsync.errors import ConfigError, InvalidTarget
 from negsync.providers.aws_networking import OWNER_DESCRIPTION
-from tests.faults.awsproxy import ElbProxy
+from tests.support.elb_proxy import ElbProxy
 
 from .test_aws import dummy_session, provider_for
 

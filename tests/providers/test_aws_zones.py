@@ -1,4 +1,4 @@
-"""Availability zones of ELBv2 targets, against moto behind the AWS-faithful proxy (tests/faults/awsproxy.py).
+"""Availability zones of ELBv2 targets, against moto behind the AWS-faithful proxy (tests/support/elb_proxy.py).
 
 * An IP outside the VPC needs a zone; ``all`` is refused by an ALB target group whose cross-zone
   load balancing is off (LBC issue #4477), so negsync reads the group attribute or learns it from
@@ -18,7 +18,7 @@ import pytest
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
 from negsync.errors import TransientError
 from negsync.providers.aws import AwsProvider, InvalidEndpoints
-from tests.faults.awsproxy import ElbProxy
+from tests.support.elb_proxy import ElbProxy
 
 from .conftest import REGION
 from .test_aws import dummy_session, provider_for, sent_targets

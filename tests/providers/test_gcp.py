@@ -8,6 +8,7 @@ Reconciler-level tests drive the real :class:`Reconciler` synchronously (``Drive
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 import re
@@ -510,6 +511,15 @@ def test_retry_after_header_reaches_the_transient_error() -> None:
     body = json.dumps({"error": {"code": 429, "message": "slow down", "errors": [{"reason": "rateLimitExceeded"}]}})
     error = _from_http_error(HttpError(response, body.encode()), what="attach", conflict_ok=False)
     assert isinstance(error, TransientError) and error.retry_after == 7.0
+
+
+def test_retry_after_as_an_http_date_reaches_the_transient_error() -> None:
+    # RFC 9110 §10.2.3 allows an HTTP-date; it was dropped (None) before negsync.core.backoff read it.
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    response = httplib2.Response({"status": 503, "retry-after": when})
+    body = json.dumps({"error": {"code": 503, "message": "backend unavailable", "errors": [{"reason": "backendError"}]}})
+    error = _from_http_error(HttpError(response, body.encode()), what="attach", conflict_ok=False)
+    assert isinstance(error, TransientError) and error.retry_after is not None and 55 <= error.retry_after <= 60
 
 
 def test_operation_errors_are_mapped(fake: FakeCompute, provider: GcpProvider) -> None:

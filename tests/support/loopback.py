@@ -1,4 +1,9 @@
-"""The loopback hosts a server under test binds: IPv4 always, IPv6 when this machine has it.
+"""Loopback for tests: the server lifecycle every fake shares, and the hosts a server under test binds.
+
+:class:`LoopbackServer` — a subclass says how requests are answered (:meth:`LoopbackServer.handler`);
+this base binds ``127.0.0.1`` (or the host given) on a port the OS picks, serves from a daemon thread,
+and stops by shutting the server down, closing its socket and joining the thread — bounded, so a
+stuck handler cannot hang a test run.  Handlers reach their fake through ``self.server.fake``.
 
 ``LOOPBACKS`` parametrizes a test over ``127.0.0.1`` and ``::1``; :func:`require` skips the IPv6
 case at run time (not at collection) when the machine has no IPv6 loopback, e.g. a container
@@ -8,6 +13,9 @@ started with IPv6 disabled.  :func:`url_host` brackets an IPv6 host for a URL or
 from __future__ import annotations
 
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 import pytest
 
@@ -34,3 +42,47 @@ def require(host: str) -> str:
 
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+class LoopbackServer:
+    """Start/stop/``with`` for a ``ThreadingHTTPServer`` whose handler a subclass supplies."""
+
+    #: Name of the serving thread (shows in thread dumps of a hung test).
+    thread_name = "loopback-server"
+    _host = "127.0.0.1"
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        server = ThreadingHTTPServer((self._host, 0), self.handler())
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return int(self._server.server_address[1])

@@ -14,14 +14,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.kube.conftest import binding, endpoint_slice, pod, service
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE = "target-health.negsync.io/web"
@@ -40,18 +40,6 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1,
-             describe: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s" + (f"\n{describe()}" if describe else ""))
-        time.sleep(interval)
 
 
 def seed(kube: Any, ips: Sequence[str], *, target: dict[str, Any], gate: bool = True, not_ready: bool = True) -> None:

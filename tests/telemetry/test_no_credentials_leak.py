@@ -14,7 +14,6 @@ import json
 import secrets
 import string
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ import pytest
 from negsync.logs import JsonFormatter, redact
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding
-from tests.telemetry.harness import ControllerProcess, http_get, seed, wait_for
+from tests.support.moto import REGION, moto_server  # noqa: F401  (fixture)
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import ControllerProcess, http_get, seed
 
 pytestmark = pytest.mark.timeout(90)
 
-REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
@@ -91,19 +91,6 @@ class Planted:
 
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 def _target_groups(moto_url: str) -> tuple[Any, str, str]:
     """(elbv2 client, ip target group ARN, instance target group ARN), made with other dummy keys."""
     import boto3
@@ -135,8 +122,8 @@ def _events(kube: KubeApiEmulator) -> list[dict[str, Any]]:
     return found
 
 
-def test_no_planted_credential_appears_anywhere(kube: KubeApiEmulator, moto_url: str) -> None:
-    elbv2, ip_arn, instance_arn = _target_groups(moto_url)
+def test_no_planted_credential_appears_anywhere(kube: KubeApiEmulator, moto_server: str) -> None:  # noqa: F811
+    elbv2, ip_arn, instance_arn = _target_groups(moto_server)
     missing_arn = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/does-not-exist/0123456789abcdef"
     ips = ["10.1.0.11", "10.1.0.12"]
     seed(kube, ips, target={"awsTargetGroup": {"arn": ip_arn}}, gate=False, not_ready=False)
@@ -145,7 +132,7 @@ def test_no_planted_credential_appears_anywhere(kube: KubeApiEmulator, moto_url:
 
     with tempfile.TemporaryDirectory(prefix="negsync-secrets-") as tmp:
         planted = Planted(Path(tmp), kube.url)
-        ctl = ControllerProcess(kube, "--provider", "aws", "--aws-endpoint-url", moto_url, "--aws-max-attempts", "2",
+        ctl = ControllerProcess(kube, "--provider", "aws", "--aws-endpoint-url", moto_server, "--aws-max-attempts", "2",
                                 "--log-level", "debug", "--sync-min-interval", "0",
                                 env=planted.env, kubeconfig=planted.kubeconfig)
         ctl.start()

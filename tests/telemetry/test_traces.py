@@ -20,7 +20,8 @@ from negsync.providers.memory import MemoryProvider
 from negsync.telemetry import Telemetry
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice
-from tests.telemetry.harness import seed, wait_for
+from tests.support.waiting import wait_for
+from tests.telemetry.harness import seed
 
 pytestmark = pytest.mark.timeout(60)
 

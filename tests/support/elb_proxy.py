@@ -53,10 +53,12 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import boto3
 from botocore.exceptions import ClientError
+
+from tests.support.loopback import LoopbackServer
 
 _NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 ET.register_namespace("", _NS)
@@ -87,7 +89,9 @@ def targets_of(params: dict[str, list[str]]) -> tuple[tuple[str, int], ...]:
 
 
 @dataclass
-class ElbProxy:
+class ElbProxy(LoopbackServer):
+    thread_name = "elb-proxy"
+
     upstream: str
     url: str = ""
     calls: list[Call] = field(default_factory=list)
@@ -99,8 +103,6 @@ class ElbProxy:
     _rejected: set[str] = field(default_factory=set)
     _held: threading.Event = field(default_factory=threading.Event)
     _pass_first: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
     #: (target group ARN, Id, Port) → the zone given at registration ("all" or a zone name).
     _zones: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
@@ -152,21 +154,17 @@ class ElbProxy:
             return [c for c in self.calls if c.action == action and (status is None or c.status == status)]
 
     # -- server ----------------------------------------------------------------------------------
-    def start(self) -> ElbProxy:
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+    def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        return _handler(self)
+
+    def start(self) -> Self:
+        super().start()
+        self.url = f"http://127.0.0.1:{self.port}"
         return self
 
     def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.release()  # held handlers must not outlive the server
+        super().stop()
 
     # -- AWS-faithful answers (see the module docstring) --------------------------------------------
     def client(self, service: str) -> Any:
@@ -227,7 +225,7 @@ class ElbProxy:
             zone = target.get("AvailabilityZone")
             inside = any(address.version == n.version and address in n for n in networks)
             if inside and zone == "all":
-                detected = next((z for n, z in subnets if address.version == n.version and address in n), "")
+                detected = _subnet_zone(str(address), subnets) or ""
                 return (f"The IP address '{address}' is within the VPC, and cannot have its Availability Zone "
                         f"overridden to 'all' from '{detected}'")
             if not inside and not zone:
@@ -260,11 +258,7 @@ class ElbProxy:
             with self.lock:
                 zone = self._zones.get((arn, target["Id"], int(target.get("Port", 0))))
             if zone is None:
-                try:
-                    address = ipaddress.ip_address(target["Id"])
-                    zone = next((z for n, z in subnets if address.version == n.version and address in n), None)
-                except ValueError:
-                    zone = None
+                zone = _subnet_zone(target["Id"], subnets)
             if zone is not None:
                 target["AvailabilityZone"] = zone
         return described
@@ -289,11 +283,7 @@ class ElbProxy:
                 continue  # not registered: AWS succeeds and does nothing
             zone = target.get("AvailabilityZone")
             if zone is None:
-                try:
-                    address = ipaddress.ip_address(target["Id"])
-                    zone = next((z for n, z in subnets if address.version == n.version and address in n), None)
-                except ValueError:
-                    zone = None
+                zone = _subnet_zone(target["Id"], subnets)
             if zone == present[key]:
                 matched.append({"Id": key[0], "Port": key[1]})
         if matched:
@@ -339,6 +329,15 @@ class ElbProxy:
         deadline = time.monotonic() + 30
         while self._held.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def _subnet_zone(ident: str, subnets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]) -> str | None:
+    """The zone AWS detects for an IP target: that of the VPC subnet holding it (None outside them)."""
+    try:
+        address = ipaddress.ip_address(ident)
+    except ValueError:
+        return None
+    return next((zone for network, zone in subnets if address.version == network.version and address in network), None)
 
 
 _SESSIONS: list[boto3.Session] = []
