@@ -21,6 +21,7 @@ TITLES = {
     "reaction": "2. Reaction — terminating update → detach call, under 1,000 changes/s",
     "cold": "3. Cold start — process start → every target in sync (Kubernetes API emulator)",
     "simulator": "4. Simulator — vectorized engine vs per-request SimPy reference",
+    "calls": "5. Cloud calls — every call by method, the real CLI against the fake Compute API and moto",
 }
 
 
@@ -37,6 +38,10 @@ def _runner(name: str) -> Callable[..., list[Row]]:
         from benchmarks import cold
 
         return cold.run
+    if name == "calls":
+        from benchmarks import calls
+
+        return calls.run
     from benchmarks import simulator
 
     return simulator.run

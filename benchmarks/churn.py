@@ -144,7 +144,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     meta = json.loads((directory / "meta.json").read_text())
     expected_load = _expected(meta.pop("expected_load"))
     expected_final = _expected(meta.pop("expected_final"))
-    provider = MemoryProvider(health_checking=False, max_batch_size=meta["limit"])
+    provider = MemoryProvider(health_checking=False, max_batch_size=meta["limit"], max_recorded_calls=None)
     # The controller's default --sync-min-interval: what a production deployment coalesces with.
     pipeline = Pipeline(provider=provider, workers=params.get("workers", 4), min_interval=params.get("min_interval", 0.5))
     names = [ref.name.removeprefix("bench-") for ref in expected_final]

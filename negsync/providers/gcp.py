@@ -42,8 +42,9 @@ Design decisions a reader must know:
   attempts and a large cluster cannot exhaust the project's Compute API quota.
 * **Ownership.** The NEG ``description`` holds JSON ``{"managed-by": "negsync", "cluster-uid",
   "namespace", "binding"}``.  It is checked before every change — create-or-adopt in
-  :meth:`~GcpProvider.ensure_target`, re-read (at most ``ownership_ttl`` old; default 0 = every
-  call) before each attach/detach, always before delete — and a NEG that is not ours raises
+  :meth:`~GcpProvider.ensure_target`, re-read before an attach/detach once the last check is
+  ``ownership_ttl`` old (default 300 s, the controller's resync period) or a change on the NEG
+  failed, always before delete — and a NEG that is not ours raises
   :class:`OwnershipConflict`; negsync never attaches to, detaches from or deletes such a NEG.
   NEGs have no update method, so the description can only change by delete-and-recreate; the
   check also compares the NEG's numeric id to catch exactly that.
@@ -345,7 +346,7 @@ class GcpProvider:
         http_timeout: float = 30.0,
         instance_for_node: Callable[[str], str | None] | None = None,
         health_check_known: Callable[[TargetRef], bool] | None = None,
-        ownership_ttl: float = 0.0,
+        ownership_ttl: float = 300.0,
         anonymous: bool = False,
     ) -> None:
         """``credentials=None`` uses application default credentials (fails fast with ConfigError).
@@ -661,8 +662,15 @@ class GcpProvider:
             project=project, zone=zone, networkEndpointGroup=ref.name, body=body, requestId=self._rid()
         )
         what = f"{method} ({len(endpoints)}) on {ref}"
-        operation = self._execute(project, request, what=what)
-        self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        try:
+            operation = self._execute(project, request, what=what)
+            self._wait(project, zone, operation, what=what, op_kind="endpoints")
+        except ProviderError as exc:
+            if not isinstance(exc, RejectedError):  # a rejected member says nothing about the NEG
+                # The NEG may have been deleted or replaced: the next change re-reads its owner first.
+                with self._lock:
+                    self._verified.pop(ref, None)
+            raise
 
     # -- internals: calls, operations, errors ----------------------------------------------------
     def _request_builder(self, *args: Any, **kwargs: Any) -> HttpRequest:

@@ -356,7 +356,62 @@ def test_detach_of_an_already_gone_endpoint_detaches_the_rest(
     assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
 
 
-def test_every_change_is_preceded_by_an_ownership_check(fake: FakeCompute, provider: GcpProvider) -> None:
+GET = "compute.networkEndpointGroups.get"
+
+
+class SteppedClock(SkipSleepClock):
+    """Time moves only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = 1000.0
+
+    def now(self) -> float:
+        return self.at
+
+
+def test_ownership_is_checked_once_not_before_every_change(fake: FakeCompute, provider: GcpProvider) -> None:
+    # Issue 18: a GET before every write cost as much quota as the writes.  Defaults: checked by
+    # ensure_target, re-checked once the check is older than the resync period or after an error.
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    fake.clear_calls()
+    members = [TargetEndpoint(e.ip, e.port, e.node) for e in eps(4)]
+    for member in members:
+        provider.attach(ref(), [member])
+    provider.detach(ref(), members[:2])
+    assert fake.count(GET) == 0
+    assert fake.count(ATTACH) == 4 and fake.count(DETACH) == 1
+
+
+def test_ownership_is_rechecked_after_the_ttl(fake: FakeCompute, make: Callable[..., GcpProvider]) -> None:
+    clock = SteppedClock()
+    provider = make(clock=clock, ownership_ttl=300.0)
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    with fake._lock:  # deleted and re-created by someone else behind negsync's back
+        del fake._negs[(PROJECT, ZONE_A, name_of())]
+    fake.add_neg(PROJECT, ZONE_A, name_of())
+    clock.at += 300.0
+    with pytest.raises(OwnershipConflict):
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    assert fake.count(ATTACH) == 0
+
+
+def test_ownership_is_rechecked_after_a_failed_change(fake: FakeCompute, provider: GcpProvider) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    with fake._lock:  # deleted behind negsync's back: the next change fails...
+        del fake._negs[(PROJECT, ZONE_A, name_of())]
+    with pytest.raises(ProviderError):
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    fake.add_neg(PROJECT, ZONE_A, name_of())  # ...and someone else's NEG takes the name
+    with pytest.raises(OwnershipConflict):  # the change after the error re-reads the owner
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    assert fake.count(ATTACH) == 1
+
+
+def test_every_change_is_preceded_by_an_ownership_check_with_ttl_0(
+    fake: FakeCompute, make: Callable[..., GcpProvider]
+) -> None:
+    provider = make(ownership_ttl=0.0)
     provider.ensure_target(ref(), binding=KEY, spec=target())
     # Deleted and re-created by someone else behind negsync's back.
     with fake._lock:  # the fake has no "replace" control; emulate the delete + foreign insert
