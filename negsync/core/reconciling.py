@@ -214,8 +214,7 @@ class Reconciler:
     def reconcile(self, key: BindingKey) -> ReconcileResult:
         desired = self._source(key)
         if desired is None:
-            with self._lock:
-                self._known.pop(key, None)
+            self._forget(key)
             return ReconcileResult(key=key, finalized=True)
         spec = desired.spec
         groups: dict[TargetRef, set[TargetEndpoint]] = (
@@ -542,11 +541,24 @@ class Reconciler:
         if errors:
             return False, tuple(retained)
         with self._lock:
-            self._known.pop(key, None)
             for ref in refs:
-                self._targets.pop((key, ref), None)
                 self._actual.pop(ref, None)
+        self._forget(key)
         return True, tuple(retained)
+
+    def _forget(self, key: BindingKey) -> None:
+        """Drop a gone binding's per-key state (bindings come and go for the life of the process).
+
+        A target still in flight keeps its entry until a later pass; per-target counters go once no
+        binding names the target any more.
+        """
+        with self._lock:
+            self._known.pop(key, None)
+            for pair in [p for p, state in self._targets.items() if p[0] == key and not state.busy]:
+                del self._targets[pair]
+            named = {ref for _, ref in self._targets} | {ref for refs in self._known.values() for ref in refs}
+            for ref in [r for r in self._writes if r not in named]:
+                del self._writes[ref]
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
     def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:

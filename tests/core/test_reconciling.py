@@ -205,6 +205,31 @@ def test_deleting_a_binding_detaches_then_removes_its_target(world: World) -> No
     assert REF not in world.provider.targets()
 
 
+def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
+    # Issue 18 (soak): per-target write counters and per-binding entries outlived their binding.
+    reconciler = world.engine.reconciler
+    for n in range(6):
+        key = BindingKey("shop", f"web-{n}")
+        world.desired[key] = DesiredBinding(
+            key=key, spec=BindingSpec(service_name="web", service_port="http", target=MemoryTarget(name=f"web-{n}")),
+            endpoints=endpoints(2, start=10 * n))
+        world.engine.enqueue(key)
+    world.wait(lambda: reconciler.in_flight() == 0 and len(world.provider.targets()) == 6
+               and all(len(world.provider.members(r)) == 2 for r in world.provider.targets()))
+    for n in range(6):
+        key = BindingKey("shop", f"web-{n}")
+        if n % 2:  # finalized through deletion: detach, delete the target
+            world.desired[key] = DesiredBinding(key=key, spec=world.desired[key].spec, deleting=True)
+        else:  # gone from the caches without a finalizer
+            del world.desired[key]
+        world.engine.enqueue(key)
+    world.wait(lambda: sum(1 for r in world.results if r.finalized) >= 6 and not reconciler.busy())
+    with reconciler._lock:
+        assert reconciler._targets == {}
+        assert reconciler._known == {}
+        assert reconciler._writes == {}
+
+
 class ListCountingProvider(MemoryProvider):
     """The memory provider, counting member listings (its ``calls`` log records writes only)."""
 
