@@ -206,7 +206,8 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
-        # Attach completion per member, until its first healthy report (attach → healthy latency).
+        # Attach completion per member of a gated binding, until its first healthy report
+        # (attach → healthy latency).
         self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
         self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
@@ -424,10 +425,14 @@ class Reconciler:
                     # Recorded before the call: a lost response must not leak an unrecorded member.
                     self._ownership.remember(key, ref, plan.attach)
                 attached = self._send("attach", ref, sorted(plan.attach), state)
-                done_at = self._clock.now()
-                with self._lock:
-                    for member in attached:
-                        self._attached_at[(ref, member)] = done_at
+                if spec.readiness_gate:
+                    # Only a gated binding polls health, so only its first healthy report times the
+                    # attach; for the others the entry would sit until the resync listing (an entry
+                    # per member, ~160 B, and a figure off by up to the resync period).
+                    done_at = self._clock.now()
+                    with self._lock:
+                        for member in attached:
+                            self._attached_at[(ref, member)] = done_at
             with self._lock:
                 state.failures = 0
                 state.error = ""

@@ -14,7 +14,7 @@ from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import DesiredBinding, NullObserver, Reconciler, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.base import MemoryOwnershipStore
 from negsync.providers.memory import MemoryProvider
@@ -228,6 +228,42 @@ def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
         assert reconciler._targets == {}
         assert reconciler._known == {}
         assert reconciler._writes == {}
+
+
+def test_attach_times_are_kept_only_where_health_is_polled() -> None:
+    # Issue 18: an attach time per member waited for a healthy report that, without a readiness
+    # gate, only the resync listing brings — ~160 B per endpoint at 150k endpoints.
+    clock = VirtualClock()
+    provider = MemoryProvider(clock=clock, health_checking=True)
+    healthy: list[TargetEndpoint] = []
+
+    class Healthy(NullObserver):
+        def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+            healthy.append(endpoint)
+
+    desired = {KEY: DesiredBinding(key=KEY, spec=spec(gate=False), endpoints=endpoints(3))}
+    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *a: None, clock=clock,
+                            observer=Healthy(), call_workers=1)
+    try:
+        reconciler.reconcile(KEY)
+        reconciler.close(wait=True)
+        assert provider.members(REF) == members(endpoints(3))
+        assert reconciler._attached_at == {}
+    finally:
+        reconciler.close(wait=False)
+    gated = Reconciler(provider=MemoryProvider(clock=clock, health_checking=True), source=lambda key: DesiredBinding(
+        key=KEY, spec=spec(gate=True), endpoints=endpoints(2)), enqueue=lambda *a: None, clock=clock,
+        observer=Healthy(), call_workers=1, health_poll_interval=1.0)
+    try:
+        gated.reconcile(KEY)
+        gated.close(wait=True)
+        assert len(gated._attached_at) == 2
+        clock.advance(1.0)
+        gated.reconcile(KEY)  # the health poll: first healthy report, the entries go
+        assert sorted(healthy) == sorted(members(endpoints(2)))
+        assert gated._attached_at == {}
+    finally:
+        gated.close(wait=False)
 
 
 class ListCountingProvider(MemoryProvider):
