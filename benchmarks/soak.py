@@ -145,7 +145,9 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     finally:
         kube.stop()
     after = [rss for n, _, rss in samples if n >= params["warmup"] * changes]
+    tail = [rss for n, _, rss in samples[:-1] if n >= 0.75 * changes]  # the churn's last quarter
     return {
+        "tail": {"min": min(tail, default=0), "max": max(tail, default=0), "n": len(tail)},
         "changes": changes, "updates": updates, "seconds": churn_seconds, "converged": converged,
         "exit_code": code, "rss_synced": rss_synced, "samples": samples, "peak": hwm,
         "after_warmup": {"first": after[0] if after else 0, "last": after[-1] if after else 0,
@@ -179,6 +181,9 @@ def run(*, quick: bool = False, repeat: int = 1, **overrides: Any) -> list[Row]:
         Row(f"RSS after warm-up ({params['warmup']:.0%} of the changes, {after['n']} samples): (max − min) / min",
             f"{spread:.1%} (min {after['min'] / mib:.1f}, max {after['max'] / mib:.1f} MiB; first → last "
             f"{drift:+.1%})", "≤ 5%", spread <= 0.05),
+        Row(f"RSS over the last quarter of the churn ({result['tail']['n']} samples): (max − min) / min",
+            f"{(result['tail']['max'] - result['tail']['min']) / max(result['tail']['min'], 1):.1%} "
+            f"(min {result['tail']['min'] / mib:.1f}, max {result['tail']['max'] / mib:.1f} MiB)"),
     ]
 
 
