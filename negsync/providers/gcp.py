@@ -132,6 +132,8 @@ MANAGED_BY: Final = "negsync"
 
 _HASH_LEN: Final = 8
 _UID_LEN: Final = 8
+#: How long one aggregated listing of the cluster's NEGs serves start-up adoption (seconds).
+_LISTING_TTL: Final = 60.0
 # How long one HTTP attempt may wait for a pacing token before giving up as transient.
 _PACING_TIMEOUT: Final = 60.0
 # zoneOperations.wait returns after at most 2 minutes server-side; the socket must outlast that.
@@ -394,6 +396,7 @@ class GcpProvider:
         self._local = threading.local()
         self._owners: dict[TargetRef, BindingKey] = {}
         self._verified: dict[TargetRef, _Verified] = {}
+        self._listings: dict[str, tuple[float, dict[str, list[tuple[str, str]]]]] = {}
         options = {"api_endpoint": compute_endpoint} if compute_endpoint else None
         service = discovery.build(
             "compute",
@@ -456,23 +459,12 @@ class GcpProvider:
         gcp = self._spec(spec)
         name = self.neg_name(binding, gcp)
         mine = NegOwner(self._cluster_uid, binding.namespace, binding.name)
-        refs: list[TargetRef] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name = "{name}"', "maxResults": 500}
-            if token:
-                kwargs["pageToken"] = token
-            page = self._execute(gcp.project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs {name}")
-            for scope in (page.get("items") or {}).values():
-                for neg in scope.get("networkEndpointGroups") or ():
-                    if neg.get("name") != name:
-                        continue
-                    # Someone else's NEG under our name is not adopted; ensure_target reports it.
-                    if NegOwner.parse(neg.get("description")) == mine:
-                        refs.append(TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), name))
-            token = page.get("nextPageToken")
-            if not token:
-                break
+        refs = [
+            TargetRef("gcp", location(gcp.project, zone), name)
+            for zone, description in self._cluster_negs(gcp.project).get(name, ())
+            # Someone else's NEG under our name is not adopted; ensure_target reports it.
+            if NegOwner.parse(description) == mine
+        ]
         with self._lock:
             for ref in refs:
                 self._owners[ref] = binding
@@ -576,6 +568,50 @@ class GcpProvider:
             return bucket
 
     # -- internals: NEG lifecycle -------------------------------------------------------------
+    def _cluster_negs(self, project: str) -> dict[str, list[tuple[str, str]]]:
+        """name → [(zone, description)] of every NEG in ``project`` named like this cluster's.
+
+        One aggregated listing (paged by 500) serves every binding's start-up adoption instead of
+        one listing per binding (issue 18: 5,000 bindings were 5,000 calls at 10/s).  It is reused
+        for ``_LISTING_TTL`` seconds and kept current with our own inserts and deletes, so only a
+        NEG another process creates in that window can be missed.
+        """
+        now = self._clock.now()
+        with self._lock:
+            cached = self._listings.get(project)
+        if cached is not None and 0 <= now - cached[0] < _LISTING_TTL:
+            return cached[1]
+        uid = (_clean(self._cluster_uid).replace("-", "") or "0")[:_UID_LEN]
+        found: dict[str, list[tuple[str, str]]] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"project": project, "filter": f'name eq ".*-{uid}-.*"', "maxResults": 500}
+            if token:
+                kwargs["pageToken"] = token
+            page = self._execute(project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs in {project}")
+            for scope in (page.get("items") or {}).values():
+                for neg in scope.get("networkEndpointGroups") or ():
+                    found.setdefault(str(neg.get("name")), []).append(
+                        (_last(neg.get("zone")), str(neg.get("description") or "")))
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        with self._lock:
+            self._listings[project] = (now, found)
+        return found
+
+    def _listed(self, ref: TargetRef, description: str | None) -> None:
+        """Keep the start-up listing current with our own insert (a description) or delete (None)."""
+        project, zone = parse_location(ref)
+        with self._lock:
+            cached = self._listings.get(project)
+            if cached is None:
+                return
+            negs = [n for n in cached[1].get(ref.name, []) if n[0] != zone]
+            if description is not None:
+                negs.append((zone, description))
+            cached[1][ref.name] = negs
+
     @staticmethod
     def _spec(spec: TargetSpec) -> GcpNegTarget:
         if not isinstance(spec, GcpNegTarget):
@@ -605,6 +641,7 @@ class GcpProvider:
         try:
             operation = self._execute(project, request, what=f"creating {ref}", conflict_ok=True)
             self._wait(project, zone, operation, what=f"creating {ref}", op_kind="insert")
+            self._listed(ref, body["description"])
             log.info("created NEG %s for binding %s", ref, binding)
         except _AlreadyExists:
             pass  # created concurrently (another replica, or a lost response): the GET decides
@@ -636,6 +673,7 @@ class GcpProvider:
         self._check_owner(ref, neg, binding)
 
     def _forget(self, ref: TargetRef) -> None:
+        self._listed(ref, None)
         with self._lock:
             self._verified.pop(ref, None)
             self._owners.pop(ref, None)

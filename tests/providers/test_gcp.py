@@ -310,6 +310,28 @@ def test_existing_targets_finds_only_our_negs_after_a_restart(
     assert fresh.existing_targets(binding=OTHER, spec=target()) == []
 
 
+def test_start_up_adopts_every_bindings_negs_from_one_aggregated_listing(
+    fake: FakeCompute, make: Callable[..., GcpProvider], driver: Driver
+) -> None:
+    # Issue 18: one aggregatedList per binding made a cold start of 5,000 bindings 5,000 calls.
+    keys = [BindingKey("shop", f"web-{n}") for n in range(4)]
+    for n, key in enumerate(keys):
+        driver.set(key, bspec(), eps(1, zone=ZONE_A, start=n))
+        driver.run(key)
+    fresh = make()
+    fake.clear_calls()
+    refs = {key: fresh.existing_targets(binding=key, spec=target()) for key in keys}
+    assert all(len(found) == 1 and found[0].location.endswith(ZONE_A) for found in refs.values())
+    assert fake.count(AGGREGATED) == 1
+    # Kept current with our own writes: a NEG created or deleted after the listing is seen.
+    other_ref = fresh.ref(OTHER, target(), ZONE_B)
+    fresh.ensure_target(other_ref, binding=OTHER, spec=target())
+    assert fresh.existing_targets(binding=OTHER, spec=target()) == [other_ref]
+    assert fresh.delete_target(refs[keys[0]][0], binding=keys[0], spec=target())
+    assert fresh.existing_targets(binding=keys[0], spec=target()) == []
+    assert fake.count(AGGREGATED) == 1
+
+
 def test_ensure_target_rejects_a_neg_in_another_network(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     # The check runs on every ensure, not only on creation: a NEG's network is immutable.
@@ -357,6 +379,7 @@ def test_detach_of_an_already_gone_endpoint_detaches_the_rest(
 
 
 GET = "compute.networkEndpointGroups.get"
+AGGREGATED = "compute.networkEndpointGroups.aggregatedList"
 
 
 class SteppedClock(SkipSleepClock):
