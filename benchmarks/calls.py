@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -234,13 +235,16 @@ class AwsCloud:
         ec2 = session.client("ec2", endpoint_url=self.moto)
         self.elbv2 = session.client("elbv2", endpoint_url=self.moto)
         self.vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        self.suffix = secrets.token_hex(3)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
     def target(self, service: str) -> dict[str, Any]:
-        arn = self.elbv2.create_target_group(Name=f"bench-{service}", Protocol="HTTP", Port=8080, VpcId=self.vpc,
+        # moto's backends live as long as the process: a suffix keeps repetitions apart.
+        arn = self.elbv2.create_target_group(Name=f"bench-{service}-{self.suffix}", Protocol="HTTP", Port=8080,
+                                             VpcId=self.vpc,
                                              TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
         self.arns[service] = arn
         return {"awsTargetGroup": {"arn": arn}}
