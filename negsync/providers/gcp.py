@@ -397,6 +397,7 @@ class GcpProvider:
         self._owners: dict[TargetRef, BindingKey] = {}
         self._verified: dict[TargetRef, _Verified] = {}
         self._listings: dict[str, tuple[float, dict[str, list[tuple[str, str]]]]] = {}
+        self._listing_lock = threading.Lock()
         options = {"api_endpoint": compute_endpoint} if compute_endpoint else None
         service = discovery.build(
             "compute",
@@ -576,11 +577,15 @@ class GcpProvider:
         for ``_LISTING_TTL`` seconds and kept current with our own inserts and deletes, so only a
         NEG another process creates in that window can be missed.
         """
-        now = self._clock.now()
-        with self._lock:
-            cached = self._listings.get(project)
-        if cached is not None and 0 <= now - cached[0] < _LISTING_TTL:
-            return cached[1]
+        with self._listing_lock:  # the workers starting together wait for one listing, not one each
+            now = self._clock.now()
+            with self._lock:
+                cached = self._listings.get(project)
+            if cached is not None and 0 <= now - cached[0] < _LISTING_TTL:
+                return cached[1]
+            return self._list_cluster_negs(project, now)
+
+    def _list_cluster_negs(self, project: str, now: float) -> dict[str, list[tuple[str, str]]]:
         uid = (_clean(self._cluster_uid).replace("-", "") or "0")[:_UID_LEN]
         found: dict[str, list[tuple[str, str]]] = {}
         token: str | None = None

@@ -320,7 +320,9 @@ def test_start_up_adopts_every_bindings_negs_from_one_aggregated_listing(
         driver.run(key)
     fresh = make()
     fake.clear_calls()
-    refs = {key: fresh.existing_targets(binding=key, spec=target()) for key in keys}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the workers of a starting controller, at once
+        found = list(pool.map(lambda key: fresh.existing_targets(binding=key, spec=target()), keys))
+    refs = dict(zip(keys, found, strict=True))
     assert all(len(found) == 1 and found[0].location.endswith(ZONE_A) for found in refs.values())
     assert fake.count(AGGREGATED) == 1
     # Kept current with our own writes: a NEG created or deleted after the listing is seen.
