@@ -22,6 +22,9 @@ TITLES = {
     "cold": "3. Cold start — process start → every target in sync (Kubernetes API emulator)",
     "simulator": "4. Simulator — vectorized engine vs per-request SimPy reference",
     "coldmem": "5. Cold-start memory — realistic pods listed into the caches, peak RSS vs the Deployment's limit",
+    "calls": "6. Cloud calls — every call by method, the real CLI against the fake Compute API and moto",
+    "soak": "7. Soak — a million endpoint changes through the real CLI; RSS after warm-up",
+    "scale": "8. Kubernetes' scale limits — 150,000 endpoints in 10,000 Services",
 }
 
 
@@ -42,6 +45,18 @@ def _runner(name: str) -> Callable[..., list[Row]]:
         from benchmarks import coldmem
 
         return coldmem.run
+    if name == "calls":
+        from benchmarks import calls
+
+        return calls.run
+    if name == "soak":
+        from benchmarks import soak
+
+        return soak.run
+    if name == "scale":
+        from benchmarks import scale
+
+        return scale.run
     from benchmarks import simulator
 
     return simulator.run

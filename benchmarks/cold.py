@@ -105,7 +105,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             in_sync_at = time.time()
             break
         time.sleep(0.02)
-    calls = len(provider.calls)
+    calls = provider.calls_total
     controller.stop(timeout=10)
     api.close()
     return {"started": started, "imported": imported, "synced": synced_at, "in_sync": in_sync_at,

@@ -120,7 +120,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
         "warm": warm, "converged": converged, "measured": len(handed), "missing": len(handed) - len(latencies),
         "p50_ms": _percentile(latencies, 0.50), "p99_ms": _percentile(latencies, 0.99), "max_ms": max(latencies),
         "feed_rate": len(timed) / behind[-1], "feeder_max_behind_ms": behind[0] * 1000,
-        "calls": len(provider.calls),
+        "calls": provider.calls_total,
     }
 
 

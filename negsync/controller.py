@@ -518,9 +518,9 @@ class Controller:
     def reconcile(self, key: BindingKey) -> ReconcileResult:
         started = self.clock.now()
         if self.telemetry is None:
-            return self._reconcile(key)
+            return self._forget_finalized(self._reconcile(key))
         with self.telemetry.tracer.start_as_current_span("reconcile", attributes={"negsync.binding": str(key)}):
-            result = self._reconcile(key)
+            result = self._forget_finalized(self._reconcile(key))
         if result.synced:
             # The change needed no call: nothing to time. A change seen while this reconcile ran is
             # left for the reconcile it triggered.
@@ -528,6 +528,15 @@ class Controller:
         with self._lock:
             skipped = self._skipped.get(key, 0)
         self.telemetry.record_result(result, self.clock.now() - started, len(result.rejected) + skipped)
+        return result
+
+    def _forget_finalized(self, result: ReconcileResult) -> ReconcileResult:
+        """A binding that is gone leaves no per-key state behind (issue 18: a soak deletes thousands)."""
+        if result.finalized:
+            with self._lock:
+                self.last_results.pop(result.key, None)
+                self._skipped.pop(result.key, None)
+            self.detach_timings.forget(result.key)
         return result
 
     def _reconcile(self, key: BindingKey) -> ReconcileResult:
@@ -944,6 +953,14 @@ class DetachTimings(Observer):
         with self._lock:
             value = self._last.get(key)
             return dict(value) if value else None
+
+    def forget(self, key: BindingKey) -> None:
+        """The binding is gone: drop what was kept for its status."""
+        with self._lock:
+            self._changed.pop(key, None)
+            self._last.pop(key, None)
+            for ref in [r for r, entry in self._issued.items() if entry[0] == key]:
+                del self._issued[ref]
 
 
 def _wall_now() -> float:

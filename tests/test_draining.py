@@ -189,3 +189,45 @@ def test_end_to_end_a_pre_stop_hook_waits_for_the_real_detach(kube: KubeApiEmula
         provider.resume()
         servers.stop()
         controller.stop(timeout=5)
+
+
+# -- the tracker's memory (issue 18 soak) ---------------------------------------------------------
+def test_detach_times_are_bounded_in_count_and_age() -> None:
+    from negsync.core.clock import VirtualClock
+    from negsync.core.model import TargetEndpoint, TargetRef
+
+    clock = VirtualClock()
+    tracker = DrainTracker(clock=clock, max_ips=100, ttl=600.0)
+    ref = TargetRef("memory", "local", "web")
+    for n in range(1_000):
+        tracker.detached(ref=ref, endpoints=[TargetEndpoint(f"10.0.{n // 250}.{n % 250}", 8080)],
+                         issued_at=clock.now(), done_at=clock.now())
+        clock.advance(0.01)
+    assert len(tracker._detached_at) == 100
+    assert tracker.detached_at("10.0.3.249") is not None  # the latest is kept
+    assert tracker.detached_at("10.0.0.0") is None  # the oldest went first
+    clock.advance(600.0)
+    assert tracker.detached_at("10.0.3.249") is None  # older than the TTL: unknown
+
+
+def test_a_detach_time_costs_little_memory() -> None:
+    import tracemalloc
+
+    from negsync.core.model import TargetEndpoint, TargetRef
+
+    ref = TargetRef("memory", "local", "web")
+    members = [[TargetEndpoint(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}", 8080)] for n in range(20_000)]
+    from negsync.core.clock import VirtualClock
+
+    clock = VirtualClock()
+    tracker = DrainTracker(clock=clock)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for batch in members:
+            tracker.detached(ref=ref, endpoints=batch, issued_at=clock.now(), done_at=clock.now())
+        per_ip = (tracemalloc.get_traced_memory()[0] - before) / len(members)
+    finally:
+        tracemalloc.stop()
+    assert all(tracker.detached_at(batch[0].ip) == clock.now() for batch in members)  # every one kept
+    assert per_ip < 150, f"{per_ip:.0f} B per detached IP"  # a cachetools.TTLCache took ~175 B + its links

@@ -237,7 +237,8 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
-        # Attach completion per member, until its first healthy report (attach → healthy latency).
+        # Attach completion per member of a gated binding, until its first healthy report
+        # (attach → healthy latency).
         self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
         self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
@@ -245,8 +246,7 @@ class Reconciler:
     def reconcile(self, key: BindingKey) -> ReconcileResult:
         desired = self._source(key)
         if desired is None:
-            with self._lock:
-                self._known.pop(key, None)
+            self._forget(key)
             return ReconcileResult(key=key, finalized=True)
         spec = desired.spec
         groups: dict[TargetRef, set[TargetEndpoint]] = (
@@ -431,6 +431,9 @@ class Reconciler:
                     attached_at = self._attached_at.pop((ref, member), None)
                     if attached_at is not None:
                         healthy_now.append((member, now - attached_at))
+                elif health is Health.NO_HEALTH_CHECK:
+                    # No health check will ever time this attach: the entry would wait for ever.
+                    self._attached_at.pop((ref, member), None)
         for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
@@ -647,11 +650,24 @@ class Reconciler:
         if errors:
             return False, tuple(retained)
         with self._lock:
-            self._known.pop(key, None)
             for ref in refs:
-                self._targets.pop((key, ref), None)
                 self._actual.pop(ref, None)
+        self._forget(key)
         return True, tuple(retained)
+
+    def _forget(self, key: BindingKey) -> None:
+        """Drop a gone binding's per-key state (bindings come and go for the life of the process).
+
+        A target still in flight keeps its entry until a later pass; per-target counters go once no
+        binding names the target any more.
+        """
+        with self._lock:
+            self._known.pop(key, None)
+            for pair in [p for p, state in self._targets.items() if p[0] == key and not state.busy]:
+                del self._targets[pair]
+            named = {ref for _, ref in self._targets} | {ref for refs in self._known.values() for ref in refs}
+            for ref in [r for r in self._writes if r not in named]:
+                del self._writes[ref]
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
     def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:

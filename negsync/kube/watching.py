@@ -430,11 +430,12 @@ def _list_items(chunks: Iterable[bytes], meta: dict[str, Any]) -> Iterator[Any]:
 
 
 def _events(response: Any) -> Iterator[dict[str, Any]]:
+    # One split per chunk: splitting a line off the front at a time copied the rest of the chunk
+    # for every line (quadratic in the lines a chunk holds — an initial burst holds thousands).
     buffer = b""
     for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        for line in lines:
             if line.strip():
                 yield json.loads(line)
     if buffer.strip():

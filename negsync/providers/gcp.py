@@ -49,8 +49,9 @@ Design decisions a reader must know:
   attempts and a large cluster cannot exhaust the project's Compute API quota.
 * **Ownership.** The NEG ``description`` holds JSON ``{"managed-by": "negsync", "cluster-uid",
   "namespace", "binding"}``.  It is checked before every change — create-or-adopt in
-  :meth:`~GcpProvider.ensure_target`, re-read (at most ``ownership_ttl`` old; default 0 = every
-  call) before each attach/detach, always before delete — and a NEG that is not ours raises
+  :meth:`~GcpProvider.ensure_target`, re-read before an attach/detach once the last check is
+  ``ownership_ttl`` old (default 300 s, the controller's resync period) or a change on the NEG
+  failed, always before delete — and a NEG that is not ours raises
   :class:`OwnershipConflict`; negsync never attaches to, detaches from or deletes such a NEG.
   NEGs have no update method, so the description can only change by delete-and-recreate; the
   check also compares the NEG's numeric id to catch exactly that.
@@ -149,6 +150,8 @@ MANAGED_BY: Final = "negsync"
 _HASH_LEN: Final = 8
 _SUBNET_HASH_LEN: Final = 6
 _UID_LEN: Final = 8
+#: How long one aggregated listing of the cluster's NEGs serves start-up adoption (seconds).
+_LISTING_TTL: Final = 60.0
 # How long one HTTP attempt may wait for a pacing token before giving up as transient.
 _PACING_TIMEOUT: Final = 60.0
 # zoneOperations.wait returns after at most 2 minutes server-side; the socket must outlast that.
@@ -397,7 +400,7 @@ class GcpProvider:
         http_timeout: float = 30.0,
         instance_for_node: Callable[[str], str | None] | None = None,
         health_check_known: Callable[[TargetRef], bool] | None = None,
-        ownership_ttl: float = 0.0,
+        ownership_ttl: float = 300.0,
         anonymous: bool = False,
         subnet_for_node: Callable[[str], str | None] | None = None,
     ) -> None:
@@ -452,6 +455,8 @@ class GcpProvider:
         self._owners: dict[TargetRef, BindingKey] = {}
         self._verified: dict[TargetRef, _Verified] = {}
         self._subnets: dict[TargetRef, str] = {}  # NEGs of a non-default subnetwork: its name
+        self._listings: dict[str, tuple[float, dict[str, list[tuple[str, str, str]]]]] = {}
+        self._listing_lock = threading.Lock()
         options = {"api_endpoint": compute_endpoint} if compute_endpoint else None
         service = discovery.build(
             "compute",
@@ -543,29 +548,19 @@ class GcpProvider:
         suffix = binding_hash(cluster_uid=self._cluster_uid, binding=binding)
         mine = NegOwner(self._cluster_uid, binding.namespace, binding.name)
         refs: list[TargetRef] = []
-        token: str | None = None
-        while True:
-            # Every NEG of the binding ends with its hash, whatever its subnetwork (an RE2 ``eq``
-            # filter, as the aggregatedList reference documents); the description decides.
-            kwargs: dict[str, Any] = {"project": gcp.project, "filter": f'name eq ".*-{suffix}"', "maxResults": 500}
-            if token:
-                kwargs["pageToken"] = token
-            page = self._execute(gcp.project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs {name}")
-            for scope in (page.get("items") or {}).values():
-                for neg in scope.get("networkEndpointGroups") or ():
-                    found = str(neg.get("name") or "")
-                    if not found.endswith(f"-{suffix}"):
-                        continue
-                    # Someone else's NEG under our name is not adopted; ensure_target reports it.
-                    if NegOwner.parse(neg.get("description")) == mine:
-                        found_ref = TargetRef("gcp", location(gcp.project, _last(neg.get("zone"))), found)
-                        refs.append(found_ref)
-                        if found != name and neg.get("subnetwork"):
-                            with self._lock:
-                                self._subnets[found_ref] = _last(neg.get("subnetwork"))
-            token = page.get("nextPageToken")
-            if not token:
-                break
+        for found, negs in self._cluster_negs(gcp.project).items():
+            # Every NEG of the binding ends with its hash, whatever its subnetwork; the description
+            # decides (someone else's NEG under our name is not adopted; ensure_target reports it).
+            if not found.endswith(f"-{suffix}"):
+                continue
+            for zone, description, subnetwork in negs:
+                if NegOwner.parse(description) != mine:
+                    continue
+                found_ref = TargetRef("gcp", location(gcp.project, zone), found)
+                refs.append(found_ref)
+                if found != name and subnetwork:
+                    with self._lock:
+                        self._subnets[found_ref] = subnetwork
         with self._lock:
             for ref in refs:
                 self._owners[ref] = binding
@@ -670,6 +665,54 @@ class GcpProvider:
             return bucket
 
     # -- internals: NEG lifecycle -------------------------------------------------------------
+    def _cluster_negs(self, project: str) -> dict[str, list[tuple[str, str, str]]]:
+        """name → [(zone, description, subnetwork)] of every NEG in ``project`` named like this cluster's.
+
+        One aggregated listing (paged by 500) serves every binding's start-up adoption instead of
+        one listing per binding (issue 18: 5,000 bindings were 5,000 calls at 10/s).  It is reused
+        for ``_LISTING_TTL`` seconds and kept current with our own inserts and deletes, so only a
+        NEG another process creates in that window can be missed.
+        """
+        with self._listing_lock:  # the workers starting together wait for one listing, not one each
+            now = self._clock.now()
+            with self._lock:
+                cached = self._listings.get(project)
+            if cached is not None and 0 <= now - cached[0] < _LISTING_TTL:
+                return cached[1]
+            return self._list_cluster_negs(project, now)
+
+    def _list_cluster_negs(self, project: str, now: float) -> dict[str, list[tuple[str, str, str]]]:
+        uid = (_clean(self._cluster_uid).replace("-", "") or "0")[:_UID_LEN]
+        found: dict[str, list[tuple[str, str, str]]] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"project": project, "filter": f'name eq ".*-{uid}-.*"', "maxResults": 500}
+            if token:
+                kwargs["pageToken"] = token
+            page = self._execute(project, self._negs.aggregatedList(**kwargs), what=f"listing NEGs in {project}")
+            for scope in (page.get("items") or {}).values():
+                for neg in scope.get("networkEndpointGroups") or ():
+                    found.setdefault(str(neg.get("name")), []).append(
+                        (_last(neg.get("zone")), str(neg.get("description") or ""), _last(neg.get("subnetwork"))))
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        with self._lock:
+            self._listings[project] = (now, found)
+        return found
+
+    def _listed(self, ref: TargetRef, description: str | None, subnetwork: str = "") -> None:
+        """Keep the start-up listing current with our own insert (a description) or delete (None)."""
+        project, zone = parse_location(ref)
+        with self._lock:
+            cached = self._listings.get(project)
+            if cached is None:
+                return
+            negs = [n for n in cached[1].get(ref.name, []) if n[0] != zone]
+            if description is not None:
+                negs.append((zone, description, subnetwork))
+            cached[1][ref.name] = negs
+
     @staticmethod
     def _spec(spec: TargetSpec) -> GcpNegTarget:
         if not isinstance(spec, GcpNegTarget):
@@ -701,6 +744,7 @@ class GcpProvider:
         try:
             operation = self._execute(project, request, what=f"creating {ref}", conflict_ok=True)
             self._wait(project, zone, operation, what=f"creating {ref}", op_kind="insert")
+            self._listed(ref, body["description"], _last(body.get("subnetwork")))
             log.info("created NEG %s for binding %s", ref, binding)
         except _AlreadyExists:
             pass  # created concurrently (another replica, or a lost response): the GET decides
@@ -732,6 +776,7 @@ class GcpProvider:
         self._check_owner(ref, neg, binding)
 
     def _forget(self, ref: TargetRef) -> None:
+        self._listed(ref, None)
         with self._lock:
             self._verified.pop(ref, None)
             self._owners.pop(ref, None)
@@ -769,6 +814,12 @@ class GcpProvider:
                 raise RejectedError(f"{exc} (the NEG exists: a referenced instance is missing)") from exc
             with self._lock:
                 self._verified.pop(ref, None)
+            raise
+        except ProviderError as exc:
+            if not isinstance(exc, RejectedError):  # a rejected member says nothing about the NEG
+                # The NEG may have been deleted or replaced: the next change re-reads its owner first.
+                with self._lock:
+                    self._verified.pop(ref, None)
             raise
 
     # -- internals: calls, operations, errors ----------------------------------------------------

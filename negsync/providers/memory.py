@@ -10,12 +10,16 @@ in virtual time and the controller can be demonstrated without a cloud account.
 Test seams are part of the feature: :meth:`MemoryProvider.pause` holds calls in flight,
 :meth:`MemoryProvider.fail_next` injects errors, :meth:`MemoryProvider.reject` makes batches
 holding chosen members fail as a whole (like a 400 from the Compute API), and
-:attr:`MemoryProvider.calls` records every call.
+:attr:`MemoryProvider.calls` records the most recent calls.  The record is a bounded deque
+(``max_recorded_calls``, default 10,000) with exact per-operation counters beside it
+(:meth:`MemoryProvider.count`, :attr:`MemoryProvider.calls_total`): a demo or soak running for
+days makes millions of calls, and an unbounded list was the process's largest growth.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -71,7 +75,9 @@ class MemoryProvider:
         health_checking: bool = True,
         max_batch_size: int = 500,
         zonal: bool = False,
+        max_recorded_calls: int | None = 10_000,
     ) -> None:
+        """``max_recorded_calls=None`` keeps every call (benchmarks that inspect each one)."""
         self._clock = clock or RealClock()
         self._rng = np.random.default_rng(seed)
         self.call_latency = call_latency
@@ -88,7 +94,8 @@ class MemoryProvider:
         self._running.set()
         self._failures: list[tuple[str, ProviderError]] = []
         self._rejected: set[TargetEndpoint] = set()
-        self.calls: list[Call] = []
+        self.calls: deque[Call] = deque(maxlen=max_recorded_calls)
+        self._counts: Counter[str] = Counter()
 
     # -- the provider protocol ----------------------------------------------------------------
     @property
@@ -146,7 +153,7 @@ class MemoryProvider:
                     continue  # attaching a present member is a no-op, as in both clouds
                 delay = float(self.attach_delay.sample(self._rng))
                 pool.members[member] = _Member(attached_at=now, routed_at=now + delay, healthy_at=now + delay)
-            self.calls.append(Call("attach", ref, len(endpoints), started, now))
+            self._record(Call("attach", ref, len(endpoints), started, now))
 
     def detach(self, ref: TargetRef, endpoints: Sequence[TargetEndpoint]) -> None:
         started = self._enter("detach", ref, endpoints)
@@ -162,7 +169,7 @@ class MemoryProvider:
                 current.unrouted_at = now + float(self.detach_delay.sample(self._rng))
                 current.gone_at = now + self.deregistration_delay
             self._expire(pool, now)
-            self.calls.append(Call("detach", ref, len(endpoints), started, now))
+            self._record(Call("detach", ref, len(endpoints), started, now))
 
     def delete_target(self, ref: TargetRef, *, binding: BindingKey, spec: TargetSpec) -> bool:
         with self._lock:
@@ -226,10 +233,22 @@ class MemoryProvider:
             self._rejected |= set(endpoints)
 
     def count(self, operation: str) -> int:
+        """Completed calls of ``operation`` since start, including those no longer in :attr:`calls`."""
         with self._lock:
-            return sum(1 for c in self.calls if c.operation == operation)
+            return self._counts[operation]
+
+    @property
+    def calls_total(self) -> int:
+        """Completed attach and detach calls since start."""
+        with self._lock:
+            return sum(self._counts.values())
 
     # -- internals ----------------------------------------------------------------------------
+    def _record(self, call: Call) -> None:
+        # Caller holds the lock.
+        self.calls.append(call)
+        self._counts[call.operation] += 1
+
     def _enter(self, operation: str, ref: TargetRef, endpoints: Sequence[TargetEndpoint] = ()) -> float:
         started = self._clock.now()
         if len(endpoints) > self._max_batch:

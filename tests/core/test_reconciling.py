@@ -199,6 +199,64 @@ def test_deleting_a_binding_detaches_then_removes_its_target(world: World) -> No
     assert REF not in world.provider.targets()
 
 
+def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
+    # Issue 18 (soak): per-target write counters and per-binding entries outlived their binding.
+    reconciler = world.engine.reconciler
+    for n in range(6):
+        key = BindingKey("shop", f"web-{n}")
+        world.desired[key] = DesiredBinding(
+            key=key, spec=BindingSpec(service_name="web", service_port="http", target=MemoryTarget(name=f"web-{n}")),
+            endpoints=endpoints(2, start=10 * n))
+        world.engine.enqueue(key)
+    world.wait(lambda: reconciler.in_flight() == 0 and len(world.provider.targets()) == 6
+               and all(len(world.provider.members(r)) == 2 for r in world.provider.targets()))
+    for n in range(6):
+        key = BindingKey("shop", f"web-{n}")
+        if n % 2:  # finalized through deletion: detach, delete the target
+            world.desired[key] = DesiredBinding(key=key, spec=world.desired[key].spec, deleting=True)
+        else:  # gone from the caches without a finalizer
+            del world.desired[key]
+        world.engine.enqueue(key)
+    world.wait(lambda: sum(1 for r in world.results if r.finalized) >= 6 and not reconciler.busy())
+    with reconciler._lock:
+        assert reconciler._targets == {}
+        assert reconciler._known == {}
+        assert reconciler._writes == {}
+
+
+def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> None:
+    # Issue 18: an attach time per member waited for a healthy report that never comes where the LB
+    # checks no health (~160 B per endpoint at 150k endpoints).  It is kept for every binding (the
+    # calibration timeline and the attach→healthy metric need it, gate or not) until the first
+    # listing that shows the member healthy — or shows that no health check exists.
+    clock = VirtualClock()
+    healthy: list[TargetEndpoint] = []
+
+    class Healthy(Observer):
+        def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
+            healthy.append(endpoint)
+
+    for checking in (True, False):
+        healthy.clear()
+        desired = {KEY: DesiredBinding(key=KEY, spec=spec(gate=False), endpoints=endpoints(3))}
+        reconciler = Reconciler(provider=MemoryProvider(clock=clock, health_checking=checking), source=desired.get,
+                                enqueue=lambda *a: None, clock=clock, observer=Healthy(), call_workers=1,
+                                member_list_period=60.0)
+        try:
+            reconciler.reconcile(KEY)
+            deadline = time.monotonic() + 5
+            while reconciler.busy():
+                assert time.monotonic() < deadline
+                time.sleep(0.002)
+            assert len(reconciler._attached_at) == 3  # timed from the attach's completion
+            clock.advance(60.0)
+            reconciler.reconcile(KEY)  # the member listing period: a real listing
+            assert reconciler._attached_at == {}
+            assert sorted(healthy) == (sorted(members(endpoints(3))) if checking else [])
+        finally:
+            reconciler.close(wait=False)
+
+
 class ListCountingProvider(MemoryProvider):
     """The memory provider, counting member listings (its ``calls`` log records writes only)."""
 

@@ -335,6 +335,30 @@ def test_existing_targets_finds_only_our_negs_after_a_restart(
     assert fresh.existing_targets(binding=OTHER, spec=target()) == []
 
 
+def test_start_up_adopts_every_bindings_negs_from_one_aggregated_listing(
+    fake: FakeCompute, make: Callable[..., GcpProvider], driver: Driver
+) -> None:
+    # Issue 18: one aggregatedList per binding made a cold start of 5,000 bindings 5,000 calls.
+    keys = [BindingKey("shop", f"web-{n}") for n in range(4)]
+    for n, key in enumerate(keys):
+        driver.set(key, bspec(), eps(1, zone=ZONE_A, start=n))
+        driver.run(key)
+    fresh = make()
+    fake.clear_calls()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the workers of a starting controller, at once
+        found = list(pool.map(lambda key: fresh.existing_targets(binding=key, spec=target()), keys))
+    refs = dict(zip(keys, found, strict=True))
+    assert all(len(found) == 1 and found[0].location.endswith(ZONE_A) for found in refs.values())
+    assert fake.count(AGGREGATED) == 1
+    # Kept current with our own writes: a NEG created or deleted after the listing is seen.
+    other_ref = fresh.ref(OTHER, target(), ZONE_B)
+    fresh.ensure_target(other_ref, binding=OTHER, spec=target())
+    assert fresh.existing_targets(binding=OTHER, spec=target()) == [other_ref]
+    assert fresh.delete_target(refs[keys[0]][0], binding=keys[0], spec=target())
+    assert fresh.existing_targets(binding=keys[0], spec=target()) == []
+    assert fake.count(AGGREGATED) == 1
+
+
 def test_ensure_target_rejects_a_neg_in_another_network(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
     # The check runs on every ensure, not only on creation: a NEG's network is immutable.
@@ -383,7 +407,63 @@ def test_detach_of_an_already_gone_endpoint_detaches_the_rest(
     assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
 
 
-def test_every_change_is_preceded_by_an_ownership_check(fake: FakeCompute, provider: GcpProvider) -> None:
+GET = "compute.networkEndpointGroups.get"
+AGGREGATED = "compute.networkEndpointGroups.aggregatedList"
+
+
+class SteppedClock(SkipSleepClock):
+    """Time moves only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at = 1000.0
+
+    def now(self) -> float:
+        return self.at
+
+
+def test_ownership_is_checked_once_not_before_every_change(fake: FakeCompute, provider: GcpProvider) -> None:
+    # Issue 18: a GET before every write cost as much quota as the writes.  Defaults: checked by
+    # ensure_target, re-checked once the check is older than the resync period or after an error.
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    fake.clear_calls()
+    members = [TargetEndpoint(e.ip, e.port, e.node) for e in eps(4)]
+    for member in members:
+        provider.attach(ref(), [member])
+    provider.detach(ref(), members[:2])
+    assert fake.count(GET) == 0
+    assert fake.count(ATTACH) == 4 and fake.count(DETACH) == 1
+
+
+def test_ownership_is_rechecked_after_the_ttl(fake: FakeCompute, make: Callable[..., GcpProvider]) -> None:
+    clock = SteppedClock()
+    provider = make(clock=clock, ownership_ttl=300.0)
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    with fake._lock:  # deleted and re-created by someone else behind negsync's back
+        del fake._negs[(PROJECT, ZONE_A, name_of())]
+    fake.add_neg(PROJECT, ZONE_A, name_of())
+    clock.at += 300.0
+    with pytest.raises(OwnershipConflict):
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    assert fake.count(ATTACH) == 0
+
+
+def test_ownership_is_rechecked_after_a_failed_change(fake: FakeCompute, provider: GcpProvider) -> None:
+    provider.ensure_target(ref(), binding=KEY, spec=target())
+    with fake._lock:  # deleted behind negsync's back: the next change fails...
+        del fake._negs[(PROJECT, ZONE_A, name_of())]
+    with pytest.raises(ProviderError):
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    fake.add_neg(PROJECT, ZONE_A, name_of())  # ...and someone else's NEG takes the name
+    with pytest.raises(OwnershipConflict):  # the change after the error re-reads the owner
+        provider.attach(ref(), [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
+    assert fake.count(ATTACH) == 1
+
+
+def test_every_change_is_preceded_by_an_ownership_check_with_ttl_0(
+    fake: FakeCompute, make: Callable[..., GcpProvider]
+) -> None:
+    provider = make(ownership_ttl=0.0)
     provider.ensure_target(ref(), binding=KEY, spec=target())
     # Deleted and re-created by someone else behind negsync's back.
     with fake._lock:  # the fake has no "replace" control; emulate the delete + foreign insert
