@@ -5,7 +5,7 @@ Method.  The parent starts, all on 127.0.0.1, the Kubernetes API emulator
 (``tests/emulators/compute.py``, validated against Google's discovery document; operations stay
 RUNNING for ``op_delay`` seconds, as real zonal operations do, so every write needs its
 ``zoneOperations.wait``); for **AWS** moto's server behind the recording ELBv2 proxy of the fault
-suite (``tests/faults/awsproxy.py``).  It seeds S Services with E ready endpoints (three zones,
+suite (``tests/support/elb_proxy.py``).  It seeds S Services with E ready endpoints (three zones,
 Nodes with a GCE ``providerID``) and S TargetBindings, then runs ``python -m negsync controller``
 as a user runs it — the real SDK clients, default settings except the cloud endpoint and
 ``--log-level warning`` — and counts, on the server side, every request the controller made, by
@@ -166,21 +166,38 @@ class GcpCloud:
         self.limit = NEG_LIMIT
 
     def __enter__(self) -> GcpCloud:
+        import json
+        import tempfile
+
+        from benchmarks.pipeline import pod_ip
+        from tests.e2e.test_cli_gcp import isolated_env
+
         self.fake.start()
+        # The project as GKE leaves it: every node's VM, and every pod IP the run will use as one of
+        # its node's alias ranges (the fake, like GCE, refuses an endpoint its instance does not own).
+        p = self.params
+        for n in range(1, p["services"] * (p["endpoints"] + p["rounds"] * p["replace"]) + 1):
+            self.fake.provision(PROJECT, self.zones[(n % 97) % len(self.zones)], f"node-{n % 97}", [pod_ip(n)])
+        # Credentials as the Deployment finds them (ADC): a service-account key whose token_uri is the fake's.
+        self._home = tempfile.TemporaryDirectory(prefix="negsync-calls-")
+        key = Path(self._home.name) / "negsync-sa.json"
+        key.write_text(json.dumps(self.fake.service_account_key(project=PROJECT)))
+        self._env = isolated_env(Path(self._home.name), GOOGLE_APPLICATION_CREDENTIALS=str(key))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.fake.stop()
+        self._home.cleanup()
 
     def target(self, service: str) -> dict[str, Any]:
         return {"gcpNeg": {"project": PROJECT, "network": "default"}}
 
     def args(self) -> list[str]:
-        return ["--provider", "gcp", "--gcp-compute-endpoint", self.fake.api_endpoint, "--gcp-anonymous",
+        return ["--provider", "gcp", "--gcp-compute-endpoint", self.fake.api_endpoint,
                 "--cluster-uid", CLUSTER_UID, "--gcp-rate-limit", f"{self.params['rate']:g}"]
 
     def env(self) -> dict[str, str]:
-        return {}
+        return self._env
 
     def actual(self, keys: Any) -> dict[tuple[str, str], set[tuple[str, int]]]:
         from negsync.core.model import BindingKey
@@ -196,7 +213,9 @@ class GcpCloud:
         return out
 
     def counts(self) -> collections.Counter[str]:
-        return collections.Counter(_short(c.method_id) for c in self.fake.calls)
+        # Compute API calls only: the token endpoint (oauth2) is not Compute quota.
+        return collections.Counter(_short(c.method_id) for c in self.fake.calls
+                                   if c.method_id and c.method_id.startswith("compute."))
 
     def writes(self, counts: collections.Counter[str]) -> int:
         return sum(counts[m] for m in GCP_WRITES)
@@ -220,7 +239,7 @@ class AwsCloud:
     def __enter__(self) -> AwsCloud:
         import boto3
         from moto.server import ThreadedMotoServer
-        from tests.faults.awsproxy import ElbProxy
+        from tests.support.elb_proxy import ElbProxy
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -715,16 +715,29 @@ class AwsProvider:
 
         AWS answers success for a target that is not registered — and for one named with a zone
         other than the one it recorded, which it then leaves in place.  So success alone proves
-        nothing: the group is listed afterwards, a member still registered (and not draining) is
-        deregistered once more with the description that listing reported, and if it is still
-        there the call fails as transient (the reconciler retries it later).
+        nothing for a member whose description negsync had to compute (never listed, not registered
+        by this process): then the group is listed afterwards, a member still registered (and not
+        draining) is deregistered once more with the description that listing reported, and if it
+        is still there the call fails as transient (the reconciler retries it later).  A member
+        named exactly as AWS reported it, or as this process registered it, needs no confirmation.
         """
         if not endpoints:
             return
         _, cidrs = self._usable(ref)
         networks = _networks(cidrs)
+        with self._lock:
+            known = set(self._reported.get(ref.name, {}))
         for batch in chunks(set(endpoints), limit=MAX_TARGETS_PER_CALL):
             self._deregister(ref, batch, networks)
+        if all(e in known for e in endpoints):
+            # Every description was one AWS reported or one negsync registered and AWS accepted:
+            # AWS matches it exactly, so success is proof and no confirming listing is spent.
+            with self._lock:
+                kept = dict(self._reported.get(ref.name, {}))
+                for e in endpoints:
+                    kept.pop(e, None)
+                self._reported[ref.name] = kept
+            return
         stuck = self._still_registered(ref, endpoints)
         if stuck:
             log.info("%d targets still registered in %s after DeregisterTargets; retrying as reported", len(stuck), ref)
@@ -825,6 +838,14 @@ class AwsProvider:
         zones = self._own_zones(ref)
         targets = [_description(e, networks, zones) for e in batch]
         self._call("elbv2", ref.location, "RegisterTargets", TargetGroupArn=ref.name, Targets=targets)
+        # AWS now holds exactly these descriptions: a later DeregisterTargets names them as sent,
+        # without a listing in between (issue 18: own writes cost no read).
+        with self._lock:
+            known = dict(self._reported.get(ref.name, {}))
+            for member, target in zip(batch, targets, strict=True):
+                zone = target.get("AvailabilityZone")
+                known[member] = ReportedTarget(str(target["Id"]), int(target["Port"]), str(zone) if zone else None)
+            self._reported[ref.name] = known
 
     def _deregister(
         self,

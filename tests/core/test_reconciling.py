@@ -208,7 +208,7 @@ def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
             key=key, spec=BindingSpec(service_name="web", service_port="http", target=MemoryTarget(name=f"web-{n}")),
             endpoints=endpoints(2, start=10 * n))
         world.engine.enqueue(key)
-    world.wait(lambda: reconciler.in_flight() == 0 and len(world.provider.targets()) == 6
+    wait_for(lambda: reconciler.in_flight() == 0 and len(world.provider.targets()) == 6
                and all(len(world.provider.members(r)) == 2 for r in world.provider.targets()))
     for n in range(6):
         key = BindingKey("shop", f"web-{n}")
@@ -217,7 +217,7 @@ def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
         else:  # gone from the caches without a finalizer
             del world.desired[key]
         world.engine.enqueue(key)
-    world.wait(lambda: sum(1 for r in world.results if r.finalized) >= 6 and not reconciler.busy())
+    wait_for(lambda: sum(1 for r in world.results if r.finalized) >= 6 and not reconciler.busy())
     with reconciler._lock:
         assert reconciler._targets == {}
         assert reconciler._known == {}

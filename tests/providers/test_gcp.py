@@ -428,6 +428,8 @@ def test_ownership_is_checked_once_not_before_every_change(fake: FakeCompute, pr
     provider.ensure_target(ref(), binding=KEY, spec=target())
     fake.clear_calls()
     members = [TargetEndpoint(e.ip, e.port, e.node) for e in eps(4)]
+    place(fake, members)
+    fake.clear_calls()
     for member in members:
         provider.attach(ref(), [member])
     provider.detach(ref(), members[:2])
@@ -450,6 +452,7 @@ def test_ownership_is_rechecked_after_the_ttl(fake: FakeCompute, make: Callable[
 
 def test_ownership_is_rechecked_after_a_failed_change(fake: FakeCompute, provider: GcpProvider) -> None:
     provider.ensure_target(ref(), binding=KEY, spec=target())
+    place(fake, [TargetEndpoint("10.0.0.1", 8080, "vm-1")])
     with fake._lock:  # deleted behind negsync's back: the next change fails...
         del fake._negs[(PROJECT, ZONE_A, name_of())]
     with pytest.raises(ProviderError):
