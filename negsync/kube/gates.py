@@ -25,9 +25,12 @@ by the Service but not yet in a slice, or its containers not ready yet — waits
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import cachetools
 
 from negsync.core.model import Health
 from negsync.kube.caches import GATE_PREFIX, PodRecord
@@ -114,10 +117,24 @@ class GateWriter:
     def __init__(self, *, core_api: Any, request_timeout: float = 10.0) -> None:
         self._core = core_api
         self._timeout = request_timeout
+        # (pod uid, gate) → (the condition the cache showed, the condition we wrote).  The pod cache
+        # lags our own write by a watch event; a reconcile in between must not write (and count in
+        # the gate-latency histogram) the same condition twice.  Bounded: an entry only matters
+        # for that one watch round trip.
+        self._written: cachetools.TTLCache[tuple[str, str], tuple[Any, tuple[str, str, str]]] = (
+            cachetools.TTLCache(maxsize=100_000, ttl=60.0))
+        self._lock = threading.Lock()
 
     def write(self, pod: PodRecord, kind: str, condition: GateCondition) -> bool:
-        """True when written; False when the pod is gone or was replaced."""
+        """True when written; False when the pod is gone or was replaced, or we just wrote exactly this."""
         from kubernetes.client.exceptions import ApiException
+
+        memo = (pod.uid, kind)
+        shown = pod.condition(kind)
+        wanted = (condition.status, condition.reason, condition.message)
+        with self._lock:
+            if self._written.get(memo) == (shown, wanted):
+                return False
 
         entry: dict[str, Any] = {
             "type": kind,
@@ -146,4 +163,6 @@ class GateWriter:
                 log.info("gate not written: pod gone or replaced", extra={"pod": f"{pod.namespace}/{pod.name}"})
                 return False
             raise
+        with self._lock:
+            self._written[memo] = (shown, wanted)
         return True

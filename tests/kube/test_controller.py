@@ -86,7 +86,10 @@ def test_syncs_a_service_and_gates_turn_true_only_when_healthy(kube: KubeApiEmul
     ready = {c["type"]: c for c in status["conditions"]}
     assert ready["Ready"]["status"] == "True" and ready["Synced"]["status"] == "True"
     assert ready["Degraded"]["status"] == "False"
-    assert status["endpoints"]["desired"] == 3 and status["observedGeneration"] == 1
+    # The status describes the binding's current spec (its generation, whatever bumped it).
+    current = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web")
+    assert current is not None
+    assert status["endpoints"]["desired"] == 3 and status["observedGeneration"] == current["metadata"]["generation"]
 
 
 def test_terminating_endpoints_are_detached(kube: KubeApiEmulator, controller: Controller, provider: MemoryProvider) -> None:
