@@ -279,6 +279,10 @@ def test_the_gke_quickstart_runs_against_the_emulator(cluster: KubeApiEmulator, 
             assert {"conditionType": GATE} in cluster.get("v1", "Pod", "shop", name)["spec"]["readinessGates"]
         assert [c.outcome for c in cluster.admission_calls] == ["patched"] * len(pods)
         kubectl("-n", "shop", "wait", "--for=condition=Ready", "targetbinding/web", "--timeout=60s", timeout=70)
+        # Ready means in sync; the health column follows the load balancer's health checks, which
+        # may still be passing for the last pod: wait for them before reading the columns.
+        wait_for(lambda: ((cluster.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") or {}).get("status") or {})
+                 .get("endpoints", {}).get("healthy") == len(pods), timeout=30, what="every endpoint healthy")
         # Step 6: the binding's columns, its targets, the pods.
         for command in step(lambda c: "get tb web" in c and "jsonpath" not in c):
             header, row = run(command).splitlines()[:2]
