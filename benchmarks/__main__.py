@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -29,37 +30,10 @@ TITLES = {
 
 
 def _runner(name: str) -> Callable[..., list[Row]]:
-    if name == "churn":
-        from benchmarks import churn
-
-        return churn.run
-    if name == "reaction":
-        from benchmarks import reaction
-
-        return reaction.run
-    if name == "cold":
-        from benchmarks import cold
-
-        return cold.run
-    if name == "coldmem":
-        from benchmarks import coldmem
-
-        return coldmem.run
-    if name == "calls":
-        from benchmarks import calls
-
-        return calls.run
-    if name == "soak":
-        from benchmarks import soak
-
-        return soak.run
-    if name == "scale":
-        from benchmarks import scale
-
-        return scale.run
-    from benchmarks import simulator
-
-    return simulator.run
+    # Imported on demand: each benchmark module pulls in what it measures (emulators, moto, SimPy).
+    module = importlib.import_module(f"benchmarks.{name}")
+    run: Callable[..., list[Row]] = module.run
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

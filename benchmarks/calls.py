@@ -239,6 +239,7 @@ class AwsCloud:
     def __enter__(self) -> AwsCloud:
         import boto3
         from moto.server import ThreadedMotoServer
+
         from tests.support.elb_proxy import ElbProxy
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
