@@ -24,7 +24,7 @@ from negsync.providers.memory import MemoryProvider
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
-from tests.support.loopback import LOOPBACKS, require, url_host
+from tests.support.loopback import LOOPBACKS, require, spy_nodelay, url_host
 from tests.support.waiting import wait_for
 from tests.telemetry.harness import ControllerProcess, free_port, http_get
 
@@ -103,15 +103,7 @@ def test_accepted_sockets_have_nagle_disabled(fake: tuple[FakeController, Server
     """The headers-then-body reply must not wait for the client's delayed ACK (REVIEW-FINDINGS: ~46 ms per call)."""
     _, servers = fake
     server = servers.servers[0]
-    accepted: list[int] = []
-    original = server.get_request
-
-    def spy() -> tuple[Any, Any]:
-        request = original()
-        accepted.append(request[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        return request
-
-    server.get_request = spy  # type: ignore[method-assign]
+    accepted = spy_nodelay(server)
     assert get(servers.ports[0], "/healthz")[0] == 200
     assert accepted and accepted[0] != 0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding
 from tests.kube.test_webhook import caches, pki, post, put_binding, review, webhook_configuration  # noqa: F401
+from tests.support.loopback import spy_nodelay
 
 WEBHOOK = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
 
@@ -189,15 +189,7 @@ def test_webhook_connections_have_nagle_disabled(caches: Caches, pki: Any, tmp_p
     try:
         server = webhook._server
         assert server is not None
-        accepted: list[int] = []
-        original = server.get_request
-
-        def spy() -> tuple[Any, Any]:
-            request = original()
-            accepted.append(request[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-            return request
-
-        server.get_request = spy  # type: ignore[method-assign]
+        accepted = spy_nodelay(server)
         assert post(webhook.port, pki[0], b"[]")[0] == 400
         assert accepted and accepted[0] != 0
     finally:

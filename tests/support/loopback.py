@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
@@ -42,6 +42,20 @@ def require(host: str) -> str:
 
 def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def spy_nodelay(server: Any) -> list[int]:
+    """TCP_NODELAY of every socket ``server`` accepts from now on (a reply must not wait for a delayed ACK)."""
+    accepted: list[int] = []
+    original = server.get_request
+
+    def spy() -> tuple[Any, Any]:
+        request = original()
+        accepted.append(request[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return request
+
+    server.get_request = spy
+    return accepted
 
 
 class LoopbackServer:
