@@ -757,7 +757,7 @@ class Controller:
         # Gate latency is the load balancer's verdict (or the lack of one); a pod released because
         # it is no target says nothing about it and stays out of the histogram.
         if (wanted.reason in (LOAD_BALANCER_HEALTHY, NO_HEALTH_CHECK, TIMEOUT) and self.telemetry is not None
-                and pod.created):
+                and pod.created and self.gates.first_release(pod, kind)):
             self.telemetry.gate_latency.record(max(0.0, wall - pod.created),
                                                {"provider": self.provider.name, "reason": wanted.reason})
         if wanted.reason == TIMEOUT:

@@ -117,24 +117,24 @@ class GateWriter:
     def __init__(self, *, core_api: Any, request_timeout: float = 10.0) -> None:
         self._core = core_api
         self._timeout = request_timeout
-        # (pod uid, gate) → (the condition the cache showed, the condition we wrote).  The pod cache
-        # lags our own write by a watch event; a reconcile in between must not write (and count in
-        # the gate-latency histogram) the same condition twice.  Bounded: an entry only matters
-        # for that one watch round trip.
-        self._written: cachetools.TTLCache[tuple[str, str], tuple[Any, tuple[str, str, str]]] = (
-            cachetools.TTLCache(maxsize=100_000, ttl=60.0))
+        # (pod uid, gate) of gates already counted as released: the pod cache lags our own write by
+        # a watch event, and a reconcile in between writes the condition again — harmless for the
+        # pod, but the gate-latency histogram must count each pod once.  Bounded by age and size.
+        self._counted: cachetools.TTLCache[tuple[str, str], bool] = cachetools.TTLCache(maxsize=100_000, ttl=600.0)
         self._lock = threading.Lock()
 
+    def first_release(self, pod: PodRecord, kind: str) -> bool:
+        """True the first time this pod's gate is reported released (for the latency histogram)."""
+        with self._lock:
+            if (pod.uid, kind) in self._counted:
+                return False
+            self._counted[(pod.uid, kind)] = True
+            return True
+
     def write(self, pod: PodRecord, kind: str, condition: GateCondition) -> bool:
-        """True when written; False when the pod is gone or was replaced, or we just wrote exactly this."""
+        """True when written; False when the pod is gone or was replaced."""
         from kubernetes.client.exceptions import ApiException
 
-        memo = (pod.uid, kind)
-        shown = pod.condition(kind)
-        wanted = (condition.status, condition.reason, condition.message)
-        with self._lock:
-            if self._written.get(memo) == (shown, wanted):
-                return False
 
         entry: dict[str, Any] = {
             "type": kind,
@@ -163,6 +163,4 @@ class GateWriter:
                 log.info("gate not written: pod gone or replaced", extra={"pod": f"{pod.namespace}/{pod.name}"})
                 return False
             raise
-        with self._lock:
-            self._written[memo] = (shown, wanted)
         return True
