@@ -57,6 +57,11 @@ def test_cold_start_syncs_every_target() -> None:
     _rows_ok(rows)
     assert next(r for r in rows if r.metric == "every target in sync").met is True
     assert next(r for r in rows if r.metric.startswith("cloud calls")).figure.startswith("1.00x")
+    # Paced by one token bucket, the cold start makes exactly the calls the floor counts (issue 18
+    # item 3): a mismatch would make the floor, and the ratio against it, a fiction.
+    paced = next(r for r in rows if r.metric.startswith("paced: provider calls made / required"))
+    assert paced.figure.startswith("1.00x"), paced.figure
+    assert any(r.metric.startswith("paced: (in sync") and r.met is not None for r in rows)
 
 
 def test_cold_start_memory_reads_the_deployment_limit_and_measures_the_cli() -> None:
