@@ -223,3 +223,30 @@ def test_gcp_scan_reads_bound_collections_getattr_and_pagination(tmp_path: Path)
     (tmp_path / "fake_gcp.py").write_text(source)
     assert gcp_methods_in_code(tmp_path) == {"compute.networkEndpointGroups.aggregatedList", "compute.zoneOperations.wait",
                      "compute.networkEndpointGroups.attachNetworkEndpoints"}
+
+
+def test_gcp_scan_sees_every_method_a_neg_lifecycle_sends() -> None:
+    """Cross-check of the scan: what the real client sends through create, attach, list, detach, delete."""
+    from negsync.core.bindings import GcpNegTarget
+    from negsync.core.model import BindingKey, TargetEndpoint
+    from negsync.providers.gcp import GcpProvider
+    from tests.emulators.compute import FakeCompute
+
+    project, zone, key = "proj-iam", "us-central1-a", BindingKey("shop", "web")
+    spec = GcpNegTarget(project=project, network="default", subnetwork="nodes")
+    with FakeCompute() as fake:
+        fake.add_subnetwork(project, "us-central1", "nodes", cidr="10.0.0.0/8")
+        fake.provision(project, zone, "vm-1", ["10.0.0.7"], subnetwork="nodes")
+        provider = GcpProvider(cluster_uid="0f3c2a9e-5b7d-4e21-9a10-5d6f7e8a9b0c", compute_endpoint=fake.api_endpoint,
+                               credentials=fake.credentials(), operation_timeout=5.0, http_timeout=5.0)
+        endpoint = TargetEndpoint("10.0.0.7", 8080, "vm-1")
+        assert provider.existing_targets(binding=key, spec=spec) == []
+        ref = provider.ref(key, spec, zone)
+        provider.ensure_target(ref, binding=key, spec=spec)
+        provider.attach(ref, [endpoint])
+        assert endpoint in provider.list_endpoints(ref)
+        provider.detach(ref, [endpoint])
+        assert provider.delete_target(ref, binding=key, spec=spec)
+        sent = {str(call.method_id) for call in fake.calls if call.method_id}
+    assert {"compute.networkEndpointGroups.insert", "compute.networkEndpointGroups.delete"} <= sent
+    assert sent <= gcp_methods_in_code(), f"sent but not found by the scan: {sorted(sent - gcp_methods_in_code())}"
