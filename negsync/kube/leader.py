@@ -140,11 +140,16 @@ class LeaderElector:
             renew=_micro_time(now),
             transitions=transitions + (1 if holder != self.identity else 0),
         )
+        return self._write("update", body, lambda: self._api.replace_namespaced_lease(
+            self.name, self.namespace, body, _request_timeout=self._timeout))
+
+    def _write(self, what: str, body: dict[str, Any], send: Callable[[], object]) -> bool:
+        """One optimistic write of ``body`` as this replica's Lease; a 409 means someone wrote first."""
         try:
-            self._api.replace_namespaced_lease(self.name, self.namespace, body, _request_timeout=self._timeout)
+            send()
         except ApiException as exc:
             if exc.status != 409:
-                log.warning("lease update failed", extra={"status": exc.status})
+                log.warning("lease %s failed", what, extra={"status": exc.status})
             return False
         self.observed_holder = self.identity
         self._observe(_record_of_body(body))
@@ -171,15 +176,8 @@ class LeaderElector:
     def _create(self, now: datetime) -> bool:
         body = self._body(resource_version=None, holder=self.identity, duration=max(1, round(self.lease_duration)),
                           acquire=_micro_time(now), renew=_micro_time(now), transitions=0)
-        try:
-            self._api.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout)
-        except ApiException as exc:
-            if exc.status != 409:
-                log.warning("lease create failed", extra={"status": exc.status})
-            return False
-        self.observed_holder = self.identity
-        self._observe(_record_of_body(body))
-        return True
+        return self._write("create", body, lambda: self._api.create_namespaced_lease(
+            self.namespace, body, _request_timeout=self._timeout))
 
     # -- the loop ------------------------------------------------------------------------------
     def step(self) -> None:

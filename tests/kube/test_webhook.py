@@ -9,26 +9,19 @@ import socket
 import ssl
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from kubernetes import client
 
 from negsync.kube.caches import Caches, decode_binding, decode_service
 from negsync.kube.webhook import (
     MAX_BODY,
-    MAX_BUNDLE_CAS,
-    SelfSignedCertificate,
     WebhookCertificateError,
     WebhookServer,
     generate_serving_certificate,
-    merged_ca_bundle,
     mutate,
-    patch_ca_bundle,
-    split_pem_certificates,
     start_webhook,
     write_serving_files,
 )
@@ -303,17 +296,7 @@ def test_cert_dir_without_files_is_a_clear_error(caches: Caches, tmp_path: Path)
         WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path)
 
 
-def test_generated_certificate_names(pki: Any) -> None:
-    ca_pem, cert_pem, _ = pki
-    ca, leaf = x509.load_pem_x509_certificate(ca_pem), x509.load_pem_x509_certificate(cert_pem)
-    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
-    assert leaf.issuer == ca.subject
-    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert {"negsync", "negsync.negsync-system", "negsync.negsync-system.svc",
-            "negsync.negsync-system.svc.cluster.local"} <= set(sans.get_values_for_type(x509.DNSName))
-
-
-# -- caBundle -------------------------------------------------------------------------------------
+# -- start_webhook (the certificate modules' own tests: tests/kube/webhook/certs/) -----------------
 
 
 def webhook_configuration(*, ca_bundle: str | None = None) -> dict[str, Any]:
@@ -328,67 +311,6 @@ def webhook_configuration(*, ca_bundle: str | None = None) -> dict[str, Any]:
         "webhooks": [{"name": "readiness-gates.negsync.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
                       "failurePolicy": "Ignore", "timeoutSeconds": 5, "clientConfig": client_config}],
     }
-
-
-def bundle_of(kube: KubeApiEmulator) -> list[x509.Certificate]:
-    config = kube.get("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
-    assert config is not None
-    return split_pem_certificates(base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]))
-
-
-def ca_cert(ca_pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(ca_pem)
-
-
-def patches(kube: KubeApiEmulator) -> int:
-    return sum(1 for r in kube.requests if r.method == "PATCH")
-
-
-def test_patch_ca_bundle_appends_each_replicas_ca(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
-    kube.create(webhook_configuration())
-    api = client.AdmissionregistrationV1Api(api_client)
-    first, second = generate_serving_certificate()[0], generate_serving_certificate()[0]
-    assert patch_ca_bundle(admission_api=api, ca_pem=first)
-    assert bundle_of(kube) == [ca_cert(first)]
-    assert patch_ca_bundle(admission_api=api, ca_pem=second)
-    assert bundle_of(kube) == [ca_cert(first), ca_cert(second)]
-    writes = patches(kube)
-    assert patch_ca_bundle(admission_api=api, ca_pem=first) and patch_ca_bundle(admission_api=api, ca_pem=second)
-    assert patches(kube) == writes  # idempotent: no write when already trusted
-    assert next(r.content_type for r in kube.requests if r.method == "PATCH").startswith("application/json-patch+json")
-
-
-def test_patch_ca_bundle_bounded(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
-    kube.create(webhook_configuration(ca_bundle=base64.b64encode(b"garbage").decode()))
-    api = client.AdmissionregistrationV1Api(api_client)
-    cas = [generate_serving_certificate()[0] for _ in range(MAX_BUNDLE_CAS + 2)]
-    for ca in cas:
-        assert patch_ca_bundle(admission_api=api, ca_pem=ca)
-    assert bundle_of(kube) == [ca_cert(ca) for ca in cas[-MAX_BUNDLE_CAS:]]
-    # An evicted replica re-asserting puts itself back (evicting the oldest), as its upkeep loop does.
-    assert patch_ca_bundle(admission_api=api, ca_pem=cas[0])
-    assert bundle_of(kube) == [ca_cert(ca) for ca in [*cas[-MAX_BUNDLE_CAS + 1:], cas[0]]]
-
-
-def test_patch_ca_bundle_retries_on_conflict(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
-    kube.create(webhook_configuration())
-    kube.inject("PATCH", r"mutatingwebhookconfigurations/negsync", 409)
-    ca = generate_serving_certificate()[0]
-    assert patch_ca_bundle(admission_api=client.AdmissionregistrationV1Api(api_client), ca_pem=ca)
-    assert bundle_of(kube) == [ca_cert(ca)]
-
-
-def test_patch_ca_bundle_missing_configuration(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
-    ca = generate_serving_certificate()[0]
-    assert patch_ca_bundle(admission_api=client.AdmissionregistrationV1Api(api_client), ca_pem=ca) is False
-
-
-def test_merged_bundle_prunes_expired() -> None:
-    past = datetime.now(UTC) - timedelta(days=400)
-    expired = generate_serving_certificate(days=30, now=past)[0]
-    current = generate_serving_certificate()[0]
-    merged = merged_ca_bundle(expired, current)
-    assert split_pem_certificates(merged) == [ca_cert(current)]
 
 
 def test_start_webhook_self_generated(kube: KubeApiEmulator, api_client: client.ApiClient, caches: Caches) -> None:
@@ -420,16 +342,3 @@ def test_start_webhook_cert_dir_does_not_patch(kube: KubeApiEmulator, api_client
         assert kube.requests == []  # cainjector owns the caBundle
     finally:
         webhook.stop()
-
-
-def test_rotation_adds_new_ca_before_swapping(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
-    kube.create(webhook_configuration())
-    upkeep = SelfSignedCertificate.create(admission_api=client.AdmissionregistrationV1Api(api_client), days=30)
-    old_ca = upkeep.ca_pem
-    assert upkeep.tick()
-    assert upkeep.ca_pem == old_ca  # young: nothing rotated
-    assert upkeep.tick(now=datetime.now(UTC) + timedelta(days=25))
-    assert upkeep.ca_pem != old_ca
-    assert bundle_of(kube) == [ca_cert(old_ca), ca_cert(upkeep.ca_pem)]
-    leaf = x509.load_pem_x509_certificate((upkeep.directory / "tls.crt").read_bytes())
-    assert leaf.issuer == ca_cert(upkeep.ca_pem).subject
