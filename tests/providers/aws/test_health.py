@@ -169,3 +169,28 @@ def test_a_draining_target_is_registered_again_for_a_reused_pod_ip(world: World,
     slow.attach(ref, sorted(plan.attach))
     assert len(proxy.actions("RegisterTargets")) == 2
     assert gate(slow.list_endpoints(ref), pod)
+
+
+def test_target_health_is_read_as_reported_and_polls_share_the_budget() -> None:
+    from negsync.core.clock import VirtualClock
+    from negsync.providers.aws.health import HEALTH_POLL_SHARE, HealthPolls, ReportedTarget, read_target_health
+
+    response = {"TargetHealthDescriptions": [
+        {"Target": {"Id": "fd00:0::1", "Port": 80, "AvailabilityZone": "all"}, "TargetHealth": {"State": "healthy"}},
+        {"Target": {"Id": "10.0.0.2"}, "TargetHealth": {"State": "unavailable"}},  # the group's port
+        {"Target": {"Port": 80}, "TargetHealth": {"State": "healthy"}},  # no Id: skipped
+    ]}
+    members, reported = read_target_health(response, default_port=8080, health_check_enabled=False)
+    assert members == {TargetEndpoint("fd00::1", 80): Health.HEALTHY,
+                       TargetEndpoint("10.0.0.2", 8080): Health.NO_HEALTH_CHECK}
+    # Deregistration names the target exactly as AWS reported it (LBC PR #4544).
+    assert reported[TargetEndpoint("fd00::1", 80)] == ReportedTarget("fd00:0::1", 80, "all")
+    assert reported[TargetEndpoint("10.0.0.2", 8080)].description() == {"Id": "10.0.0.2", "Port": 8080}
+    clock = VirtualClock(start=0.0)
+    polls = HealthPolls(clock=clock)
+    assert polls.interval("a", describe_rate=None) == 0.0
+    for arn in ("a", "b", "c"):
+        polls.polled(arn)
+    assert polls.interval("a", describe_rate=5.0) == 3 / (5.0 * HEALTH_POLL_SHARE)
+    clock.advance(61.0)
+    assert polls.interval("a", describe_rate=5.0) == 1 / (5.0 * HEALTH_POLL_SHARE)

@@ -136,3 +136,32 @@ def test_a_detached_endpoint_draining_in_the_list_is_not_detached_again(fake: Fa
     driver.reconciler.invalidate()
     result = driver.run()
     assert result.synced and fake.count(DETACH) == detaches and fake.count(DETACH, 400) == 0
+
+
+def test_members_with_health_reads_every_listed_item() -> None:
+    from negsync.providers.gcp.health import members_with_health
+
+    asked: list[bool] = []
+
+    def known() -> bool:
+        asked.append(True)
+        return True
+
+    items = [
+        {"networkEndpoint": {"ipAddress": "10.0.0.1", "port": 80,
+                             "instance": f"projects/{PROJECT}/zones/{ZONE_A}/instances/vm-1"}},
+        {"networkEndpoint": {"ipAddress": "10.0.0.2", "port": 80, "instance": "vm-2"}},
+        {"networkEndpoint": {"port": 80}},  # no IP: not a member negsync can name
+    ]
+    assert members_with_health(items, health_check_known=known) == {
+        TargetEndpoint("10.0.0.1", 80, "vm-1"): Health.INITIAL,
+        TargetEndpoint("10.0.0.2", 80, "vm-2"): Health.INITIAL,
+    }
+    assert asked == [True]
+    # One endpoint reporting a backend service's health proves the NEG is checked: no need to ask.
+    items[1]["healths"] = [{"healthState": "HEALTHY", "backendService": {"backendService": "bs"}}]
+    asked.clear()
+    listed = members_with_health(items, health_check_known=known)
+    assert listed[TargetEndpoint("10.0.0.2", 80, "vm-2")] is Health.HEALTHY
+    assert listed[TargetEndpoint("10.0.0.1", 80, "vm-1")] is Health.INITIAL and asked == []
+    assert set(members_with_health(items[:1]).values()) == {Health.NO_HEALTH_CHECK}

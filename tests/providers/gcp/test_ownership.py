@@ -131,3 +131,29 @@ def test_a_neg_of_another_binding_is_refused(
     with pytest.raises(OwnershipConflict):
         provider.delete_target(ref(), binding=KEY, spec=target())
     assert (PROJECT, ZONE_A, name_of()) in fake.negs()
+
+
+def test_ownership_checks_expire_and_a_replaced_neg_is_checked_afresh() -> None:
+    from negsync.core.clock import VirtualClock
+    from negsync.providers.gcp.ownership import OwnershipChecks
+
+    clock = VirtualClock(start=0.0)
+    checks = OwnershipChecks(cluster_uid=UID, ttl=300.0, clock=clock)
+    mine = {"id": "1", "description": NegOwner(UID, "shop", "web").description()}
+    assert checks.due(ref())
+    checks.assign(ref(), KEY)
+    checks.check(ref(), mine, KEY)
+    assert not checks.due(ref())
+    clock.advance(299.0)
+    assert not checks.due(ref())
+    clock.advance(1.0)
+    assert checks.due(ref())
+    # Same name, new id, another binding's description: deleted and re-created by someone else.
+    with pytest.raises(OwnershipConflict, match="shop/api"):
+        checks.verify(ref(), {"id": "2", "description": NegOwner(UID, "shop", "api").description()})
+    assert checks.due(ref())
+    with pytest.raises(OwnershipConflict, match="another-cluster"):
+        checks.check(ref(), {"id": "3", "description": NegOwner("another-cluster", "shop", "web").description()}, None)
+    checks.verify(ref(), mine)
+    checks.invalidate(ref())
+    assert checks.due(ref())
