@@ -1,6 +1,6 @@
 """The IAM permissions in docs/aws.md and docs/gcp.md are exactly what negsync's code needs.
 
-AWS: every AWS call of the AWS provider modules (``negsync/providers/aws*.py``) goes through one
+AWS: every AWS call of the AWS provider package (``negsync/providers/aws/``) goes through one
 function, ``_call(service, region, operation, **params)`` (also handed around as ``call``).  The
 test reads the source (ast), collects every such call whose service and operation are literal
 strings, maps them to IAM actions (``elbv2`` → ``elasticloadbalancing``) and compares the set with
@@ -22,7 +22,7 @@ import json
 import re
 from pathlib import Path
 
-from negsync.providers.aws_errors import iam_action
+from negsync.providers.aws.errors import iam_action
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLERS = {"_call", "call"}
@@ -30,7 +30,7 @@ CALLERS = {"_call", "call"}
 
 def calls_in_code() -> set[str]:
     actions: set[str] = set()
-    for path in sorted((ROOT / "negsync" / "providers").glob("aws*.py")):
+    for path in sorted((ROOT / "negsync" / "providers" / "aws").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if not isinstance(node, ast.Call):
                 continue

@@ -187,7 +187,7 @@ def test_no_credentials_exit_2_with_one_message(kube: KubeApiEmulator, tmp_path:
 
 def test_networking_rules_follow_the_binding(kube: KubeApiEmulator, world: dict[str, Any], tmp_path: Path) -> None:
     """The controller keeps the binding's security-group rule, and revokes it when the binding is deleted."""
-    from negsync.providers.aws_networking import OWNER_DESCRIPTION
+    from negsync.providers.aws.networking import OWNER_DESCRIPTION
 
     proxy: ElbProxy = world["proxy"]
     ec2 = proxy.client("ec2")

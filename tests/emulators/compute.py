@@ -103,8 +103,19 @@ Behaviour copied from the real API
 * listNetworkEndpoints (POST): ``healthStatus`` SHOW/SKIP; ``healths`` only
   with SHOW and a health-checked backend service; paging via
   maxResults/pageToken; empty repeated fields are omitted, like Google does.
-* Paging for list/aggregatedList/listNetworkEndpoints: ``maxResults`` (default
-  and cap 500; 0 means default) and opaque ``pageToken`` (a garbled token is 400).
+* Paging for list/aggregatedList/listNetworkEndpoints as the compute v1
+  discovery document shipped in google-api-python-client declares it
+  (``googleapiclient/discovery_cache/documents/compute.v1.json``, each method's
+  ``maxResults``: "If the number of available results is larger than
+  `maxResults`, Compute Engine returns a `nextPageToken` ... Acceptable values
+  are `0` to `500`, inclusive. (Default: `500`)"; ``pageToken``: "Set
+  `pageToken` to the `nextPageToken` returned by a previous list request"; the
+  response's ``nextPageToken`` is absent on the last page).  0 means the
+  default; above 500 is a 400 (stricter: whether GCE clamps or refuses is not
+  verified).  The token is opaque and bound to the listing it came from (the
+  method, the NEG, ``filter`` and ``orderBy``): a garbled token, or one replayed
+  against another listing, is a 400 (stricter: GCE's behaviour for a replayed
+  token is not documented).  Clients page with the library's ``list_next``.
 * Errors use Google's JSON error shape; status strings follow google.rpc.Code.
 
 Deliberate choices / honest gaps
@@ -176,6 +187,7 @@ JSON = dict[str, Any]
 
 SERVICE_PATH = "compute/v1/"
 IMPLEMENTED_RESOURCES = ("networkEndpointGroups", "zoneOperations")
+# compute.v1.json, maxResults of every list method: "Acceptable values are `0` to `500`, inclusive. (Default: `500`)".
 MAX_PAGE = 500
 _NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _ONE_HOUR = 3600.0
@@ -1455,7 +1467,7 @@ class FakeCompute(LoopbackServer):
         with self._lock:
             items = [self._neg_json(n) for (p, z, _), n in sorted(self._negs.items())
                      if (p, z) == (project, zone)]
-        page, token = _paginate(_filter_sort(items, query), query, "list")
+        page, token = _paginate(_filter_sort(items, query), query, f"list {project}/{zone}")
         out: JSON = {
             "kind": "compute#networkEndpointGroupList",
             "id": f"projects/{project}/zones/{zone}/networkEndpointGroups",
@@ -1474,7 +1486,7 @@ class FakeCompute(LoopbackServer):
         with self._lock:
             items = [self._neg_json(n) for (p, _, _), n in sorted(self._negs.items())
                      if p == project]
-        page, token = _paginate(_filter_sort(items, query), query, "aggregated")
+        page, token = _paginate(_filter_sort(items, query), query, f"aggregated {project}")
         grouped: dict[str, JSON] = {}
         for item in page:
             zone = item["zone"].rsplit("/", 1)[1]
@@ -1619,7 +1631,9 @@ class FakeCompute(LoopbackServer):
                 if show and healths:
                     item["healths"] = healths
                 items.append(item)
-        page, token = _paginate(_filter_sort(items, query), query, "endpoints")
+        # The body's healthStatus is part of the listing too: list_next resends the body as it was.
+        scope = f"endpoints {neg.project}/{neg.zone}/{neg.name} {'SHOW' if show else 'SKIP'}"
+        page, token = _paginate(_filter_sort(items, query), query, scope)
         out: JSON = {"kind": "compute#networkEndpointGroupsListNetworkEndpoints"}
         if page:
             out["items"] = page
@@ -1700,14 +1714,19 @@ def _filter_sort(items: list[JSON], query: dict[str, list[str]]) -> list[JSON]:
 def _paginate(
     items: list[JSON], query: dict[str, list[str]], scope: str
 ) -> tuple[list[JSON], str | None]:
+    """One page of ``items`` and the token of the next (None on the last page); see the module docstring."""
     size = int(query.get("maxResults", ["0"])[0] or 0)
-    size = MAX_PAGE if size <= 0 else min(size, MAX_PAGE)
+    if size > MAX_PAGE:
+        raise _invalid(f"Invalid value for field 'maxResults': '{size}'. Must be less than or equal to {MAX_PAGE}.")
+    size = MAX_PAGE if size <= 0 else size
+    # The token names the listing it belongs to: the scope plus what selects and orders the items.
+    listing = json.dumps([scope, query.get("filter", [""])[0], query.get("orderBy", [""])[0]])
     token = query.get("pageToken", [""])[0]
     start = 0
     if token:
         try:
             decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-            if decoded["s"] != scope:
+            if decoded["s"] != listing:
                 raise ValueError(scope)
             start = int(decoded["o"])
         except (ValueError, KeyError, TypeError):
@@ -1716,7 +1735,7 @@ def _paginate(
     nxt = None
     if start + size < len(items):
         nxt = base64.urlsafe_b64encode(
-            json.dumps({"s": scope, "o": start + size}).encode()).decode()
+            json.dumps({"s": listing, "o": start + size}).encode()).decode()
     return page, nxt
 
 

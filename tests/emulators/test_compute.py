@@ -184,6 +184,34 @@ def test_list_paging_and_filter(fake: FakeCompute, compute: Any) -> None:
     assert exc.value.status_code == 400
 
 
+def test_paging_follows_the_discovery_document(fake: FakeCompute, compute: Any) -> None:
+    # compute.v1.json: maxResults 0-500 (default 500), nextPageToken absent on the last page.
+    zones = ("us-central1-a", "us-central1-b")
+    for i in range(503):
+        fake.add_neg(P, zones[i % 2], f"neg-{i:03}")
+    first = negs(compute).aggregatedList(project=P).execute()
+    assert sum(len(s["networkEndpointGroups"]) for s in first["items"].values()) == 500
+    assert first["nextPageToken"]
+    request, names = negs(compute).aggregatedList(project=P, maxResults=0), []
+    while request is not None:  # the library's own list_next, as the provider pages
+        page = request.execute()
+        names += [n["name"] for s in page["items"].values() for n in s["networkEndpointGroups"]]
+        request = negs(compute).aggregatedList_next(request, page)
+    assert sorted(names) == [f"neg-{i:03}" for i in range(503)]
+    with pytest.raises(HttpError) as exc:  # "Acceptable values are 0 to 500, inclusive"
+        negs(compute).aggregatedList(project=P, maxResults=501).execute()
+    assert exc.value.status_code == 400 and "maxResults" in str(exc.value)
+    # A token belongs to its listing: replayed with another filter (or elsewhere) it is refused.
+    token = negs(compute).list(project=P, zone=zones[0], maxResults=2).execute()["nextPageToken"]
+    for replay in (negs(compute).list(project=P, zone=zones[0], maxResults=2, filter='name = "neg-000"',
+                                      pageToken=token),
+                   negs(compute).list(project=P, zone=zones[1], maxResults=2, pageToken=token),
+                   negs(compute).aggregatedList(project=P, maxResults=2, pageToken=token)):
+        with pytest.raises(HttpError) as exc:
+            replay.execute()
+        assert exc.value.status_code == 400 and "pageToken" in str(exc.value)
+
+
 def test_attach_detach_and_list_endpoints_with_health(fake: FakeCompute, compute: Any) -> None:
     fake.add_neg(P, Z, "neg-a", default_port=8080)
     op = attach(compute, fake=fake, body=eps(("10.0.0.1", 8080), ("10.0.0.2", 8080), ("10.0.0.3", 9090)))

@@ -14,13 +14,12 @@ from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint
 from negsync.core.reconciling import DesiredBinding, Reconciler
 from negsync.errors import InvalidTarget, ProviderError, RejectedError, TargetNotFound, TransientError
-from negsync.providers.aws import _translate
-from negsync.providers.aws_errors import COMMON_OUTCOMES, ELBV2_OUTCOMES, outcome_of, to_error
+from negsync.providers.aws.calls import translate
+from negsync.providers.aws.errors import COMMON_OUTCOMES, ELBV2_OUTCOMES, outcome_of, to_error
 from tests.support.elb_proxy import ElbProxy
 from tests.support.waiting import wait_for
 
-from .conftest import REGION
-from .test_aws import World, addresses, provider_for, world  # noqa: F401  (fixture)
+from .conftest import REGION, World, addresses, provider_for
 
 BINDING = BindingKey("shop", "web")
 
@@ -38,7 +37,7 @@ def test_every_error_of_the_service_model_has_an_outcome() -> None:
     codes = model_error_codes()
     assert len(codes) > 40  # the model was read, not an empty list
     missing = sorted(set(codes) - set(ELBV2_OUTCOMES))
-    assert not missing, f"ELBv2 errors without an outcome in negsync/providers/aws_errors.py: {missing}"
+    assert not missing, f"ELBv2 errors without an outcome in negsync/providers/aws/errors.py: {missing}"
     stale = sorted(set(ELBV2_OUTCOMES) - set(codes))
     assert not stale, f"outcomes for codes the model does not have: {stale}"
     # The model's own retry hints agree: its 5xx and 429 errors are the transient ones.
@@ -77,7 +76,7 @@ def test_retry_after_reaches_the_transient_error_as_seconds_or_an_http_date(
     err = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"},
                        "ResponseMetadata": {"HTTPStatusCode": 400, "HTTPHeaders": {"retry-after": value}}},
                       "RegisterTargets")
-    mapped = _translate(err, service="elbv2", operation="RegisterTargets", region=REGION)
+    mapped = translate(err, service="elbv2", operation="RegisterTargets", region=REGION)
     assert isinstance(mapped, TransientError)
     if low is None:
         assert mapped.retry_after is None
@@ -87,7 +86,7 @@ def test_retry_after_reaches_the_transient_error_as_seconds_or_an_http_date(
 
 @pytest.mark.parametrize(("code", "action"), [("AccessDenied", "elasticloadbalancing:RegisterTargets"),
                                               ("UnauthorizedOperation", "elasticloadbalancing:RegisterTargets")])
-def test_permission_denied_names_the_missing_action(world: World, proxy: ElbProxy, code: str,  # noqa: F811
+def test_permission_denied_names_the_missing_action(world: World, proxy: ElbProxy, code: str,
                                                     action: str) -> None:
     provider = provider_for(proxy, max_attempts=1)
     provider.describe_group(world.ref())
@@ -97,7 +96,7 @@ def test_permission_denied_names_the_missing_action(world: World, proxy: ElbProx
     assert action in str(info.value) and "docs/aws.md" in str(info.value)
 
 
-def test_too_many_registrations_drops_that_endpoint_only(world: World, proxy: ElbProxy) -> None:  # noqa: F811
+def test_too_many_registrations_drops_that_endpoint_only(world: World, proxy: ElbProxy) -> None:
     """AWS refuses a target registered with too many load balancers; the rest of the batch goes in."""
     provider = provider_for(proxy, max_attempts=1)
     wanted = addresses(4)

@@ -14,12 +14,13 @@ The reconciler acts on five outcomes, not on codes:
   retry cannot fix (``TooManyTargets``, ``OperationNotPermitted``...); condition, back-off.
 
 The table :data:`ELBV2_OUTCOMES` covers every exception shape of botocore's ELBv2 service model
-(``botocore/data/elbv2/2015-12-01/service-2.json``; ``tests/providers/test_aws_errors.py``
+(``botocore/data/elbv2/2015-12-01/service-2.json``; ``tests/providers/aws/test_errors.py``
 fails when a botocore upgrade adds one), plus the common query-API errors every AWS service can
 return (ELBv2 API reference, "Common Errors") and the EC2 codes of the calls negsync makes.
 Codes not in any table fall back on the HTTP status: 5xx and 429 transient, else ``unusable``.
 
-Only this module and :mod:`negsync.providers.aws` know AWS error codes.
+Only this package knows AWS error codes: :mod:`negsync.providers.aws.calls` hands a botocore
+``ClientError``'s code to :func:`to_error`, and registration reads one ValidationError's words.
 """
 
 from __future__ import annotations

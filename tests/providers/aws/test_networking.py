@@ -16,10 +16,10 @@ import pytest
 from negsync.core.bindings import AwsTargetGroupTarget, parse_binding_spec
 from negsync.core.model import BindingKey, Endpoint
 from negsync.errors import ConfigError, InvalidTarget
-from negsync.providers.aws_networking import OWNER_DESCRIPTION
+from negsync.providers.aws.networking import OWNER_DESCRIPTION
 from tests.support.elb_proxy import ElbProxy
 
-from .test_aws import dummy_session, provider_for
+from .conftest import dummy_session, provider_for
 
 WEB, ADMIN = BindingKey("shop", "web"), BindingKey("shop", "admin")
 PODS = [Endpoint("10.0.1.10", 8080), Endpoint("10.0.1.11", 8080)]
@@ -174,3 +174,43 @@ def test_bad_networking_names_the_field(networking: dict[str, Any], field: str) 
         parse_binding_spec({"serviceRef": {"name": "web", "port": 80},
                             "target": {"awsTargetGroup": {"arn": arn, "networking": networking}}})
     assert info.value.field == f"spec.target.awsTargetGroup.{field}"
+
+
+def test_every_page_of_the_ec2_listings_is_read(aws_env: None) -> None:
+    """DescribeNetworkInterfaces and DescribeSecurityGroupRules page (NextToken; botocore's ec2
+    paginators-1.json): the ENI holding the pods' IPs, and negsync's own rule, on a second page
+    must be seen — else the binding fails ("no ENI") or the rule is authorized again."""
+    from botocore.stub import Stubber
+
+    from negsync.core.bindings import AwsIngressRule, AwsNetworking
+    from negsync.core.clock import RealClock
+    from negsync.core.model import TargetEndpoint
+    from negsync.providers.aws.calls import DEFAULT_RATE_LIMITS, AwsApi
+    from negsync.providers.aws.networking import SecurityGroupRules
+
+    from .conftest import REGION
+
+    api = AwsApi(endpoint_url="http://127.0.0.1:9", max_attempts=1, retry_mode="standard",
+                 rate_limits=DEFAULT_RATE_LIMITS, clock=RealClock(), session=dummy_session(),
+                 connect_timeout=1, read_timeout=1)
+    members = [TargetEndpoint("10.0.1.10", 8080)]
+    enis = [{"Name": "addresses.private-ip-address", "Values": ["10.0.1.10"]}, {"Name": "vpc-id", "Values": ["vpc-1"]}]
+    rules = [{"Name": "group-id", "Values": ["sg-pods"]}]
+    ours = {"SecurityGroupRuleId": "sgr-1", "GroupId": "sg-pods", "IsEgress": False, "IpProtocol": "tcp",
+            "FromPort": 8080, "ToPort": 8080, "ReferencedGroupInfo": {"GroupId": "sg-alb"},
+            "Description": OWNER_DESCRIPTION}
+    with Stubber(api.client("ec2", REGION)) as stub:
+        stub.add_response("describe_network_interfaces", {"NetworkInterfaces": [], "NextToken": "p2"}, {"Filters": enis})
+        stub.add_response("describe_network_interfaces", {"NetworkInterfaces": [{
+            "Groups": [{"GroupId": "sg-pods"}], "PrivateIpAddresses": [{"PrivateIpAddress": "10.0.1.10"}]}]},
+            {"Filters": enis, "NextToken": "p2"})
+        stub.add_response("describe_security_group_rules", {"SecurityGroupRules": [], "NextToken": "p2"},
+                          {"Filters": rules})
+        stub.add_response("describe_security_group_rules", {"SecurityGroupRules": [ours]},
+                          {"Filters": rules, "NextToken": "p2"})
+        keeper = SecurityGroupRules(call=api.call, clock=RealClock())
+        networking = AwsNetworking(ingress=(AwsIngressRule(peers=("sg-alb",)),))
+        # No AuthorizeSecurityGroupIngress is stubbed: authorizing the rule again would fail here.
+        assert keeper.reconcile(region=REGION, vpc_id="vpc-1", binding=WEB, networking=networking,
+                                endpoints=members) == "sg-pods"
+        stub.assert_no_pending_responses()

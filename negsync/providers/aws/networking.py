@@ -20,7 +20,9 @@ keeps, per security group, the union of the rules every binding of this process 
 * **Cost.** A group is synchronised (one DescribeSecurityGroupRules, then authorize/revoke what
   differs) only when the union of its rules changed, or every :data:`RESYNC_SECONDS`.
 
-The EC2 calls go through the provider's ``call`` (pacing, error mapping); nothing here imports boto3.
+The EC2 calls go through the provider's ``call`` (pacing, error mapping, and every page of
+DescribeNetworkInterfaces and DescribeSecurityGroupRules through botocore's paginators); nothing here
+imports boto3.
 """
 
 from __future__ import annotations

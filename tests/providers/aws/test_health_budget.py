@@ -18,7 +18,7 @@ from negsync.core.model import BindingKey, Endpoint
 from negsync.core.reconciling import DesiredBinding, Reconciler
 from tests.support.elb_proxy import ElbProxy
 
-from .test_aws import create_vpc, dummy_session, provider_for
+from .conftest import create_vpc, dummy_session, provider_for
 
 BINDINGS = 30
 # negsync's Describe group (5/s, burst 20) and the share of it health polls may use; the second
@@ -110,8 +110,8 @@ def test_the_poll_interval_grows_with_the_number_of_polled_groups() -> None:
     refs = [TargetRef("aws", "us-east-1", arn.format(n)) for n in range(BINDINGS)]
     rate = DEFAULT_RATE_LIMITS["Describe*"][0]
     assert provider.health_poll_interval(refs[0]) == 1 / (rate * HEALTH_POLL_SHARE)
-    with provider._lock:  # as if each group had just been listed
-        provider._polled.update({r.name: clock.now() for r in refs})
+    for r in refs:  # as if each group had just been listed
+        provider.health_polls.polled(r.name)
     assert provider.health_poll_interval(refs[0]) == BINDINGS / (rate * HEALTH_POLL_SHARE)
     clock.advance(61.0)  # not polled for a minute: no longer counted
     assert provider.health_poll_interval(refs[0]) == 1 / (rate * HEALTH_POLL_SHARE)

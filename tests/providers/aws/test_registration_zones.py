@@ -20,8 +20,7 @@ from negsync.errors import TransientError
 from negsync.providers.aws import AwsProvider, InvalidEndpoints
 from tests.support.elb_proxy import ElbProxy
 
-from .conftest import REGION
-from .test_aws import dummy_session, provider_for, sent_targets
+from .conftest import REGION, dummy_session, provider_for, sent_targets
 
 BINDING = BindingKey("shop", "web")
 _SEQUENCE = itertools.count()
