@@ -113,38 +113,60 @@ def compute_collections() -> dict[str, set[str]]:
     return {name: set(resource.get("methods", {})) for name, resource in doc["resources"].items()}
 
 
+def _last_name(node: ast.expr) -> str | None:
+    """``self._client.negs`` → ``negs``: the attribute a collection is held under (a bare local name
+    is no attribute: ``negs = []`` elsewhere is not the collection)."""
+    return node.attr if isinstance(node, ast.Attribute) else None
+
+
 def gcp_methods_in_code(providers: Path = ROOT / "negsync" / "providers") -> set[str]:
+    """Every Compute method the provider modules call.
+
+    A collection is bound once (``self.negs = service.networkEndpointGroups()``) and used from other
+    modules through that attribute (``self._client.negs.get(...)``), so the bindings are collected
+    across every module first, by the name they are held under.  Calls count when made directly, via
+    ``getattr(collection, name)``, or through the paging helper ``pages(project, collection,
+    "method", ...)``."""
     collections = compute_collections()
-    called: set[str] = set()
-    for path in sorted(providers.rglob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
-        bound: dict[str, str] = {}  # source text of the target ("self._negs") → collection
+    trees = [(path, ast.parse(path.read_text(), filename=str(path))) for path in sorted(providers.rglob("*.py"))]
+    bound: dict[str, str] = {}  # name a collection is held under ("negs") → collection
+    for _, tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                func = node.value.func
-                if isinstance(func, ast.Attribute) and func.attr in collections and not node.value.args:
-                    for target in node.targets:
-                        bound[ast.unparse(target)] = func.attr
-        if not bound:
-            continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                    and value.func.attr in collections and not value.args:
+                for target in targets:
+                    if (name := _last_name(target)) is not None:
+                        bound[name] = value.func.attr
+    called: set[str] = set()
+    for path, tree in trees:
         strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            if isinstance(func, ast.Attribute) and ast.unparse(func.value) in bound:
-                collection = bound[ast.unparse(func.value)]
+            if isinstance(func, ast.Attribute) and _last_name(func.value) in bound:
+                collection = bound[_last_name(func.value) or ""]
                 method = func.attr.removesuffix(PAGINATION_SUFFIX)
                 assert method in collections[collection], f"{path.name}:{node.lineno}: {collection}.{method}?"
                 called.add(f"compute.{collection}.{method}")
-            elif (isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2
-                  and ast.unparse(node.args[0]) in bound):
-                collection = bound[ast.unparse(node.args[0])]
-                name = node.args[1]
-                # A computed name: every literal in the module that names a method of the collection
-                # counts as called: over-counting fails loudly; only a name built at run time escapes.
-                names = {str(name.value)} if isinstance(name, ast.Constant) else strings & collections[collection]
-                called.update(f"compute.{collection}.{m}" for m in names)
+                continue
+            held: ast.expr | None = None
+            name: ast.expr | None = None
+            if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+                held, name = node.args[0], node.args[1]
+            elif isinstance(func, ast.Attribute) and func.attr == "pages" and len(node.args) >= 3:
+                held, name = node.args[1], node.args[2]
+            if held is None or name is None or _last_name(held) not in bound:
+                continue
+            collection = bound[_last_name(held) or ""]
+            # A computed name: every literal in the module that names a method of the collection
+            # counts as called: over-counting fails loudly; only a name built at run time escapes.
+            names = {str(name.value)} if isinstance(name, ast.Constant) else strings & collections[collection]
+            for method in names:
+                assert method in collections[collection], f"{path.name}:{node.lineno}: {collection}.{method}?"
+            called.update(f"compute.{collection}.{m}" for m in names)
     return called
 
 
