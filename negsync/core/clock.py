@@ -59,9 +59,17 @@ class VirtualClock:
         with self._lock:
             return self._now
 
-    def _register(self, deadline: float, condition: threading.Condition) -> None:
+    def _register(self, deadline: float, condition: threading.Condition) -> tuple[float, int, threading.Condition]:
+        entry = (deadline, next(self._seq), condition)
         with self._lock:
-            heapq.heappush(self._deadlines, (deadline, next(self._seq), condition))
+            heapq.heappush(self._deadlines, entry)
+        return entry
+
+    def _unregister(self, entry: tuple[float, int, threading.Condition]) -> None:
+        with self._lock:
+            if entry in self._deadlines:  # not yet popped by advance()
+                self._deadlines.remove(entry)
+                heapq.heapify(self._deadlines)
 
     def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -74,15 +82,20 @@ class VirtualClock:
                 condition.wait(1.0)
 
     def wait(self, condition: threading.Condition, timeout: float | None) -> None:
-        if timeout is not None:
-            if timeout <= 0:
-                return
-            self._register(self.now() + timeout, condition)
-        # A real timeout as well keeps a forgotten advance() from hanging a test forever.
-        condition.wait(1.0)
+        if timeout is not None and timeout <= 0:
+            return
+        entry = None if timeout is None else self._register(self.now() + timeout, condition)
+        try:
+            # A real timeout as well keeps a forgotten advance() from hanging a test forever.
+            condition.wait(1.0)
+        finally:
+            # A waiter that returns (notified, or by the real timeout) waits no more: its deadline
+            # must not stay behind, or next_deadline() would report a thread parked that is not.
+            if entry is not None:
+                self._unregister(entry)
 
     def next_deadline(self) -> float | None:
-        """The earliest registered deadline still in the future, if any."""
+        """The earliest deadline of a sleeper or waiter still parked on this clock, if any."""
         with self._lock:
             return self._deadlines[0][0] if self._deadlines else None
 
