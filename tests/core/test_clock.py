@@ -83,6 +83,22 @@ def test_a_sleep_ends_only_once_virtual_time_covers_all_of_it() -> None:
     assert clock.next_deadline() is None  # the deadline was consumed
 
 
+def test_advancing_in_steps_that_add_up_to_a_sleep_ends_it() -> None:
+    # Eight steps of 0.1 s add up to 0.7999999999999999 in floating point: a clock that summed
+    # floats left a sleep(0.8) parked one step too long, and a test counting ticks off by one.
+    clock = VirtualClock()
+    sleeper = parked(lambda: clock.sleep(0.8))
+    wait_for(lambda: clock.next_deadline() is not None, what="sleeper parked")
+    for _ in range(8):
+        clock.advance(0.1)
+    sleeper.join(timeout=5)
+    assert not sleeper.is_alive()
+    assert clock.now() == 0.8 and clock.next_deadline() is None
+    clock.advance(0.1)
+    clock.advance(0.2)
+    assert clock.now() == 1.1
+
+
 @pytest.mark.parametrize("seconds", [0.0, -3.0])
 def test_sleeping_no_time_returns_at_once_and_parks_nothing(seconds: float) -> None:
     clock = VirtualClock()
