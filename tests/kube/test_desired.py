@@ -42,6 +42,8 @@ def test_a_service_with_only_a_udp_port_of_that_number_has_no_such_port() -> Non
     assert reason == "PortNotFound" and "53" in message
 
 
+# -- a pinned subnetwork (issue 13, item 3) ------------------------------------------------------
+
 KEY = BindingKey("shop", "web")
 ZONE = "us-central1-a"
 
