@@ -36,7 +36,9 @@ def configmap_name(binding: BindingKey) -> str:
     if len(raw) <= 253:
         return raw
     digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
-    return f"{raw[:242]}-{digest}"
+    # A binding's name is a DNS-1123 subdomain and may hold dots: a cut just after one would leave
+    # ".-" — an invalid object name (apimachinery IsDNS1123Subdomain), a 422 on every write.
+    return f"{raw[:242].rstrip('.-')}-{digest}"
 
 
 def _data_key(ref: TargetRef) -> str:

@@ -3,6 +3,9 @@
 The controller runs against the API emulator and the in-memory provider.  The LB never reports
 healthy here (attach delay of an hour) unless a test says otherwise, so a gate that turns True did
 so for the reason the test names, not because the endpoint became healthy.
+
+The decision (``gate_condition``, ``released``, ``waiting``, ``needs_write``) and the patch the
+writer sends are also tested pure, at the end, with a recording stand-in for the pods/status API.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from negsync.controller import Controller
 from negsync.core.latency import Fixed
-from negsync.core.model import TargetEndpoint, TargetRef
-from negsync.kube.caches import decode_pod
-from negsync.kube.gates import GateCondition, GateWriter
+from negsync.core.model import Health, TargetEndpoint, TargetRef
+from negsync.kube.caches import PodRecord, decode_pod
+from negsync.kube.gates import (
+    BINDING_DELETED,
+    WAITING_FOR_ENDPOINT,
+    GateCondition,
+    GateWriter,
+    condition_type,
+    gate_condition,
+    needs_write,
+    released,
+    waiting,
+)
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
@@ -207,3 +221,138 @@ def test_a_released_gate_is_counted_once_however_often_it_is_written(kube: KubeA
     healthy = GateCondition("True", "LoadBalancerHealthy", "healthy")
     assert writer.write(record, GATE, healthy) and writer.first_release(record, GATE)
     assert writer.write(record, GATE, healthy) and not writer.first_release(record, GATE)
+
+
+# -- the decision, pure (no API, no controller) ---------------------------------------------------
+
+TIMEOUT = 300.0
+
+
+@pytest.mark.parametrize(
+    ("health", "age", "expected"),
+    [
+        (Health.HEALTHY, 0.0, ("True", "LoadBalancerHealthy")),
+        (Health.HEALTHY, 10 * TIMEOUT, ("True", "LoadBalancerHealthy")),  # healthy is the reason, not the time
+        (Health.NO_HEALTH_CHECK, 0.0, ("True", "NoHealthCheck")),
+        (Health.UNHEALTHY, TIMEOUT - 0.1, ("False", "LoadBalancerUnhealthy")),
+        (Health.UNHEALTHY, TIMEOUT, ("True", "Timeout")),  # the deadline itself releases
+        (None, 0.0, ("False", "RegistrationInProgress")),
+        (Health.INITIAL, 1.0, ("False", "RegistrationInProgress")),
+        (Health.DRAINING, 1.0, ("False", "RegistrationInProgress")),
+        (None, TIMEOUT + 1, ("True", "Timeout")),
+    ],
+)
+def test_the_gate_follows_the_load_balancer_until_the_timeout(health: Health | None, age: float,
+                                                               expected: tuple[str, str]) -> None:
+    condition = gate_condition(health=health, pod_age=age, timeout=TIMEOUT, target="NEG k8s-web")
+    assert (condition.status, condition.reason) == expected
+    assert condition.passed == (expected[0] == "True")
+    if expected[1] in ("LoadBalancerHealthy", "NoHealthCheck", "LoadBalancerUnhealthy", "RegistrationInProgress"):
+        assert "NEG k8s-web" in condition.message  # the user sees which target is asked
+
+
+def test_a_pod_that_is_no_target_is_released_with_the_reason_named() -> None:
+    condition = released(BINDING_DELETED, "binding shop/web was deleted")
+    assert (condition.status, condition.reason) == ("True", "BindingDeleted")
+    assert condition.message == "binding shop/web was deleted; gate released"
+
+
+def test_a_pod_that_may_still_become_a_target_waits_until_the_timeout() -> None:
+    early = waiting(reason=WAITING_FOR_ENDPOINT, message="not in an EndpointSlice yet", pod_age=5.0, timeout=TIMEOUT)
+    assert (early.status, early.reason, early.message) == ("False", "WaitingForEndpoint", "not in an EndpointSlice yet")
+    late = waiting(reason=WAITING_FOR_ENDPOINT, message="not in an EndpointSlice", pod_age=TIMEOUT, timeout=TIMEOUT)
+    assert (late.status, late.reason) == ("True", "Timeout")
+    assert late.message == "not in an EndpointSlice for 300s; gate released"
+
+
+def gated(*conditions: dict[str, str]) -> PodRecord:
+    raw = pod("web-0", ip="10.1.0.1", gates=[GATE])
+    raw["metadata"]["uid"] = "uid-1"
+    raw["status"]["conditions"] += list(conditions)
+    return decode_pod(raw)
+
+
+@pytest.mark.parametrize(
+    ("current", "wanted", "write"),
+    [
+        (None, ("False", "RegistrationInProgress"), True),
+        (("False", "RegistrationInProgress"), ("False", "RegistrationInProgress"), False),
+        (("False", "RegistrationInProgress"), ("False", "LoadBalancerUnhealthy"), True),
+        (("False", "RegistrationInProgress"), ("True", "LoadBalancerHealthy"), True),
+        (("True", "LoadBalancerHealthy"), ("True", "LoadBalancerHealthy"), False),
+        # Sticky: a True gate is never turned back, whatever the LB says later.
+        (("True", "LoadBalancerHealthy"), ("False", "LoadBalancerUnhealthy"), False),
+        (("True", "Timeout"), ("True", "LoadBalancerHealthy"), False),
+    ],
+)
+def test_a_gate_is_written_only_when_the_pod_lacks_it_and_never_turned_back(
+        current: tuple[str, str] | None, wanted: tuple[str, str], write: bool) -> None:
+    record = gated(*([{"type": GATE, "status": current[0], "reason": current[1]}] if current else []))
+    assert needs_write(record, GATE, GateCondition(wanted[0], wanted[1], "m")) is write
+
+
+def test_the_condition_type_names_the_binding() -> None:
+    assert condition_type("web") == GATE == "target-health.negsync.io/web"
+
+
+class RecordingCoreApi:
+    """Stands in for CoreV1Api.patch_namespaced_pod_status: records the call, or fails with ``status``."""
+
+    def __init__(self, status: int | None = None) -> None:
+        self.status = status
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def patch_namespaced_pod_status(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+        if self.status is not None:
+            raise ApiException(status=self.status, reason="test")
+
+
+def test_the_patch_carries_the_uid_and_only_our_condition() -> None:
+    api = RecordingCoreApi()
+    record = gated({"type": GATE, "status": "False", "reason": "RegistrationInProgress"})
+    assert GateWriter(core_api=api, request_timeout=3.0).write(record, GATE, GateCondition("True", "Timeout", "m"))
+    [(args, kwargs)] = api.calls
+    name, namespace, body = args
+    assert (name, namespace) == ("web-0", "shop")
+    assert body["metadata"] == {"uid": "uid-1"}  # a pod re-created under the name answers 422
+    [entry] = body["status"]["conditions"]  # merged by type: the kubelet's conditions are untouched
+    assert {k: entry[k] for k in ("type", "status", "reason", "message")} == {
+        "type": GATE, "status": "True", "reason": "Timeout", "message": "m"}
+    assert "lastTransitionTime" in entry  # False -> True is a transition
+    assert kwargs["_content_type"] == "application/strategic-merge-patch+json"
+    assert kwargs["_request_timeout"] == 3.0
+
+
+def test_a_new_reason_alone_sends_no_transition_time() -> None:
+    api = RecordingCoreApi()
+    record = gated({"type": GATE, "status": "False", "reason": "RegistrationInProgress"})
+    assert GateWriter(core_api=api).write(record, GATE, GateCondition("False", "LoadBalancerUnhealthy", "m"))
+    entry = api.calls[0][0][2]["status"]["conditions"][0]
+    assert "lastTransitionTime" not in entry  # the server keeps the time it holds
+    first = RecordingCoreApi()
+    assert GateWriter(core_api=first).write(gated(), GATE, GateCondition("False", "RegistrationInProgress", "m"))
+    assert "lastTransitionTime" in first.calls[0][0][2]["status"]["conditions"][0]  # a first write sets it
+
+
+@pytest.mark.parametrize("status", [404, 409, 422])
+def test_a_pod_gone_or_replaced_is_not_written_and_not_an_error(status: int) -> None:
+    assert GateWriter(core_api=RecordingCoreApi(status)).write(gated(), GATE, GateCondition("True", "Timeout", "m")) \
+        is False
+
+
+def test_other_api_errors_reach_the_caller() -> None:
+    with pytest.raises(ApiException) as info:
+        GateWriter(core_api=RecordingCoreApi(503)).write(gated(), GATE, GateCondition("True", "Timeout", "m"))
+    assert info.value.status == 503
+
+
+def test_a_release_is_counted_once_per_pod_and_gate() -> None:
+    writer = GateWriter(core_api=RecordingCoreApi())
+    record = gated()
+    assert writer.first_release(record, GATE)
+    assert not writer.first_release(record, GATE)
+    assert writer.first_release(record, condition_type("api"))  # another binding's gate on the same pod
+    recreated = decode_pod({**pod("web-0", ip="10.1.0.1", gates=[GATE]), "metadata": {
+        "name": "web-0", "namespace": "shop", "uid": "uid-2"}})
+    assert writer.first_release(recreated, GATE)  # same name, a new pod

@@ -1,4 +1,9 @@
-"""The controller emits the per-endpoint timeline that `negsync calibrate --timeline` reads."""
+"""The timeline writer (:class:`negsync.calibration.timeline.TimelineLog`) as the controller runs it.
+
+The reader side is exercised through ``negsync calibrate --timeline`` in test_roundtrip.py and
+test_bad_logs.py; here the controller, against the API emulator and the in-memory provider, must log the lines the reader
+takes back, in wall time.
+"""
 
 from __future__ import annotations
 
