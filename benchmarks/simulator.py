@@ -1,7 +1,7 @@
 """Benchmark 4 — simulator: the vectorized engine against the per-request SimPy reference model.
 
 Method.  For each scenario, both models run the same scenario for the same number of runs: the
-engine (``negsync.sim.engine.simulate``) takes the median wall time of a few repetitions, the
+model (``negsync.sim.vectorized.simulate``) takes the median wall time of a few repetitions, the
 reference (``tests/sim/reference.py``, one SimPy process per request) the median of
 ``ref_reps`` (default 1: it is slow).  The speed ratio is computed from the two medians.  Agreement
 compares the reference's mean failed requests (with its standard error) against the engine's mean
@@ -35,9 +35,9 @@ if str(ROOT) not in sys.path:
 from benchmarks import Row  # noqa: E402
 from negsync.core.latency import Exponential  # noqa: E402
 from negsync.sim.decision import decide  # noqa: E402
-from negsync.sim.engine import simulate  # noqa: E402
 from negsync.sim.scenario import CAUSES, Scenario, load_path, load_study  # noqa: E402
 from negsync.sim.sweep import run_study  # noqa: E402
+from negsync.sim.vectorized import simulate  # noqa: E402
 from tests.sim.reference import mean_by_cause, run_reference  # noqa: E402
 from tests.sim.test_reference_agreement import BASE  # noqa: E402
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from negsync.sim.engine import simulate
 from negsync.sim.scenario import Study, point_at
 from negsync.sim.sweep import PointSummary, plain, summarize
+from negsync.sim.vectorized import simulate
 
 SLEEP = "drain.pre_stop_sleep"
 GRACE = "drain.termination_grace_period"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from negsync.sim.engine import simulate
 from negsync.sim.scenario import load_study
+from negsync.sim.vectorized import simulate
 
 
 def _scale_down(replicas: int, reaction: float, detach: float, sleep: float, rps: float, runs: int):

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from negsync.sim import command
-from negsync.sim.engine import simulate
 from negsync.sim.scenario import load_study
+from negsync.sim.vectorized import simulate
 
 
 def _json(tmp_path: Path, raw: dict[str, Any], *extra: str) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from negsync.sim.engine import keepalive_race_probability, simulate
+from negsync.sim.failures import keepalive_race_probability
 from negsync.sim.scenario import Scenario, load_study
+from negsync.sim.vectorized import simulate
 
 RUNS = 4000
 

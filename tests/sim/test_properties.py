@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from negsync.core.latency import LogNormal
-from negsync.sim.engine import normal_ppf, poisson_from_uniform, simulate, stop_loss
+from negsync.sim.failures import stop_loss
+from negsync.sim.poisson import normal_ppf, poisson_from_uniform
 from negsync.sim.scenario import load_path, load_study
+from negsync.sim.vectorized import simulate
 
 
 def _scenario(kind: str, sleep: float, health: bool) -> Any:
