@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
 from benchmarks import Row  # noqa: E402
 from negsync.core.latency import Exponential  # noqa: E402
 from negsync.sim.decision import decide  # noqa: E402
-from negsync.sim.scenario import CAUSES, Scenario, load_path, load_study  # noqa: E402
+from negsync.sim.loader import load_path, load_study  # noqa: E402
+from negsync.sim.scenario import CAUSES, Scenario  # noqa: E402
 from negsync.sim.sweep import run_study  # noqa: E402
 from negsync.sim.vectorized import simulate  # noqa: E402
 from tests.sim.reference import mean_by_cause, run_reference  # noqa: E402

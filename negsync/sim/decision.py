@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from negsync.sim.scenario import Study, point_at
+from negsync.sim.study import Study, point_at
 from negsync.sim.sweep import PointSummary, plain, summarize
 from negsync.sim.vectorized import simulate
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from negsync.sim.scenario import CAUSES, RETRY_PATHS, Study, SweepPoint
+from negsync.sim.scenario import CAUSES, RETRY_PATHS
+from negsync.sim.study import Study, SweepPoint
 from negsync.sim.vectorized import PointResult, simulate
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from negsync.sim.scenario import load_study
+from negsync.sim.loader import load_study
 from negsync.sim.vectorized import simulate
 
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from negsync.sim import command
+from negsync.sim.loader import default_scenario_text
 from negsync.sim.presets import PRESETS
-from negsync.sim.scenario import default_scenario_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,7 +212,7 @@ def test_plot_with_an_unknown_suffix_is_refused_before_simulating(
 def _figure(tmp_path: Path, raw: dict[str, Any]) -> Any:
     from negsync.sim import report
     from negsync.sim.decision import decide
-    from negsync.sim.scenario import load_path
+    from negsync.sim.loader import load_path
     from negsync.sim.sweep import run_study
 
     study = load_path(Path(_write(tmp_path, raw)))
@@ -323,7 +323,7 @@ def test_show_reports_bad_input_like_a_run(tmp_path: Path, small: dict[str, Any]
 def test_max_surge_and_max_unavailable_accept_percentages(
     small: dict[str, Any], surge: Any, unavailable: Any, replicas: int, expected: tuple[int, int]
 ) -> None:
-    from negsync.sim.scenario import load_study
+    from negsync.sim.loader import load_study
 
     small["workload"].update(max_surge=surge, max_unavailable=unavailable, replicas=replicas)
     workload = load_study(small).base.workload

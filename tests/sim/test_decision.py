@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from negsync.sim import command
-from negsync.sim.scenario import load_study
+from negsync.sim.loader import load_study
 from negsync.sim.vectorized import simulate
 
 

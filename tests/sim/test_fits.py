@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from negsync.sim.lifecycle import Streams, build_timeline
-from negsync.sim.scenario import Scenario, load_study
+from negsync.sim.loader import load_study
+from negsync.sim.scenario import Scenario
 from negsync.sim.vectorized import simulate
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from negsync.errors import ConfigError
-from negsync.sim.scenario import load_study, resolve
+from negsync.sim.loader import load_study, resolve
 
 
 @pytest.mark.parametrize(("section", "key", "value", "field"), [

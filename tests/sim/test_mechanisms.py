@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from negsync.sim.failures import keepalive_race_probability
-from negsync.sim.scenario import Scenario, load_study
+from negsync.sim.loader import load_study
+from negsync.sim.scenario import Scenario
 from negsync.sim.vectorized import simulate
 
 RUNS = 4000

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from negsync.core.latency import LogNormal
 from negsync.sim.failures import stop_loss
+from negsync.sim.loader import load_path, load_study
 from negsync.sim.poisson import normal_ppf, poisson_from_uniform
-from negsync.sim.scenario import load_path, load_study
 from negsync.sim.vectorized import simulate
 
 
