@@ -193,8 +193,8 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
         return str(ctx["message"])
     if kind == "extra_forbidden" and holder is not None:
         return f"unknown key (expected one of: {', '.join(keys(holder))})"
-    if kind == "missing":
-        hints = [m.text for m in _field_metadata(info) if isinstance(m, Hint)]
+    hints = [m.text for m in _field_metadata(info) if isinstance(m, Hint)]
+    if kind == "missing" or (value is None and hints):  # `traffic:` with nothing under it is missing too
         return hints[0] if hints else "required"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a mapping, got {type(value).__name__}"

@@ -310,27 +310,6 @@ def test_show_reports_bad_input_like_a_run(tmp_path: Path, small: dict[str, Any]
 
 
 @pytest.mark.parametrize(
-    ("surge", "unavailable", "replicas", "expected"),
-    [
-        ("25%", 0, 10, (3, 0)),  # surge rounds up: 2.5 -> 3
-        (0, "25%", 10, (0, 2)),  # unavailable rounds down: 2.5 -> 2
-        ("25%", "25%", 4, (1, 1)),
-        ("1%", "1%", 10, (1, 0)),  # 0.1 -> surge 1, unavailable 0
-        ("0%", "5%", 10, (0, 1)),  # both round to 0: Kubernetes sets unavailable to 1
-        ("100%", "100%", 3, (3, 3)),
-    ],
-)
-def test_max_surge_and_max_unavailable_accept_percentages(
-    small: dict[str, Any], surge: Any, unavailable: Any, replicas: int, expected: tuple[int, int]
-) -> None:
-    from negsync.sim.loader import load_study
-
-    small["workload"].update(max_surge=surge, max_unavailable=unavailable, replicas=replicas)
-    workload = load_study(small).base.workload
-    assert (workload.max_surge, workload.max_unavailable) == expected
-
-
-@pytest.mark.parametrize(
     ("key", "value", "words"),
     [("max_surge", "25", "percentage"), ("max_surge", "-5%", "percentage"), ("max_surge", "2.5%", "percentage"),
      ("max_unavailable", "150%", "100%")],

@@ -1,19 +1,18 @@
-"""Properties: failed requests never grow with the preStop sleep; Poisson and stop-loss helpers."""
+"""The vectorized model (negsync.sim.vectorized): failed requests never grow with the preStop sleep, and
+equal a closed form where one exists (scale-down of 1 of N pods, no health checking, fixed delays)."""
 
 from __future__ import annotations
 
 import itertools
-import statistics
+import math
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from negsync.core.latency import LogNormal
-from negsync.sim.failures import stop_loss
 from negsync.sim.loader import load_path, load_study
-from negsync.sim.poisson import normal_ppf, poisson_from_uniform
 from negsync.sim.vectorized import simulate
 
 
@@ -54,33 +53,6 @@ def test_default_sweep_is_monotone_with_health_checks() -> None:
     assert all(later <= earlier for earlier, later in itertools.pairwise(means)), means
 
 
-def test_poisson_from_uniform_has_poisson_moments_and_is_monotone() -> None:
-    rng = np.random.default_rng(0)
-    u = rng.random(200_000)
-    for lam in (0.0, 0.3, 7.0, 150.0, 199.0, 201.0, 5000.0):
-        k = poisson_from_uniform(u, np.full(u.shape, lam))
-        assert abs(k.mean() - lam) <= 5 * np.sqrt(max(lam, 1e-9) / u.size) + 1e-9
-        assert abs(k.var() - lam) <= 0.05 * lam + 1e-9
-    lams = np.linspace(0, 400, 81)
-    counts = np.array([poisson_from_uniform(u[:2000], np.full(2000, x)) for x in lams])
-    assert np.all(np.diff(counts, axis=0) >= -1)
-
-
-def test_stop_loss_and_normal_ppf() -> None:
-    dist = LogNormal(0.05, 0.5)
-    sample = dist.sample(np.random.default_rng(1), 400_000)
-    for x in (0.0, 0.1, 0.5, 2.0):
-        assert stop_loss(dist, np.array([x]))[0] == np_approx(np.maximum(sample - x, 0).mean())
-    for p in (1e-6, 0.01, 0.3, 0.5, 0.9, 0.999):
-        assert abs(normal_ppf(np.array([p]))[0] - statistics.NormalDist().inv_cdf(p)) < 1e-7
-
-
-def np_approx(value: float) -> Any:
-    import pytest
-
-    return pytest.approx(value, rel=0.03, abs=1e-4)
-
-
 def _with_mechanisms(kind: str, sleep: float) -> Any:
     raw = {
         "scenario": kind, "runs": 200, "seed": 4,
@@ -110,3 +82,42 @@ def test_mechanisms_keep_failures_non_increasing_in_the_pre_stop_sleep(kind: str
     # move that instant a whole interval later in one run (seen: sleep 13 vs 14 s), while on average
     # a longer sleep never hurts.
     assert total_b.mean() <= total_a.mean() + 1e-6
+
+
+# --------------------------------------------------------------------------- closed form
+
+
+def _one_of_n(replicas: int, reaction: float, detach: float, sleep: float, rps: float, runs: int) -> Any:
+    raw = {
+        "scenario": "scale-down", "runs": runs, "seed": 11,
+        "traffic": {"rps": rps},
+        "workload": {"replicas": replicas, "remove": 1},
+        "lb": {"attach_delay": 5, "detach_delay": {"dist": "fixed", "value": detach},
+               "health_check": None, "deregistration_delay": 30},
+        "controller": {"reaction": {"dist": "fixed", "value": reaction}},
+        "drain": {"pre_stop_sleep": sleep, "termination_grace_period": 90},
+    }
+    return load_study(raw).base
+
+
+@pytest.mark.parametrize(
+    ("replicas", "reaction", "detach", "sleep", "rps"),
+    [
+        (10, 1, 10, 0, 1000), (10, 1, 10, 4, 1000), (3, 0.5, 20, 5, 50), (20, 2, 3, 10, 1000),
+        (2, 1, 30, 30, 7),
+    ],
+)
+def test_mean_failed_matches_closed_form(replicas: int, reaction: float, detach: float, sleep: float,
+                                         rps: float) -> None:
+    runs = 4000
+    result = simulate(_one_of_n(replicas, reaction, detach, sleep, rps, runs))
+    expected = rps / replicas * max(0.0, reaction + detach - sleep)
+    # the engine's conditional mean is exact here...
+    assert result.expected["routed_after_stop"] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert result.expected["no_capacity"].max() == 0
+    assert result.expected["killed_in_flight"].max() < 1e-9
+    # ...and the sampled counts agree within 5 standard errors of a Poisson mean
+    tolerance = 5 * math.sqrt(expected / runs) + 1e-9
+    assert abs(result.failed.mean() - expected) <= tolerance
+    if expected == 0:
+        assert result.failed.max() == 0
