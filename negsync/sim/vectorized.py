@@ -1,38 +1,12 @@
 """The vectorized latency model: failed requests per cause for one scenario, all runs at once.
 
-Nothing here simulates a request.  Each Monte Carlo run is reduced to a *timeline*: for every
-pod whose LB membership changes, four instants (arrays shaped ``(runs, pods)``):
-
-``a``  the LB starts routing new requests to it (``-BIG`` for pods present at t=0),
-``b``  the LB stops routing new requests to it (detach propagated, or health checks failed),
-``e``  the pod stops accepting new requests (SIGTERM after preStop, or SIGKILL),
-``k``  its connections are cut (SIGKILL at the grace period, or the LB's deregistration delay
-       running out after the detach), killing requests still in flight.
-
-Pods whose membership never changes only add a constant to the number of endpoints in
-rotation.  Between consecutive ``a``/``b`` instants the routing set is constant, so with
-Poisson arrivals at ``rps`` spread evenly over the ``n`` endpoints in rotation:
-
-* ``routed_after_stop`` of a pod has mean ``rps * integral over [max(a, e), b) of 1/n(t) dt``;
-* ``killed_in_flight`` has mean ``rps * integral over [a, min(b, e)) of S(k - t)/n(t) dt`` where
-  ``S`` is the request-duration survival function; on a constant-``n`` segment ``[s1, s2)``
-  that integral is ``(G(k - s2) - G(k - s1)) / n`` with ``G(x) = E[(D - x)+]`` (the stop-loss
-  transform, tabulated once per distribution);
-* ``no_capacity`` has mean ``rps * (time with n = 0)``.
-
-Splitting a Poisson process by disjoint criteria gives independent Poisson counts, so each cause
-is one Poisson draw per run from its exact conditional mean.  The draws use inverse-CDF sampling
-from one uniform per run and cause, so a smaller mean never yields a larger count for the same
-uniform: with common random numbers (same seed at every sweep point) the sweep curve is as
-smooth as the timelines allow.
-
-Random inputs come from named, independent streams (:class:`Streams`) so that changing one
-parameter never shifts the random numbers another quantity sees.  A health check's phase is
-uniform, so the wait from an instant to the next check is ``U * interval`` with ``U`` uniform,
-independent of the instant; it is drawn directly.
-
-One module per step: :mod:`negsync.sim.lifecycle` builds the timeline, :mod:`negsync.sim.failures`
-integrates the means, :mod:`negsync.sim.poisson` draws the counts; :func:`simulate` composes them.
+Nothing here simulates a request.  Each Monte Carlo run is reduced to a *timeline*, the instants at
+which each changing pod enters and leaves the LB's rotation, stops accepting and has its
+connections cut (:mod:`negsync.sim.lifecycle`).  Between consecutive instants the set in rotation
+is constant, so each cause's failed requests are Poisson with a mean integrated exactly over those
+segments (:mod:`negsync.sim.failures`), drawn by inverse CDF from one uniform per run and cause
+(:mod:`negsync.sim.poisson`).  :func:`simulate` composes the three for one sweep point; the
+derivation is in docs/simulation.md, "How it is computed".
 """
 
 from __future__ import annotations

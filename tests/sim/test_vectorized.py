@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,17 +30,21 @@ def _scenario(kind: str, sleep: float, health: bool) -> Any:
     return load_study(raw).base
 
 
-@settings(max_examples=20, deadline=None)
-@given(
-    kind=st.sampled_from(["rolling-update", "scale-down", "node-drain"]),
-    s1=st.floats(0, 120), s2=st.floats(0, 120),
-)
-def test_failed_requests_do_not_grow_with_pre_stop_sleep(kind: str, s1: float, s2: float) -> None:
+_KIND = st.sampled_from(["rolling-update", "scale-down", "node-drain"])
+
+
+def _at_two_sleeps(build: Callable[[str, float], Any], kind: str, s1: float, s2: float) -> tuple[Any, Any, Any, Any]:
+    """The shorter and the longer sleep simulated, and their per-run total means."""
     low, high = sorted((s1, s2))
-    a, b = simulate(_scenario(kind, low, False)), simulate(_scenario(kind, high, False))
+    a, b = simulate(build(kind, low)), simulate(build(kind, high))
+    return a, b, sum(a.expected.values()), sum(b.expected.values())
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=_KIND, s1=st.floats(0, 120), s2=st.floats(0, 120))
+def test_failed_requests_do_not_grow_with_pre_stop_sleep(kind: str, s1: float, s2: float) -> None:
+    a, b, total_a, total_b = _at_two_sleeps(lambda k, sleep: _scenario(k, sleep, False), kind, s1, s2)
     # per run, with common random numbers: the Poisson mean never grows...
-    total_a = sum(a.expected.values())
-    total_b = sum(b.expected.values())
     assert np.all(total_b <= total_a + 1e-6)
     # ...so neither does the count drawn from it (inverse CDF; +1 where a cause crosses the
     # exact/approximate boundary at a mean of 200)
@@ -68,15 +73,10 @@ def _with_mechanisms(kind: str, sleep: float) -> Any:
 
 
 @settings(max_examples=12, deadline=None)
-@given(
-    kind=st.sampled_from(["rolling-update", "scale-down", "node-drain"]),
-    s1=st.floats(0, 90), s2=st.floats(0, 90),
-)
+@given(kind=_KIND, s1=st.floats(0, 90), s2=st.floats(0, 90))
 def test_mechanisms_keep_failures_non_increasing_in_the_pre_stop_sleep(kind: str, s1: float, s2: float) -> None:
     """Retries, zones (cross-zone off), connection routing and the health drain all on."""
-    low, high = sorted((s1, s2))
-    a, b = simulate(_with_mechanisms(kind, low)), simulate(_with_mechanisms(kind, high))
-    total_a, total_b = sum(a.expected.values()), sum(b.expected.values())
+    _, _, total_a, total_b = _at_two_sleeps(_with_mechanisms, kind, s1, s2)
     # On the mean, not per run: with the health-based drain the LB stops at the first failing health
     # check after SIGTERM, a discrete instant.  A 1 s longer sleep can push SIGTERM past a check and
     # move that instant a whole interval later in one run (seen: sleep 13 vs 14 s), while on average
