@@ -97,10 +97,18 @@ def _drain_allowance(s: Scenario) -> float:
     return s.traffic.request_duration.quantile(0.99)
 
 
-def _removed_pods(
-    s: Scenario, streams: Streams, start: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """b, e, k and exit time of pods whose termination starts at ``start`` (runs, m)."""
+@dataclass(frozen=True, slots=True)
+class _Leaving:
+    """Instants of pods whose termination starts at given times, each (runs, m)."""
+
+    b: FloatArray
+    e: FloatArray
+    k: FloatArray
+    exit: FloatArray  # the process exits (only used for durations)
+
+
+def _removed_pods(s: Scenario, streams: Streams, start: FloatArray) -> _Leaving:
+    """The instants of pods whose termination starts at ``start`` (runs, m)."""
     shape = (start.shape[0], start.shape[1])
     react = streams.draw("detach_reaction", s.controller.reaction, shape)
     detach = streams.draw("detach", s.lb.detach_delay, shape)
@@ -125,7 +133,7 @@ def _removed_pods(
     else:  # NLB default: connections outlive the deregistration delay; only SIGKILL cuts them
         k = start + grace
     exit_ = np.minimum(start + grace, e + _drain_allowance(s)) if sigterm else start + grace
-    return b, e, k, exit_
+    return _Leaving(b=b, e=e, k=k, exit=exit_)
 
 
 def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
@@ -148,13 +156,13 @@ def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
                 avail[:, index] = events[:, j] + avail_lag[:, index]
         deleted = np.zeros((runs, n))  # old pod i starts terminating at deleted[:, i]
         deleted[:, first_deleted:] = events[:, : n - first_deleted]
-        b_old, e_old, k_old, exit_ = _removed_pods(s, streams, deleted)
+        old = _removed_pods(s, streams, deleted)
         a_new = created + routed_lag
         removed, base, duration = n, 0, events[:, -1]
     else:
         m = w.remove if s.kind == "scale-down" else w.pods_per_node
-        b_old, e_old, k_old, exit_ = _removed_pods(s, streams, np.zeros((runs, m)))
-        duration = np.maximum(b_old, exit_).max(axis=1)
+        old = _removed_pods(s, streams, np.zeros((runs, m)))
+        duration = np.maximum(old.b, old.exit).max(axis=1)
         if s.kind == "node-drain":  # the ReplicaSet replaces evicted pods at once
             routed_lag, avail_lag = _new_pod_lags(s, streams, (runs, m))
             a_new = routed_lag
@@ -166,21 +174,21 @@ def build_timeline(s: Scenario, runs: int, streams: Streams) -> Timeline:
     zone, base_by_zone = _zones(s, removed, a_new.shape[1], base)
     # every change has happened: the last pod out of rotation or stopped, the last one routed
     horizon = duration
-    for changed in (b_old, e_old, a_new):
+    for changed in (old.b, old.e, a_new):
         if changed.shape[1]:
             horizon = np.maximum(horizon, changed.max(axis=1))
     return Timeline(
-        a=np.concatenate([np.full(b_old.shape, -BIG), a_new], axis=1),
-        b=np.concatenate([b_old, forever], axis=1),
-        e=np.concatenate([e_old, forever], axis=1),
-        k=np.concatenate([k_old, forever], axis=1),
+        a=np.concatenate([np.full(old.b.shape, -BIG), a_new], axis=1),
+        b=np.concatenate([old.b, forever], axis=1),
+        e=np.concatenate([old.e, forever], axis=1),
+        k=np.concatenate([old.k, forever], axis=1),
         removed=removed,
         base=base,
         duration=duration,
         zone=zone,
         base_by_zone=base_by_zone,
         horizon=horizon,
-        exit=exit_,
+        exit=old.exit,
     )
 
 
