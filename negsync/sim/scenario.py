@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,7 +33,6 @@ from pydantic import (
     model_validator,
 )
 
-from negsync.errors import ConfigError
 from negsync.sim.fields import (
     Count,
     Delay,
@@ -51,11 +50,8 @@ from negsync.sim.fields import (
     listed,
 )
 
-KINDS = ("rolling-update", "scale-down", "node-drain")
-SHUTDOWN_MODES = ("on-sigterm", "on-sigkill")
 CAUSES = ("routed_after_stop", "killed_in_flight", "no_capacity", "overload", "keepalive_race")
 RETRY_PATHS = ("lb_retry", "client_retry")  # failed attempts a retry turned into a success
-ROUTING_MODES = ("requests", "connections")
 MAX_RUNS = 1_000_000
 MAX_SWEEP_POINTS = 1000
 DEFAULT_GRACE = 30  # Kubernetes' default terminationGracePeriodSeconds
@@ -65,6 +61,7 @@ Kind = Literal["rolling-update", "scale-down", "node-drain"]
 Shutdown = Literal["on-sigterm", "on-sigkill"]
 Routing = Literal["requests", "connections"]
 PresetName = Literal["gcp-neg", "aws-alb", "aws-nlb"]  # negsync.sim.presets.PRESETS (a test keeps them equal)
+KINDS: tuple[str, ...] = get_args(Kind)
 
 
 class _Section(BaseModel):
@@ -87,6 +84,8 @@ class HealthCheck(_Section):
 
 
 class Traffic(_Section):
+    # A distribution's default is its raw form; validate_default=True here too tells type checkers
+    # (pydantic's Field overloads) that the field holds what validation makes of it.
     rps: Rate
     request_duration: Delay = Field(default={"dist": "lognormal", "p50": 0.05, "p99": 0.5}, validate_default=True)
     connection_lifetime: Delay = Field(default={"dist": "fixed", "value": 0}, validate_default=True)
@@ -276,7 +275,7 @@ class Scenario(_Section):
     seed: Annotated[Count, Field(le=2**63 - 1)] = 1
     traffic: Annotated[Traffic, Hint("required (at least traffic.rps)")]
     workload: Annotated[Workload, Hint("required (at least workload.replicas)")]
-    lb: Annotated[LoadBalancer, Hint("required (at least lb.preset: one of gcp-neg, aws-alb, aws-nlb)")]
+    lb: Annotated[LoadBalancer, Hint(f"required (at least lb.preset: one of {', '.join(get_args(PresetName))})")]
     controller: ControllerModel = Field(default_factory=ControllerModel)
     drain: Drain = Field(default_factory=Drain)
     sweep: Sweep = Field(default=None, validate_default=False)
@@ -308,6 +307,6 @@ def parse_scenario(resolved: Mapping[str, Any], *, base_dir: Path | None = None)
 
 
 __all__ = [
-    "CAUSES", "KINDS", "RETRY_PATHS", "ConfigError", "ControllerModel", "Drain", "HealthCheck", "LoadBalancer",
+    "CAUSES", "KINDS", "RETRY_PATHS", "ControllerModel", "Drain", "HealthCheck", "LoadBalancer",
     "Objective", "Scenario", "SweepAxis", "Traffic", "Workload", "parse_scenario",
 ]
