@@ -127,7 +127,7 @@ def calibrated(base: dict[str, Any], found: dict[str, Measurement]) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from negsync.sim.scenario import default_scenario_text, load_study, parse_text, read_file
+    from negsync.sim.loader import default_scenario_text, load_study, parse_text, read_file
 
     if bool(args.access_logs) != bool(args.timelines):
         missing = "--timeline" if args.access_logs else "--access-log"

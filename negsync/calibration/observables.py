@@ -1,6 +1,6 @@
 """Each simulator parameter as an observable, and which source measures it.
 
-The simulator (:mod:`negsync.sim.engine`) composes a new pod's way into rotation as
+The simulator (:mod:`negsync.sim.lifecycle`) composes a new pod's way into rotation as
 ``startup + controller.reaction + lb.attach_delay [+ health-check wait]`` and a removed pod's
 way out as ``controller.reaction + lb.detach_delay`` (or the health check failing first).  So:
 

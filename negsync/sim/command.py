@@ -18,7 +18,7 @@ from typing import TextIO
 from negsync.errors import ConfigError
 from negsync.sim import report
 from negsync.sim.decision import decide
-from negsync.sim.scenario import load_path, resolved_path
+from negsync.sim.loader import load_path, resolved_path
 from negsync.sim.sweep import run_study
 
 PROG = "negsync simulate"

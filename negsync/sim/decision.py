@@ -35,27 +35,22 @@ A value is never invented: when nothing passes, every recommended value is ``Non
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from negsync.sim.engine import simulate
-from negsync.sim.scenario import Study, point_at
-from negsync.sim.sweep import PointSummary, plain, summarize
+from negsync.sim.bootstrap import bootstrap, interval_text
+from negsync.sim.points import Points, choose
+from negsync.sim.study import Study, point_at
+from negsync.sim.sweep import PointSummary, plain
 
 SLEEP = "drain.pre_stop_sleep"
 GRACE = "drain.termination_grace_period"
 GRACE_MARGIN = 5.0  # seconds added to sleep + in-flight time in the recommended grace period
 MAX_GRACE = 3600.0  # seconds; the grace search gives up beyond this
-BOOTSTRAP_RESAMPLES = 200
-INTERVAL_LEVEL = 0.9
-_SHARPEN_STEPS = 12  # extra simulations allowed to pin the interval's ends to the resolution
 STABLE_SHARE = 0.8  # below this share of resamples choosing the same value, warn
 NO_CAPACITY_SHARE = 0.99  # failures "only" from no-capacity moments
-
-Params = tuple[tuple[str, float], ...]
-
 
 @dataclass(frozen=True, slots=True)
 class Caution:
@@ -89,50 +84,6 @@ class Decision:
         return any(v is not None for v in self.values.values())
 
 
-class _Points:
-    """Simulated points by their parameters, so that no point is simulated twice."""
-
-    def __init__(self, study: Study, grid: Iterable[PointSummary]) -> None:
-        self.study = study
-        self.goal = study.base.objective.failed_requests
-        self.cache: dict[Params, PointSummary] = {}
-        self.added: list[PointSummary] = []
-        for summary in grid:
-            self.cache[_key(summary.params)] = summary
-        combos = {tuple((p, float(s.params[p])) for p in study.uncertain) for s in grid}
-        self.combos: list[Params] = sorted(combos) or [()]
-
-    def at(self, params: Mapping[str, float]) -> PointSummary:
-        key = _key(params)
-        if key not in self.cache:
-            point = point_at(self.study, dict(key))
-            summary = summarize(point, simulate(point.scenario))
-            self.cache[key] = summary
-            self.added.append(summary)
-        return self.cache[key]
-
-    def worst(self, decision: Mapping[str, float]) -> PointSummary:
-        """The uncertain combination at which ``decision`` does worst (objective value, then mean)."""
-        points = [self.at({**decision, **dict(combo)}) for combo in self.combos]
-        return max(points, key=lambda s: (s.failed_at_objective, s.failed_mean))
-
-    def passes(self, summary: PointSummary) -> bool:
-        return summary.failed_at_objective <= self.goal
-
-
-def _key(params: Mapping[str, float | int]) -> Params:
-    return tuple(sorted((k, round(float(v), 9)) for k, v in params.items()))
-
-
-def _choose(passes: np.ndarray, *, monotone: bool) -> np.ndarray:
-    """Index of the chosen group per row of ``passes`` (rows x groups, in order); -1 for none.
-
-    Monotone: the first group from which every later group passes.  Otherwise the first passing.
-    """
-    ok = np.flip(np.logical_and.accumulate(np.flip(passes, -1), axis=-1), -1) if monotone else passes
-    return np.where(ok.any(axis=-1), ok.argmax(axis=-1), -1)
-
-
 def _objective_name(q: float) -> str:
     return f"p{q * 100:g}"
 
@@ -142,7 +93,7 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
     base = study.base
     q, goal = base.objective.quantile, base.objective.failed_requests
     qname = _objective_name(q)
-    pts = _Points(study, grid)
+    pts = Points(study, grid)
     decisions = study.decisions
     cautions: list[Caution] = []
     objective = f"{qname} failed requests <= {goal:g} over {base.runs} runs"
@@ -171,7 +122,7 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
     groups = sorted({tuple((p, float(s.params[p])) for p in decisions) for s in grid})
     worst = [pts.worst(dict(g)) for g in groups]
     grid_passes = np.array([pts.passes(w) for w in worst])
-    index = int(_choose(grid_passes[None, :], monotone=len(decisions) == 1)[0])
+    index = int(choose(grid_passes[None, :], monotone=len(decisions) == 1)[0])
     if len(decisions) == 1 and index >= 0 and not grid_passes[:index].all() and grid_passes[:index].any():
         first = groups[int(np.argmax(grid_passes))][0][1]
         cautions.append(Caution(
@@ -292,9 +243,9 @@ def decide(study: Study, grid: list[PointSummary], *, resolution: float | None =
 
     # step 5: bootstrap over runs
     before_bootstrap = len(pts.added)
-    share, interval, resamples = _bootstrap(study, pts, decisions, chosen, step_res)
+    share, interval, resamples = bootstrap(study, pts, decisions, chosen, step_res)
     if share is not None and share < STABLE_SHARE:
-        shown = _interval_text(interval)
+        shown = interval_text(interval)
         cautions.append(Caution(
             "unstable",
             f"the same value is chosen in only {share:.0%} of {resamples} bootstrap resamples of the runs"
@@ -379,7 +330,7 @@ def _no_capacity(summary: PointSummary, where: str) -> list[Caution]:
 
 
 def _raise_grace(
-    pts: _Points, params: dict[str, float], start: float
+    pts: Points, params: dict[str, float], start: float
 ) -> tuple[float, PointSummary] | None:
     """The smallest whole-second grace above ``start`` that meets the objective, and its point."""
     low = start
@@ -401,81 +352,3 @@ def _raise_grace(
         else:
             low = mid
     return float(high), found
-
-
-def _bootstrap(
-    study: Study, pts: _Points, decisions: tuple[str, ...], chosen: Mapping[str, float], resolution: float | None
-) -> tuple[float | None, tuple[float | int | None, float | int | None] | None, int]:
-    """Share of resamples choosing ``chosen`` and the 90% interval of the choices (one axis).
-
-    A resample's choice ``v_j`` (the first passing value simulated) means "somewhere in
-    ``(v_{j-1}, v_j]``", so the interval's low end is taken from ``v_{j-1}`` + one resolution
-    step, its high end from ``v_j``.  Where such a gap is wider than the resolution, its midpoint
-    is simulated and the bootstrap repeated (up to ``_SHARPEN_STEPS`` times), so the interval's
-    ends are known to the resolution rather than to the grid's spacing.
-    """
-    if not decisions:
-        return None, None, 0
-    runs = study.base.runs
-    rng = np.random.default_rng([study.base.seed, 0xB007])
-    idx = rng.integers(0, runs, size=(BOOTSTRAP_RESAMPLES, runs))
-    target = tuple((p, float(chosen[p])) for p in decisions)
-    for _ in range(_SHARPEN_STEPS + 1):
-        keys, picks = _resampled_choices(study, pts, decisions, idx)
-        if not keys:
-            return None, None, 0
-        same = float(np.mean([p >= 0 and keys[p] == target for p in picks]))
-        if len(decisions) != 1 or resolution is None:
-            return same, None, BOOTSTRAP_RESAMPLES
-        axis = decisions[0]
-        values = [k[0][1] for k in keys]
-        low_ends = np.array([values[0] if p == 0 else (np.inf if p < 0 else values[p - 1] + resolution)
-                             for p in picks])
-        high_ends = np.array([np.inf if p < 0 else values[p] for p in picks])
-        tail = (1 - INTERVAL_LEVEL) / 2
-        lo = float(np.quantile(low_ends, tail, method="inverted_cdf"))
-        hi = float(np.quantile(high_ends, 1 - tail, method="inverted_cdf"))
-        close = resolution * 1e-6
-        wide = [k for k in range(1, len(values)) if values[k] - values[k - 1] > resolution + close]
-        gaps = {k for k in wide if abs(values[k - 1] + resolution - lo) < close or abs(values[k] - hi) < close}
-        if not gaps:
-            break
-        for k in gaps:
-            steps = math.floor((values[k] - values[k - 1]) / resolution + 1e-9)
-            pts.worst({axis: round(values[k - 1] + (steps // 2) * resolution, 9)})
-    interval = (None if math.isinf(lo) else plain(lo), None if math.isinf(hi) else plain(hi))
-    return same, interval, BOOTSTRAP_RESAMPLES
-
-
-def _resampled_choices(
-    study: Study, pts: _Points, decisions: tuple[str, ...], idx: np.ndarray
-) -> tuple[list[Params], np.ndarray]:
-    """The decision groups simulated at every uncertain value, and each resample's choice among them."""
-    runs = study.base.runs
-    q = study.base.objective.quantile
-    swept = set(study.swept)
-    on_grid = [s for s in pts.cache.values() if set(s.params) == swept and s.failed.size == runs]
-    groups = sorted({tuple((p, float(s.params[p])) for p in decisions) for s in on_grid})
-    complete = []
-    for g in groups:
-        members = [s for s in on_grid if all(float(s.params[p]) == v for p, v in g)]
-        if len(members) == len(pts.combos):
-            complete.append((g, members))
-    if not complete:
-        return [], np.zeros(0, dtype=np.int64)
-    rank = max(0, math.ceil(q * runs) - 1)  # inverted-CDF quantile: the ceil(q n)-th smallest
-    goal = study.base.objective.failed_requests
-    passes = np.ones((idx.shape[0], len(complete)), dtype=bool)
-    for j, (_, members) in enumerate(complete):
-        for s in members:
-            at_q = np.partition(s.failed[idx], rank, axis=1)[:, rank]
-            passes[:, j] &= at_q <= goal
-    return [g for g, _ in complete], _choose(passes, monotone=len(decisions) == 1)
-
-
-def _interval_text(interval: tuple[float | int | None, float | int | None] | None) -> str:
-    if interval is None:
-        return ""
-    lo, hi = interval
-    return f" ({INTERVAL_LEVEL:.0%} interval {lo if lo is not None else 'beyond the sweep'}–" \
-           f"{hi if hi is not None else 'beyond the sweep'})"

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from negsync.core.latency import Empirical
 from negsync.errors import ConfigError
 from negsync.sim.decision import GRACE, SLEEP, Decision, decide, unit
-from negsync.sim.scenario import CAUSES, Study
+from negsync.sim.scenario import CAUSES
+from negsync.sim.study import Study
 from negsync.sim.sweep import PointSummary, plain
 
 if TYPE_CHECKING:

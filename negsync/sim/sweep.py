@@ -2,7 +2,7 @@
 
 Every sweep point is simulated with the scenario's own seed, so all points see the same random
 inputs (the same startup times, delays, health-check phases and Poisson uniforms, each from its
-own stream; see :class:`negsync.sim.engine.Streams`).  Differences between points are then due to
+own stream; see :class:`negsync.sim.lifecycle.Streams`).  Differences between points are then due to
 the swept parameter, not to sampling noise, and monotone effects (a longer preStop sleep) show
 as monotone curves.
 """
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from negsync.sim.engine import PointResult, simulate
-from negsync.sim.scenario import CAUSES, RETRY_PATHS, Study, SweepPoint
+from negsync.sim.scenario import CAUSES, RETRY_PATHS
+from negsync.sim.study import Study, SweepPoint
+from negsync.sim.vectorized import PointResult, simulate
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from negsync.cli import main
-from negsync.sim.engine import Streams, build_timeline
-from negsync.sim.scenario import load_study
+from negsync.sim.lifecycle import Streams, build_timeline
+from negsync.sim.loader import load_study
 from tests.calibration.synthetic import Rollout, alb_lines, gcp_entries, rollout
 
 MEDIAN_TOLERANCE = 0.5

@@ -1,7 +1,7 @@
 """A per-request SimPy reference model of the simulator, for validation only.
 
 It implements the lifecycle of docs/simulation.md the obvious way, independently of
-:mod:`negsync.sim.engine`: every pod, controller action, health checker and request is a SimPy
+:mod:`negsync.sim.vectorized`: every pod, controller action, health checker and request is a SimPy
 process; every arrival picks an endpoint uniformly among those in rotation at that instant.  It
 is slow by design (one process per request) and is used by the agreement tests (small runs) and
 by ``benchmarks/simulator.py`` (speed ratio).  Only the parsed :class:`Scenario` is shared with

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from negsync.sim import command
+from negsync.sim.loader import default_scenario_text
 from negsync.sim.presets import PRESETS
-from negsync.sim.scenario import default_scenario_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,7 +212,7 @@ def test_plot_with_an_unknown_suffix_is_refused_before_simulating(
 def _figure(tmp_path: Path, raw: dict[str, Any]) -> Any:
     from negsync.sim import report
     from negsync.sim.decision import decide
-    from negsync.sim.scenario import load_path
+    from negsync.sim.loader import load_path
     from negsync.sim.sweep import run_study
 
     study = load_path(Path(_write(tmp_path, raw)))
@@ -307,27 +307,6 @@ def test_show_reports_bad_input_like_a_run(tmp_path: Path, small: dict[str, Any]
     small["traffic"]["rps"] = "fast"
     assert _run([_write(tmp_path, small), "--show"]) == 2
     assert capsys.readouterr().err.startswith("negsync simulate: error: traffic.rps: ")
-
-
-@pytest.mark.parametrize(
-    ("surge", "unavailable", "replicas", "expected"),
-    [
-        ("25%", 0, 10, (3, 0)),  # surge rounds up: 2.5 -> 3
-        (0, "25%", 10, (0, 2)),  # unavailable rounds down: 2.5 -> 2
-        ("25%", "25%", 4, (1, 1)),
-        ("1%", "1%", 10, (1, 0)),  # 0.1 -> surge 1, unavailable 0
-        ("0%", "5%", 10, (0, 1)),  # both round to 0: Kubernetes sets unavailable to 1
-        ("100%", "100%", 3, (3, 3)),
-    ],
-)
-def test_max_surge_and_max_unavailable_accept_percentages(
-    small: dict[str, Any], surge: Any, unavailable: Any, replicas: int, expected: tuple[int, int]
-) -> None:
-    from negsync.sim.scenario import load_study
-
-    small["workload"].update(max_surge=surge, max_unavailable=unavailable, replicas=replicas)
-    workload = load_study(small).base.workload
-    assert (workload.max_surge, workload.max_unavailable) == expected
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from negsync.sim.engine import simulate
-from negsync.sim.scenario import CAUSES, load_study
+from negsync.sim.loader import load_study
+from negsync.sim.scenario import CAUSES
+from negsync.sim.vectorized import simulate
 from tests.sim.reference import mean_absorbed, mean_by_cause, run_reference
 
 BASE: dict[str, Any] = {

@@ -1,4 +1,5 @@
-"""Each 502 mechanism against a closed form (fixed delays, one removed pod, no health checks).
+"""Failed-request means (negsync.sim.failures): each 502 mechanism against a closed form (fixed delays,
+one removed pod, no health checks), and the stop-loss transform they are integrated with.
 
 The engine's conditional Poisson mean must equal the closed form to rounding; the sampled counts
 must agree within 5 standard errors.  Mechanisms without a closed form in a full rollout are
@@ -13,8 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from negsync.sim.engine import keepalive_race_probability, simulate
-from negsync.sim.scenario import Scenario, load_study
+from negsync.core.latency import LogNormal
+from negsync.sim.failures import keepalive_race_probability, stop_loss
+from negsync.sim.loader import load_study
+from negsync.sim.scenario import Scenario
+from negsync.sim.vectorized import simulate
 
 RUNS = 4000
 
@@ -210,3 +214,15 @@ def test_capacity_and_defaults_leave_existing_causes_alone() -> None:
     roomy = simulate(_scale_down(sleep=4, workload={"pod_capacity": 10_000}))
     for cause in ("routed_after_stop", "killed_in_flight", "no_capacity"):
         assert np.allclose(base.expected[cause], roomy.expected[cause])
+
+
+# ---------------------------------------------------------------- the stop-loss transform
+
+
+def test_stop_loss_is_the_expected_overrun() -> None:
+    """G(x) = E[(D - x)+], against a large sample of D."""
+    dist = LogNormal(0.05, 0.5)
+    sample = dist.sample(np.random.default_rng(1), 400_000)
+    for x in (0.0, 0.1, 0.5, 2.0):
+        expected = np.maximum(sample - x, 0).mean()
+        assert stop_loss(dist, np.array([x]))[0] == pytest.approx(expected, rel=0.03, abs=1e-4)

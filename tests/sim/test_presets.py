@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from negsync.sim.engine import Streams, build_timeline, simulate
-from negsync.sim.scenario import Scenario, load_study
+from negsync.sim.lifecycle import Streams, build_timeline
+from negsync.sim.loader import load_study
+from negsync.sim.scenario import Scenario
+from negsync.sim.vectorized import simulate
 
 
 def _scenario(raw: dict[str, Any]) -> Scenario:
