@@ -1,9 +1,9 @@
 """The level-based reconciler: one binding key in, cloud calls out, a status record back.
 
-``reconcile(key)`` never asks what changed.  It recomputes the desired members of every target
-from the caches (through ``source``), reads the actual members from its member cache, diffs them,
-and *submits* the plan as a transaction to a small pool of call threads.  It does not wait for the
-calls.
+``reconcile(key, desired)`` never asks what changed.  Its caller recomputes the desired state
+from the caches on every pass and hands it in; the reconciler reads the actual members from its
+member cache, diffs them, and *submits* the plan as a transaction to a small pool of call threads.
+It does not wait for the calls.
 
 The member cache is kept the way the GKE transaction syncer keeps its endpoint state: a completed
 attach/detach is applied to it, so negsync's own writes cost no read.  The provider is listed only
@@ -195,7 +195,6 @@ class Reconciler:
         self,
         *,
         provider: TargetProvider,
-        source: Callable[[BindingKey], DesiredBinding | None],
         enqueue: Callable[[BindingKey, float, bool], None],
         clock: Clock | None = None,
         ownership: OwnershipStore | None = None,
@@ -213,7 +212,6 @@ class Reconciler:
     ) -> None:
         """``enqueue(key, delay, priority)`` puts a key back on the work queue."""
         self._provider = provider
-        self._source = source
         self._enqueue = enqueue
         self._clock = clock or RealClock()
         self._ownership = ownership
@@ -243,8 +241,12 @@ class Reconciler:
         self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
     # -- the level-based entry point ----------------------------------------------------------
-    def reconcile(self, key: BindingKey) -> ReconcileResult:
-        desired = self._source(key)
+    def reconcile(self, key: BindingKey, desired: DesiredBinding | None) -> ReconcileResult:
+        """Drive ``key``'s targets toward ``desired`` (None: the binding is gone, forget it).
+
+        ``desired`` must be fresh: the completion of a transaction only re-queues the key, and the
+        next pass must see what changed meanwhile, so callers compute it for every call.
+        """
         if desired is None:
             self._forget(key)
             return ReconcileResult(key=key, finalized=True)

@@ -65,11 +65,12 @@ class Harness:
 
     def start(self) -> Harness:
         def factory(enqueue: Callable[[BindingKey, float, bool], None]) -> Reconciler:
-            return Reconciler(provider=self.provider, source=self.desired, enqueue=enqueue, ownership=self.ownership,
+            return Reconciler(provider=self.provider, enqueue=enqueue, ownership=self.ownership,
                               clock=RealClock(), call_workers=4, retry_base=0.5, retry_max=4.0, seed=1,
                               health_poll_interval=0.2, resync_period=30.0)
 
-        self.engine = Engine(reconciler_factory=factory, on_result=self.results.append, workers=2)
+        self.engine = Engine(reconciler_factory=factory, desired=self.desired, on_result=self.results.append,
+                             workers=2)
         self.engine.start()
         return self
 

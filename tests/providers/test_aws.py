@@ -805,12 +805,12 @@ def test_the_reconciler_reports_the_conflict_and_leaves_the_group_alone(
             OTHER, _binding_spec(world.spec()), tuple(Endpoint(e.ip, e.port) for e in admin)
         ),
     }
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None)
     try:
-        first = reconciler.reconcile(BINDING)
+        first = reconciler.reconcile(BINDING, desired[BINDING])
         assert not first.conflicts
         wait_for(lambda: reconciler.in_flight() == 0)
-        second = reconciler.reconcile(OTHER)
+        second = reconciler.reconcile(OTHER, desired[OTHER])
         assert second.conflicts and "shop/web" in second.conflicts[0]
         wait_for(lambda: reconciler.in_flight() == 0)
         assert world.registered() == set(web)
@@ -829,16 +829,16 @@ def test_the_reconciler_syncs_450_targets_in_three_calls(world: World, proxy: Fa
     endpoints = tuple(Endpoint(e.ip, e.port) for e in addresses(450))
     current = {BINDING: DesiredBinding(BINDING, _binding_spec(world.spec(shared=True)), endpoints)}
     store = MemoryOwnershipStore()
-    reconciler = Reconciler(provider=provider, source=current.get, enqueue=lambda *_: None, ownership=store)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, ownership=store)
     try:
-        reconciler.reconcile(BINDING)
+        reconciler.reconcile(BINDING, current[BINDING])
         wait_for(lambda: reconciler.in_flight() == 0)
-        result = reconciler.reconcile(BINDING)
+        result = reconciler.reconcile(BINDING, current[BINDING])
         assert result.synced and result.count("registered") == 450
         assert len(proxy.actions("RegisterTargets")) == 3
         assert len(store.owned(BINDING, world.ref())) == 450
         current[BINDING] = DesiredBinding(BINDING, _binding_spec(world.spec(shared=True)), ())
-        reconciler.reconcile(BINDING)
+        reconciler.reconcile(BINDING, current[BINDING])
         wait_for(lambda: reconciler.in_flight() == 0)
         assert len(proxy.actions("DeregisterTargets")) == 3
         assert world.registered() == set()

@@ -42,7 +42,7 @@ def test_thirty_gated_bindings_poll_health_within_the_describe_budget(moto: str,
     proxy.report_state("initial")  # the gates stay pending: every binding keeps polling
     clock = VirtualClock()
     provider = provider_for(proxy, clock=clock)
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None, clock=clock,
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, clock=clock,
                             health_poll_interval=5.0)
     counts: dict[str, int] = {}
     failures: list[BaseException] = []
@@ -64,7 +64,7 @@ def test_thirty_gated_bindings_poll_health_within_the_describe_budget(moto: str,
                                              ("DescribeTargetHealth", "DescribeTargetGroups",
                                               "DescribeTargetGroupAttributes"))
                     return
-                result = reconciler.reconcile(key)
+                result = reconciler.reconcile(key, desired[key])
                 assert not result.errors, result.errors
                 due[key] = clock.now() + result.requeue_after
         except BaseException as exc:  # surfaced below

@@ -174,7 +174,6 @@ class Driver:
         self.desired: dict[BindingKey, DesiredBinding] = {}
         self.reconciler = Reconciler(
             provider=provider,
-            source=self.desired.get,
             enqueue=lambda key, delay, priority: None,
             retry_base=0.01,
             retry_max=0.05,
@@ -197,7 +196,7 @@ class Driver:
     ) -> ReconcileResult:
         deadline = time.monotonic() + timeout
         while True:
-            result = self.reconciler.reconcile(key)
+            result = self.reconciler.reconcile(key, self.desired.get(key))
             if until(result) and self.reconciler.in_flight() == 0:
                 return result
             if time.monotonic() > deadline:
@@ -699,7 +698,7 @@ def test_health_feeds_the_readiness_gate(fake: FakeCompute, driver: Driver) -> N
     assert result.count("healthy") == 2
     fake.set_health(PROJECT, ZONE_A, name_of(), endpoints[0].ip, endpoints[0].port, "UNHEALTHY")
     driver.reconciler.invalidate()
-    assert driver.reconciler.reconcile(KEY).health[min(members)] is Health.UNHEALTHY
+    assert driver.reconciler.reconcile(KEY, driver.desired.get(KEY)).health[min(members)] is Health.UNHEALTHY
 
 
 def test_unprobed_endpoints_of_a_health_checked_neg_do_not_pass_the_gate(
@@ -883,7 +882,7 @@ def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_peri
     provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
                            num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
     driver = Driver(provider, fake)
-    driver.reconciler = Reconciler(provider=provider, source=driver.desired.get,
+    driver.reconciler = Reconciler(provider=provider,
                                    enqueue=lambda key, delay, priority: None, clock=clock, seed=1)
     try:
         endpoints = eps(3, node="vm-preemptible")
@@ -896,7 +895,7 @@ def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_peri
         assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
         attaches = fake.count(ATTACH)
         clock.advance(59.0)
-        driver.reconciler.reconcile(KEY)
+        driver.reconciler.reconcile(KEY, driver.desired.get(KEY))
         assert fake.count(ATTACH) == attaches  # the member list is still fresh
         clock.advance(2.0)
         driver.run(until=lambda r: r.synced and r.count("registered") == 3)
