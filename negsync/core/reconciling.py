@@ -49,6 +49,7 @@ from negsync.core.clock import Clock, RealClock
 from negsync.core.diffs import Plan, diff
 from negsync.core.endpoints import Skipped
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
+from negsync.core.ports import OwnershipStore, TargetProvider
 from negsync.errors import (
     OwnershipConflict,
     ProviderError,
@@ -57,7 +58,6 @@ from negsync.errors import (
     TargetNotFound,
     TransientError,
 )
-from negsync.providers.base import OwnershipStore, TargetProvider
 
 _T = TypeVar("_T")
 

@@ -16,8 +16,7 @@ from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
 from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
 from negsync.errors import TransientError
-from negsync.providers.base import MemoryOwnershipStore
-from negsync.providers.memory import MemoryProvider
+from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")

@@ -29,8 +29,7 @@ from negsync.core.engine import Engine
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
 from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
 from negsync.errors import TransientError
-from negsync.providers.base import MemoryOwnershipStore
-from negsync.providers.memory import MemoryProvider
+from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.emulators.compute import FakeCompute
 from tests.faults.conftest import record
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)

@@ -24,6 +24,7 @@ from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec, TargetSpec
 from negsync.core.clock import RealClock, VirtualClock
 from negsync.core.diffs import diff
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
+from negsync.core.ports import OwnershipStore, TargetProvider
 from negsync.errors import (
     ConfigError,
     InvalidTarget,
@@ -41,7 +42,7 @@ from negsync.providers.aws import (
     health_from_state,
     invalid_endpoints,
 )
-from negsync.providers.base import MemoryOwnershipStore, OwnershipStore, TargetProvider
+from negsync.providers.memory import MemoryOwnershipStore
 from negsync.providers.ratelimit import RateLimits, TokenBucket, parse_rate_limits
 from tests.support.elb_proxy import ElbProxy as FaultProxy
 from tests.support.waiting import wait_for
