@@ -16,7 +16,8 @@ from collections.abc import Callable
 from negsync.core.clock import Clock, RealClock
 from negsync.core.model import BindingKey
 from negsync.core.queueing import ShutDown, WorkQueue
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 
 log = logging.getLogger("negsync.engine")
 

@@ -9,7 +9,8 @@ import pytest
 from negsync.core.bindings import BindingSpec, MemoryTarget
 from negsync.core.engine import Engine
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding
 from negsync.providers.memory import MemoryProvider
 from tests.support.waiting import wait_for
 

@@ -17,7 +17,8 @@ import pytest
 from negsync.core.bindings import BindingSpec, MemoryTarget
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, PodRef, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.providers.memory import MemoryProvider
 
 KEY = BindingKey("shop", "web")

@@ -14,7 +14,9 @@ from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
+from negsync.core.observers import Observer
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.support.waiting import wait_for
@@ -221,7 +223,7 @@ def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
     with reconciler._lock:
         assert reconciler._targets == {}
         assert reconciler._known == {}
-        assert reconciler._writes == {}
+        assert reconciler._cache._writes == {}
 
 
 def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> None:
@@ -248,10 +250,10 @@ def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> N
             while reconciler.busy():
                 assert time.monotonic() < deadline
                 time.sleep(0.002)
-            assert len(reconciler._attached_at) == 3  # timed from the attach's completion
+            assert reconciler._cache.awaiting_health() == 3  # timed from the attach's completion
             clock.advance(60.0)
             reconciler.reconcile(KEY, desired.get(KEY))  # the member listing period: a real listing
-            assert reconciler._attached_at == {}
+            assert reconciler._cache.awaiting_health() == 0
             assert sorted(healthy) == (sorted(members(endpoints(3))) if checking else [])
         finally:
             reconciler.close(wait=False)

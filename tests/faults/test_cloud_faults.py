@@ -27,7 +27,8 @@ from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec, GcpNegTarge
 from negsync.core.clock import RealClock
 from negsync.core.engine import Engine
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.errors import TransientError
 from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.emulators.compute import FakeCompute

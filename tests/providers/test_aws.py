@@ -794,7 +794,8 @@ def test_two_bindings_on_one_group_without_shared_conflict(world: World, proxy: 
 def test_the_reconciler_reports_the_conflict_and_leaves_the_group_alone(
     world: World, proxy: FaultProxy
 ) -> None:
-    from negsync.core.reconciling import DesiredBinding, Reconciler
+    from negsync.core.reconciling import Reconciler
+    from negsync.core.records import DesiredBinding
 
     provider = provider_for(proxy)
     web, admin = addresses(3), addresses(2, prefix="10.0.200")
@@ -824,7 +825,8 @@ def _binding_spec(target: TargetSpec) -> BindingSpec:
 
 
 def test_the_reconciler_syncs_450_targets_in_three_calls(world: World, proxy: FaultProxy) -> None:
-    from negsync.core.reconciling import DesiredBinding, Reconciler
+    from negsync.core.reconciling import Reconciler
+    from negsync.core.records import DesiredBinding
 
     provider = provider_for(proxy)
     endpoints = tuple(Endpoint(e.ip, e.port) for e in addresses(450))

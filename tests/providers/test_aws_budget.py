@@ -15,7 +15,8 @@ import time
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint
-from negsync.core.reconciling import DesiredBinding, Reconciler
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding
 from tests.support.elb_proxy import ElbProxy
 
 from .test_aws import create_vpc, dummy_session, provider_for

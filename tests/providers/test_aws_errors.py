@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint
-from negsync.core.reconciling import DesiredBinding, Reconciler
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding
 from negsync.errors import InvalidTarget, ProviderError, RejectedError, TargetNotFound, TransientError
 from negsync.providers.aws import _translate
 from negsync.providers.aws_errors import COMMON_OUTCOMES, ELBV2_OUTCOMES, outcome_of, to_error

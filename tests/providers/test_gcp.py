@@ -25,7 +25,8 @@ from googleapiclient.errors import HttpError
 from negsync.core.bindings import BindingSpec, GcpNegTarget
 from negsync.core.clock import RealClock
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.errors import (
     ConfigError,
     InvalidTarget,

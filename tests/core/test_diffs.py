@@ -1,4 +1,4 @@
-"""Properties of the pure diff and chunking functions."""
+"""Properties of the pure diff."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from negsync.core.batching import call_count, chunks, halves
 from negsync.core.diffs import apply, diff
 from negsync.core.model import TargetEndpoint
 
@@ -57,28 +56,3 @@ def test_diff_examples(desired: set, actual: set, detach: set, attach: set) -> N
     assert plan.detach == to(detach)
     assert plan.attach == to(attach)
     assert bool(plan) == bool(detach or attach)
-
-
-@given(items=st.sets(st.integers(0, 10_000), max_size=2_000), limit=st.integers(1, 600))
-def test_chunks_never_exceed_the_limit_and_carry_everything_once(items: set[int], limit: int) -> None:
-    out = list(chunks(items, limit=limit))
-    assert all(1 <= len(c) <= limit for c in out)
-    flat = [x for c in out for x in c]
-    assert sorted(flat) == sorted(items)
-    assert len(out) == call_count(len(items), limit=limit)
-
-
-def test_chunks_rejects_a_zero_limit() -> None:
-    with pytest.raises(ValueError, match="limit"):
-        list(chunks([1], limit=0))
-
-
-@pytest.mark.parametrize(("size", "limit", "calls"), [(0, 500, 0), (1, 500, 1), (500, 500, 1), (1200, 500, 3), (450, 200, 3)])
-def test_call_count(size: int, limit: int, calls: int) -> None:
-    assert call_count(size, limit=limit) == calls
-
-
-def test_halves_split_everything() -> None:
-    left, right = halves([1, 2, 3, 4, 5])
-    assert list(left) + list(right) == [1, 2, 3, 4, 5]
-    assert abs(len(left) - len(right)) <= 1
