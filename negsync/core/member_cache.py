@@ -7,10 +7,6 @@ and for gate health polls.  Every completed transaction bumps the target's write
 that a write overtook (the count moved while it was in flight) is used once and never cached, and
 the reconciler sends no plan computed from it.
 
-It also times attach → first healthy report per member (the calibration timeline and the
-attach → healthy metric need it), from the attach call's completion until the first listing that
-shows the member healthy, or shows that no health check will ever time it.
-
 The cache shares the reconciler's re-entrant lock instead of keeping its own: a pass reads the
 write count and the members in flight under one lock, and a transaction's completion moves both
 under one lock, so neither ever sees half of the other.
@@ -32,8 +28,6 @@ class MemberCache:
         # not restart the entry's age, or a busy target would never be listed again.
         self._entries: dict[TargetRef, tuple[float, Mapping[TargetEndpoint, Health]]] = {}
         self._writes: dict[TargetRef, int] = {}  # completed transactions per target
-        # Attach completion per member, until its first healthy report (attach → healthy latency).
-        self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
 
     def fresh(
         self, ref: TargetRef, *, now: float, health_poll: Callable[[], float] | None = None
@@ -63,37 +57,12 @@ class MemberCache:
 
     def store(
         self, ref: TargetRef, members: Mapping[TargetEndpoint, Health], *, version: int, listed_at: float
-    ) -> list[tuple[TargetEndpoint, float]]:
-        """Cache a listing started at ``version`` unless a write overtook it.
-
-        Returns the members this listing shows healthy for the first time since their attach
-        completed, with the seconds that took.
-        """
-        healthy_now: list[tuple[TargetEndpoint, float]] = []
+    ) -> None:
+        """Cache a listing started at ``version`` unless a write overtook it."""
         with self._lock:
             # A write that finished while we listed makes this list stale: use it once, never cache it.
             if self._writes.get(ref, 0) == version:
                 self._entries[ref] = (listed_at, members)
-            for member, health in members.items():
-                if health is Health.HEALTHY:
-                    attached_at = self._attached_at.pop((ref, member), None)
-                    if attached_at is not None:
-                        healthy_now.append((member, listed_at - attached_at))
-                elif health is Health.NO_HEALTH_CHECK:
-                    # No health check will ever time this attach: the entry would wait for ever.
-                    self._attached_at.pop((ref, member), None)
-        return healthy_now
-
-    def attached(self, ref: TargetRef, members: Iterable[TargetEndpoint], *, at: float) -> None:
-        """Start timing attach → healthy for members whose attach call completed ``at``."""
-        with self._lock:
-            for member in members:
-                self._attached_at[(ref, member)] = at
-
-    def detached(self, ref: TargetRef, members: Iterable[TargetEndpoint]) -> None:
-        with self._lock:
-            for member in members:
-                self._attached_at.pop((ref, member), None)
 
     def wrote(
         self, ref: TargetRef, *, detached: Iterable[TargetEndpoint], attached: Iterable[TargetEndpoint], certain: bool
@@ -134,8 +103,3 @@ class MemberCache:
         with self._lock:
             for ref in [r for r in self._writes if r not in named]:
                 del self._writes[ref]
-
-    def awaiting_health(self) -> int:
-        """Members whose attach → healthy time is still running."""
-        with self._lock:
-            return len(self._attached_at)

@@ -101,6 +101,9 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
+        # Attach completion per member of a gated binding, until its first healthy report
+        # (attach → healthy latency).
+        self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
 
     # -- the level-based entry point ----------------------------------------------------------
     def reconcile(self, key: BindingKey, desired: DesiredBinding | None) -> ReconcileResult:
@@ -150,17 +153,9 @@ class Reconciler:
         if desired.deleting and not errors and not conflicts and all(s.registered == 0 and s.pending == 0 for s in statuses):
             finalized, retained = self._delete_targets(key, spec, refs, errors)
         return ReconcileResult(
-            key=key,
-            targets=tuple(statuses),
-            health=health,
-            rejected=rejected,
-            errors=tuple(errors),
-            conflicts=tuple(conflicts),
-            requeue_after=min(requeue),
-            urgent=bool(urgent),
-            finalized=finalized,
-            retained=retained,
-            quota_exceeded=tuple(quota),
+            key=key, targets=tuple(statuses), health=health, rejected=rejected, errors=tuple(errors),
+            conflicts=tuple(conflicts), requeue_after=min(requeue), urgent=bool(urgent), finalized=finalized,
+            retained=retained, quota_exceeded=tuple(quota),
         )
 
     def _targets_of(
@@ -182,20 +177,10 @@ class Reconciler:
             known |= set(groups)
             return set(known)
 
-    def _sync_target(
-        self,
-        key: BindingKey,
-        spec: BindingSpec,
-        ref: TargetRef,
-        want: set[TargetEndpoint],
-        now: float,
-        health: dict[TargetEndpoint, Health],
-        rejected: dict[TargetEndpoint, str],
-        requeue: list[float],
-        errors: list[str],
-        conflicts: list[str],
-        urgent: list[bool],
-        quota: list[str],
+    def _sync_target(  # the lists and dicts collect this target's share of the pass's result
+        self, key: BindingKey, spec: BindingSpec, ref: TargetRef, want: set[TargetEndpoint], now: float,
+        health: dict[TargetEndpoint, Health], rejected: dict[TargetEndpoint, str], requeue: list[float],
+        errors: list[str], conflicts: list[str], urgent: list[bool], quota: list[str],
         fingerprint: Callable[[TargetEndpoint], int],
     ) -> TargetStatus:
         with self._lock:
@@ -276,7 +261,18 @@ class Reconciler:
             return cached
         version = self._cache.version(ref)
         members = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
-        for member, seconds in self._cache.store(ref, members, version=version, listed_at=now):
+        healthy_now: list[tuple[TargetEndpoint, float]] = []
+        with self._lock:
+            self._cache.store(ref, members, version=version, listed_at=now)
+            for member, health in members.items():
+                if health is Health.HEALTHY:
+                    attached_at = self._attached_at.pop((ref, member), None)
+                    if attached_at is not None:
+                        healthy_now.append((member, now - attached_at))
+                elif health is Health.NO_HEALTH_CHECK:
+                    # No health check will ever time this attach: the entry would wait for ever.
+                    self._attached_at.pop((ref, member), None)
+        for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
 
@@ -314,7 +310,9 @@ class Reconciler:
                 done = detached = self._send("detach", ref, sorted(plan.detach), state)
                 if shared and self._ownership is not None:
                     self._ownership.forget(key, ref, done)
-                self._cache.detached(ref, done)
+                with self._lock:
+                    for member in done:
+                        self._attached_at.pop((ref, member), None)
                 self._observer.detached(ref=ref, endpoints=done, issued_at=issued, done_at=self._clock.now())
             if plan.attach:
                 if shared and self._ownership is not None:
@@ -323,8 +321,8 @@ class Reconciler:
                 attached = self._send("attach", ref, sorted(plan.attach), state)
                 done_at = self._clock.now()
                 with self._lock:
-                    self._cache.attached(ref, attached, at=done_at)
                     for member in attached:
+                        self._attached_at[(ref, member)] = done_at
                         state.strikes.pop(member, None)
             with self._lock:
                 state.failures = 0

@@ -1,4 +1,4 @@
-"""The member cache on its own: when a listing is due, how own writes fold in, what a listing times."""
+"""The member cache on its own: when a listing is due, how own writes fold in."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def cache(max_age: float = 60.0) -> MemberCache:
 def test_an_entry_is_fresh_until_max_age_and_expired_when_the_clock_steps_back() -> None:
     members = cache(max_age=60.0)
     assert members.fresh(REF, now=0.0) is None  # never listed
-    assert members.store(REF, {A: Health.HEALTHY}, version=0, listed_at=100.0) == []
+    members.store(REF, {A: Health.HEALTHY}, version=0, listed_at=100.0)
     assert members.fresh(REF, now=159.0) == {A: Health.HEALTHY}
     assert members.fresh(REF, now=160.0) is None
     assert members.fresh(REF, now=99.0) is None  # a clock that stepped back: as old as we can tell
@@ -63,21 +63,6 @@ def test_a_listing_a_write_overtook_is_not_cached() -> None:
     members.wrote(REF, detached=[], attached=[B], certain=True)  # completed while the list was in flight
     members.store(REF, {A: Health.HEALTHY}, version=version, listed_at=0.0)
     assert members.fresh(REF, now=1.0) is None
-
-
-def test_attach_to_healthy_is_timed_from_the_attach_until_the_first_healthy_listing() -> None:
-    members = cache()
-    members.attached(REF, [A, B, C], at=10.0)
-    assert members.awaiting_health() == 3
-    first = members.store(REF, {A: Health.INITIAL, B: Health.NO_HEALTH_CHECK, C: Health.HEALTHY},
-                          version=0, listed_at=12.5)
-    assert first == [(C, 2.5)]
-    assert members.awaiting_health() == 1  # B will never be timed: no health check
-    assert members.store(REF, {A: Health.HEALTHY}, version=0, listed_at=14.0) == [(A, 4.0)]
-    assert members.store(REF, {A: Health.HEALTHY}, version=0, listed_at=15.0) == []  # reported once
-    members.attached(REF, [B], at=20.0)
-    members.detached(REF, [B])
-    assert members.awaiting_health() == 0
 
 
 def test_versions_of_targets_no_binding_names_are_dropped() -> None:
