@@ -21,6 +21,8 @@ from negsync.core.model import Health, TargetEndpoint, TargetRef
 
 
 class MemberCache:
+    """Listed members per target with the time of their listing, and completed writes per target."""
+
     def __init__(self, *, lock: threading.RLock, max_age: float) -> None:
         self._lock = lock
         self._max_age = max_age
