@@ -5,9 +5,9 @@ client: a :class:`~negsync.kube.watching.Watcher` for EndpointSlices whose per-e
 (``Watcher.handle_event``: decode → ``Store.put`` → change filter → handler) is called once per JSON
 line, the :class:`~negsync.kube.caches.Caches`, the real :class:`~negsync.kube.handlers.Handlers`,
 an :class:`~negsync.core.engine.Engine` (work queue + workers) and a
-:class:`~negsync.core.reconciling.Reconciler` whose ``source`` is the controller's own
-``negsync.kube.desired.DesiredState`` (the controller's own computation, so the desired
-endpoints are computed by exactly the controller's code), fed through ``Watcher.handle_event``
+:class:`~negsync.core.reconciling.Reconciler` fed, pass by pass, by the controller's own
+``negsync.kube.desired.DesiredState`` (so the desired endpoints are computed by exactly the
+controller's code), fed through ``Watcher.handle_event``
 (the real per-event path, with no socket around it).  Status writes, readiness gates and Events
 (HTTP) are not part of it.
 
@@ -110,16 +110,6 @@ def target_ref(namespace: str, name: str) -> TargetRef:
     return TargetRef("memory", "local", f"{namespace}-{name}")
 
 
-class _DesiredSource:
-    """The controller's own desired-state computation over the benchmark's caches."""
-
-    def __init__(self, caches: Caches, provider: MemoryProvider) -> None:
-        self._state = DesiredState(caches=caches, provider_name=provider.name)
-
-    def __call__(self, key: BindingKey) -> Any:
-        return self._state.compute(key)
-
-
 def _no_list(**_: Any) -> Any:
     raise RuntimeError("the benchmark pipeline never lists")
 
@@ -131,13 +121,13 @@ class Pipeline:
                  min_interval: float = 0.0, resync_period: float = 3600.0) -> None:
         self.provider = provider
         self.caches = Caches()
-        source = _DesiredSource(self.caches, provider)
+        desired = DesiredState(caches=self.caches, provider_name=provider.name)
 
         def factory(enqueue: Callable[[BindingKey, float, bool], None]) -> Reconciler:
-            return Reconciler(provider=provider, source=source, enqueue=enqueue, call_workers=call_workers,
+            return Reconciler(provider=provider, enqueue=enqueue, call_workers=call_workers,
                               min_interval=min_interval, resync_period=resync_period)
 
-        self.engine = Engine(reconciler_factory=factory, workers=workers)
+        self.engine = Engine(reconciler_factory=factory, desired=desired.compute, workers=workers)
         self.handlers = Handlers(caches=self.caches, enqueue=lambda key, priority: self.engine.enqueue(key, 0.0, priority))
         kind = ResourceKind("endpointslices", _no_list, None, decode_slice)
         self.watcher: Watcher[Any] = Watcher(kind=kind, store=self.caches.slices, on_change=self.handlers.on_slice)

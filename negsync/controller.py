@@ -260,7 +260,6 @@ class Controller:
         # Liveness: each watcher and worker loop beats here; /healthz fails when one misses its deadline.
         self.heartbeats = Heartbeats(now=self.clock.now)
         self.last_results: dict[BindingKey, ReconcileResult] = {}
-        self._computing: dict[BindingKey, DesiredBinding | None] = {}
         self._skipped: dict[BindingKey, int] = {}
         handlers = Handlers(caches=self.caches, enqueue=self._enqueue_from_watch,
                             endpoints_changed=self._endpoints_changed)
@@ -436,7 +435,6 @@ class Controller:
     def _new_reconciler(self, enqueue: Any) -> Reconciler:
         return Reconciler(
             provider=self.provider,
-            source=self._desired,
             enqueue=enqueue,
             clock=self.clock,
             ownership=self.ownership,
@@ -505,13 +503,6 @@ class Controller:
     def _problem(self, key: BindingKey) -> tuple[BindingSpec | None, Any, str, str]:
         return self.desired_state.problem(key)
 
-    def _desired(self, key: BindingKey) -> DesiredBinding | None:
-        """The reconciler's source: everything recomputed from the caches (level-based)."""
-        with self._lock:
-            if key in self._computing:
-                return self._computing[key]  # computed once at the start of this reconcile
-        return self.desired_state.compute(key)
-
     def _compute_desired(self, key: BindingKey) -> DesiredBinding | None:
         return self.desired_state.compute(key)
 
@@ -559,7 +550,7 @@ class Controller:
             if not self._release_gates(key, BINDING_DELETED, f"TargetBinding {key.name} does not exist",
                                        confirm=lambda: self._binding_gone(key)):
                 return ReconcileResult(key=key, requeue_after=1.0)
-            return engine.reconciler.reconcile(key)
+            return engine.reconciler.reconcile(key, self._compute_desired(key))
         ref = ObjectRef(f"{GROUP}/{VERSION}", "TargetBinding", key.namespace, key.name, record.uid)
         spec, service, reason, message = self._problem(key)
         if record.deleting:
@@ -570,7 +561,7 @@ class Controller:
                 # Nothing we can clean with an unreadable spec: let the object go.
                 self._set_finalizer(record, present=False)
                 return ReconcileResult(key=key, finalized=True)
-            result = engine.reconciler.reconcile(key)
+            result = engine.reconciler.reconcile(key, self._compute_desired(key))
             if result.finalized:
                 for target in result.retained:
                     self.events.warning(ref, "TargetRetained", f"{target} is still in use and was left in place")
@@ -598,13 +589,7 @@ class Controller:
         desired = self._compute_desired(key)
         # Rules first, as LBC does: registered targets are health-checked at once.
         networking_error = self._keep_networking(key, spec, desired)
-        with self._lock:
-            self._computing[key] = desired  # one worker per key: safe to hand to the reconciler's source
-        try:
-            result = engine.reconciler.reconcile(key)
-        finally:
-            with self._lock:
-                self._computing.pop(key, None)
+        result = engine.reconciler.reconcile(key, desired)
         if networking_error:
             result = dataclasses.replace(result, errors=(*result.errors, networking_error))
         timeouts = 0

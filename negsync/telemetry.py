@@ -56,7 +56,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from negsync import __version__
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
-from negsync.core.reconciling import Observer, ReconcileResult
+from negsync.core.observers import Observer
+from negsync.core.records import ReconcileResult
 
 log = logging.getLogger("negsync.telemetry")
 
@@ -255,7 +256,7 @@ def resident_bytes() -> int:
 
 
 class _Observer(Observer):
-    """The reconciler's :class:`~negsync.core.reconciling.Observer`, recording into instruments."""
+    """The reconciler's :class:`~negsync.core.observers.Observer`, recording into instruments."""
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._t = telemetry

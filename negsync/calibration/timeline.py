@@ -21,7 +21,7 @@ keeps the ``endpoint timeline`` lines and skips every other line.  A file holdin
 error, as is an ``endpoint timeline`` line missing a field (named, with its line number).
 
 The writer, :class:`TimelineLog`, is an observer of the reconciler
-(:class:`negsync.core.reconciling.Observer`); observers get instants on the controller's
+(:class:`negsync.core.observers.Observer`); observers get instants on the controller's
 monotonic clock, which it converts to wall time when the event happens (access logs are in
 wall time).
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from negsync.core.clock import Clock
-from negsync.core.reconciling import Observer
+from negsync.core.observers import Observer
 from negsync.errors import ConfigError
 
 LOGGER = "negsync.timeline"

@@ -1,7 +1,8 @@
 """The sync engine: a work queue, a reconciler and the worker threads that join them.
 
-The worker loop is tiny on purpose (:func:`work_once`): take a key, reconcile it, hand the
-result to ``on_result`` (the kube layer writes status, gates and Events there), re-queue it
+The worker loop is tiny on purpose (:func:`work_once`): take a key, reconcile it against the
+desired state read fresh for that pass (level-based: a re-queued key never replays a stale
+one), hand the result to ``on_result`` (the kube layer writes status, gates and Events there), re-queue it
 when the result asks, and mark it done.  A reconcile that raises is a bug, not an outage; the
 key is re-queued with back-off and the worker survives — one bad object never stops the rest.
 """
@@ -15,7 +16,8 @@ from collections.abc import Callable
 from negsync.core.clock import Clock, RealClock
 from negsync.core.model import BindingKey
 from negsync.core.queueing import ShutDown, WorkQueue
-from negsync.core.reconciling import Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 
 log = logging.getLogger("negsync.engine")
 
@@ -59,19 +61,30 @@ class Engine:
         *,
         reconciler_factory: Callable[[Callable[[BindingKey, float, bool], None]], Reconciler],
         on_result: ResultHandler | None = None,
+        desired: Callable[[BindingKey], DesiredBinding | None] | None = None,
         reconcile: Callable[[BindingKey], ReconcileResult] | None = None,
         clock: Clock | None = None,
         workers: int = 2,
         queue_base_delay: float = 0.005,
         queue_max_delay: float = 1000.0,
     ) -> None:
+        """``desired(key)`` reads a binding's desired state for one pass; ``reconcile`` replaces the
+        whole pass instead (the kube layer wraps the reconciler with status, gates and Events)."""
         self.clock = clock or RealClock()
         self.queue: WorkQueue[BindingKey] = WorkQueue(
             clock=self.clock, base_delay=queue_base_delay, max_delay=queue_max_delay
         )
         self.reconciler = reconciler_factory(self.enqueue)
-        # The kube layer wraps the reconciler (status, gates, Events); tests may use it bare.
-        self._reconcile = reconcile or self.reconciler.reconcile
+        if reconcile is None:
+            if desired is None:
+                raise TypeError("Engine needs desired= (read per pass) or reconcile= (the whole pass)")
+            read = desired
+
+            def bare(key: BindingKey) -> ReconcileResult:
+                return self.reconciler.reconcile(key, read(key))
+
+            reconcile = bare
+        self._reconcile = reconcile
         self._on_result = on_result or (lambda result: None)
         self._workers = workers
         self._threads: list[threading.Thread] = []

@@ -1,16 +1,13 @@
 """The level-based reconciler: one binding key in, cloud calls out, a status record back.
 
-``reconcile(key)`` never asks what changed.  It recomputes the desired members of every target
-from the caches (through ``source``), reads the actual members from its member cache, diffs them,
-and *submits* the plan as a transaction to a small pool of call threads.  It does not wait for the
-calls.
+``reconcile(key, desired)`` never asks what changed.  Its caller recomputes the desired state
+from the caches on every pass and hands it in; the reconciler reads the actual members from its
+member cache, diffs them, and *submits* the plan as a transaction to a small pool of call threads.
+It does not wait for the calls.
 
-The member cache is kept the way the GKE transaction syncer keeps its endpoint state: a completed
-attach/detach is applied to it, so negsync's own writes cost no read.  The provider is listed only
-when the entry is older than the resync period, after a call failed or its outcome is uncertain
-(the entry is dropped), and for gate health polls — at most once per target per poll interval.
-A listing that a write overtook (a transaction finished while it was in flight) is used once and
-never cached, and a plan computed from it is not sent.
+The member cache (:mod:`negsync.core.member_cache`) takes negsync's own completed writes, so they
+cost no read; a plan computed from a listing that a write overtook is not sent.  Per-target
+bookkeeping — in flight, back-off, isolated members — is :mod:`negsync.core.target_state`.
 
 The decision a reader must know — coalescing, after the GKE NEG "transaction syncer": while a
 transaction is in flight on a target, the members it carries are excluded from further diffs and
@@ -20,16 +17,15 @@ completes the key is re-queued, so everything that arrived meanwhile leaves in t
 rule: a detach-only transaction may overtake an attach in flight on the same target, because a
 terminating pod must leave the load balancer as early as possible.
 
-Within a transaction detaches go first.  A batch the API rejects as invalid (one bad member
-fails the whole call) is bisected until the bad members are isolated; they are reported on the
-status and left out of later attaches — not for good: each is tried again after its own back-off
-(``isolated_retry_base`` doubling to ``isolated_retry_max``, 5 min → 1 h), and at once when what it
-was computed from changes (its Endpoint record — pod, node, readiness — or the binding's spec).
-Transient failures back off per target with a delay drawn from [d, 2d] (d doubling from
-``retry_base`` up to ``retry_max``).  A target that turns out to be gone (TargetNotFound) is ensured
-again — re-created by a provider that manages its lifecycle — on the next pass.  Members are
-re-listed at least every ``member_list_period``, so endpoints the cloud removed by itself (a VM
-stopped or deleted) are noticed and re-attached while still desired.
+Within a transaction detaches go first.  A batch the API rejects as invalid is bisected
+(:func:`~negsync.core.batching.send_bisecting`); its bad members are reported on the status and
+left out of attaches for their own back-off (``isolated_retry_base`` doubling to
+``isolated_retry_max``, 5 min → 1 h), or until what they were computed from (pod, node,
+readiness, the binding's spec) changes.  Transient failures back off per target (d doubling from
+``retry_base`` to ``retry_max``, drawn from [d, 2d]).  A target that turns out to be gone
+(TargetNotFound) is ensured — re-created by a provider that manages it — on the next pass.
+Members are re-listed at least every ``member_list_period``, so endpoints the cloud removed by
+itself (a VM stopped or deleted) are noticed and re-attached while still desired.
 """
 
 from __future__ import annotations
@@ -39,163 +35,34 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from negsync.core.backoff import Backoff
-from negsync.core.batching import chunks, halves
+from negsync.core.batching import send_bisecting
 from negsync.core.bindings import BindingSpec
 from negsync.core.clock import Clock, RealClock
 from negsync.core.diffs import Plan, diff
-from negsync.core.endpoints import Skipped
-from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.errors import (
-    OwnershipConflict,
-    ProviderError,
-    QuotaExceeded,
-    RejectedError,
-    TargetNotFound,
-    TransientError,
-)
-from negsync.providers.base import OwnershipStore, TargetProvider
+from negsync.core.member_cache import MemberCache
+from negsync.core.model import BindingKey, Health, TargetEndpoint, TargetRef
+from negsync.core.observers import NullObserver, Observer, Observers, observed_call
+from negsync.core.ports import OwnershipStore, TargetProvider
+from negsync.core.records import DesiredBinding, ReconcileResult, TargetStatus
+from negsync.core.target_state import TargetState
+from negsync.errors import OwnershipConflict, ProviderError, RejectedError
+
+# The records and observers had their home here; importers written against it keep working.
+__all__ = ["DesiredBinding", "Observer", "Observers", "ReconcileResult", "Reconciler", "TargetStatus"]
 
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class DesiredBinding:
-    """Everything a reconcile needs to know about one binding, read from the caches."""
-
-    key: BindingKey
-    spec: BindingSpec
-    endpoints: tuple[Endpoint, ...] = ()
-    terminating: tuple[Endpoint, ...] = ()
-    skipped: tuple[Skipped, ...] = ()
-    deleting: bool = False
-    # What an endpoint was computed from beyond its own record (its pod's and node's state), for
-    # retrying an isolated endpoint at once when they change; None: the Endpoint record alone.
-    inputs: Callable[[Endpoint], object] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TargetStatus:
-    ref: TargetRef
-    desired: int
-    registered: int
-    healthy: int
-    draining: int
-    pending: int  # members in flight or waiting for a call
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileResult:
-    key: BindingKey
-    targets: tuple[TargetStatus, ...] = ()
-    health: Mapping[TargetEndpoint, Health] = field(default_factory=dict)
-    rejected: Mapping[TargetEndpoint, str] = field(default_factory=dict)
-    errors: tuple[str, ...] = ()
-    conflicts: tuple[str, ...] = ()
-    requeue_after: float | None = None
-    urgent: bool = False  # a detach is waiting (min interval or back-off): re-queue in the priority lane
-    finalized: bool = False
-    retained: tuple[TargetRef, ...] = ()  # targets left in place on deletion (still in use)
-    quota_exceeded: tuple[str, ...] = ()  # a resource quota stops progress: waiting alone won't help
-
-    @property
-    def synced(self) -> bool:
-        return not self.errors and not self.conflicts and all(t.pending == 0 for t in self.targets)
-
-    def count(self, name: str) -> int:
-        return sum(getattr(t, name) for t in self.targets)
-
-
-class Observer(Protocol):
-    """Where the reconciler reports what it did; telemetry, drain tracking and the timeline log listen.
-
-    Every method is a no-op here, so an observer subclasses this and overrides only what it needs
-    (a class that matches the shape without subclassing still type-checks: it is a Protocol).
-    """
-
-    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
-        """A cloud call ended (``outcome``: ok, error, rejected or conflict), ``seconds`` after it started."""
-        return None
-
-    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
-        """A transaction left for the cloud: the end of "endpoint change → call issued"."""
-        return None
-
-    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
-        """A detach of ``endpoints`` issued at ``issued_at`` completed at ``done_at``."""
-        return None
-
-    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
-        """First healthy report for a member, ``seconds`` after its attach call completed."""
-        return None
-
-
-class NullObserver(Observer):
-    """Hears everything, does nothing: the reconciler's default."""
-
-
-class Observers:
-    """Fan one observer slot out to several (telemetry and drain tracking both listen)."""
-
-    def __init__(self, *observers: Observer) -> None:
-        self._observers = observers
-
-    def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
-        for observer in self._observers:
-            observer.call_finished(ref=ref, operation=operation, size=size, seconds=seconds, outcome=outcome)
-
-    def submitted(self, *, key: BindingKey, ref: TargetRef, detach: int, attach: int, at: float) -> None:
-        for observer in self._observers:
-            observer.submitted(key=key, ref=ref, detach=detach, attach=attach, at=at)
-
-    def detached(self, *, ref: TargetRef, endpoints: Sequence[TargetEndpoint], issued_at: float, done_at: float) -> None:
-        for observer in self._observers:
-            observer.detached(ref=ref, endpoints=endpoints, issued_at=issued_at, done_at=done_at)
-
-    def became_healthy(self, *, ref: TargetRef, endpoint: TargetEndpoint, seconds: float) -> None:
-        for observer in self._observers:
-            observer.became_healthy(ref=ref, endpoint=endpoint, seconds=seconds)
-
-
-@dataclass(slots=True)
-class _Rejection:
-    """An endpoint bisection isolated: left out of attaches until ``retry_at`` or a change."""
-
-    reason: str
-    retry_at: float
-    fingerprint: int | None = None  # of what the member was computed from; None until next seen
-
-
-@dataclass
-class _Target:
-    """Mutable per-target bookkeeping; guarded by the reconciler's lock."""
-
-    attaching: frozenset[TargetEndpoint] = frozenset()
-    detaching: frozenset[TargetEndpoint] = frozenset()
-    last_call: float = float("-inf")
-    not_before: float = float("-inf")
-    failures: int = 0
-    error: str = ""
-    ensured: bool = False
-    rejected: dict[TargetEndpoint, _Rejection] = field(default_factory=dict)
-    strikes: dict[TargetEndpoint, int] = field(default_factory=dict)  # rejections in a row
-    quota: str = ""
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.attaching or self.detaching)
-
-
 class Reconciler:
+    """One binding key and its desired state in, coalesced cloud calls out, a result back."""
+
     def __init__(
         self,
         *,
         provider: TargetProvider,
-        source: Callable[[BindingKey], DesiredBinding | None],
         enqueue: Callable[[BindingKey, float, bool], None],
         clock: Clock | None = None,
         ownership: OwnershipStore | None = None,
@@ -213,7 +80,6 @@ class Reconciler:
     ) -> None:
         """``enqueue(key, delay, priority)`` puts a key back on the work queue."""
         self._provider = provider
-        self._source = source
         self._enqueue = enqueue
         self._clock = clock or RealClock()
         self._ownership = ownership
@@ -229,22 +95,23 @@ class Reconciler:
         self._random = random.Random(seed)
         self._lock = threading.RLock()
         # Keyed by binding too: two bindings naming one target must each prove ownership.
-        self._targets: dict[tuple[BindingKey, TargetRef], _Target] = {}
+        self._targets: dict[tuple[BindingKey, TargetRef], TargetState] = {}
         self._known: dict[BindingKey, set[TargetRef]] = {}
-        # ref → (listed at, members).  A plain dict, not a TTLCache: applying our own writes must
-        # not restart the entry's age, or a busy target would never be listed again.
-        self._actual: dict[TargetRef, tuple[float, Mapping[TargetEndpoint, Health]]] = {}
+        self._cache = MemberCache(lock=self._lock, max_age=min(resync_period, member_list_period))
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
         # Attach completion per member of a gated binding, until its first healthy report
         # (attach → healthy latency).
         self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
-        self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
     # -- the level-based entry point ----------------------------------------------------------
-    def reconcile(self, key: BindingKey) -> ReconcileResult:
-        desired = self._source(key)
+    def reconcile(self, key: BindingKey, desired: DesiredBinding | None) -> ReconcileResult:
+        """Drive ``key``'s targets toward ``desired`` (None: the binding is gone, forget it).
+
+        ``desired`` must be fresh: the completion of a transaction only re-queues the key, and the
+        next pass must see what changed meanwhile, so callers compute it for every call.
+        """
         if desired is None:
             self._forget(key)
             return ReconcileResult(key=key, finalized=True)
@@ -286,17 +153,9 @@ class Reconciler:
         if desired.deleting and not errors and not conflicts and all(s.registered == 0 and s.pending == 0 for s in statuses):
             finalized, retained = self._delete_targets(key, spec, refs, errors)
         return ReconcileResult(
-            key=key,
-            targets=tuple(statuses),
-            health=health,
-            rejected=rejected,
-            errors=tuple(errors),
-            conflicts=tuple(conflicts),
-            requeue_after=min(requeue),
-            urgent=bool(urgent),
-            finalized=finalized,
-            retained=retained,
-            quota_exceeded=tuple(quota),
+            key=key, targets=tuple(statuses), health=health, rejected=rejected, errors=tuple(errors),
+            conflicts=tuple(conflicts), requeue_after=min(requeue), urgent=bool(urgent), finalized=finalized,
+            retained=retained, quota_exceeded=tuple(quota),
         )
 
     def _targets_of(
@@ -318,27 +177,17 @@ class Reconciler:
             known |= set(groups)
             return set(known)
 
-    def _sync_target(
-        self,
-        key: BindingKey,
-        spec: BindingSpec,
-        ref: TargetRef,
-        want: set[TargetEndpoint],
-        now: float,
-        health: dict[TargetEndpoint, Health],
-        rejected: dict[TargetEndpoint, str],
-        requeue: list[float],
-        errors: list[str],
-        conflicts: list[str],
-        urgent: list[bool],
-        quota: list[str],
+    def _sync_target(  # the lists and dicts collect this target's share of the pass's result
+        self, key: BindingKey, spec: BindingSpec, ref: TargetRef, want: set[TargetEndpoint], now: float,
+        health: dict[TargetEndpoint, Health], rejected: dict[TargetEndpoint, str], requeue: list[float],
+        errors: list[str], conflicts: list[str], urgent: list[bool], quota: list[str],
         fingerprint: Callable[[TargetEndpoint], int],
     ) -> TargetStatus:
         with self._lock:
-            state = self._targets.setdefault((key, ref), _Target())
-            self._review_rejections(state, want, fingerprint, now, rejected, requeue)
+            state = self._targets.setdefault((key, ref), TargetState())
+            state.review_rejections(want=want, fingerprint=fingerprint, now=now, rejected=rejected, requeue=requeue)
             want = want - set(state.rejected)
-            seen = self._writes.get(ref, 0)
+            seen = self._cache.version(ref)
         members: Mapping[TargetEndpoint, Health] = {}
         try:
             if not state.ensured:
@@ -356,7 +205,7 @@ class Reconciler:
         except ProviderError as exc:
             errors.append(f"{ref}: {exc}")
             with self._lock:
-                self._note_failure(state, exc)
+                state.note_failure(exc)
                 if state.quota:
                     quota.append(f"{ref}: {state.quota}")
             requeue.append(self._backoff(state, exc))
@@ -378,7 +227,7 @@ class Reconciler:
                 plan = Plan(plan.detach, plan.attach - listed_draining)
             # A transaction finished after we listed: our list predates it, so the plan could repeat
             # it.  Send nothing; that transaction re-queued the key and the next pass lists afresh.
-            stale = self._writes.get(ref, 0) != seen
+            stale = self._cache.version(ref) != seen
             if plan and not self._closed and not stale:
                 # A clock that stepped backwards must not park the target for the size of the step.
                 state.last_call = min(state.last_call, now)
@@ -407,25 +256,14 @@ class Reconciler:
 
     def _members(self, ref: TargetRef, *, fresh: bool) -> Mapping[TargetEndpoint, Health]:
         now = self._clock.now()
-        with self._lock:
-            cached = self._actual.get(ref)
+        cached = self._cache.fresh(ref, now=now, health_poll=(lambda: self._poll_for(ref)) if fresh else None)
         if cached is not None:
-            listed_at, members = cached
-            age = now - listed_at
-            # age < 0: the clock stepped back; the entry is as old as we can tell, i.e. expired.
-            expired = age >= min(self._resync, self._list_period) or age < 0
-            stale_health = fresh and age >= self._poll_for(ref) and any(not h.lets_gate_pass for h in members.values())
-            if not expired and not stale_health:
-                return members
-        with self._lock:
-            version = self._writes.get(ref, 0)
-        listed = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
-        members = listed
+            return cached
+        version = self._cache.version(ref)
+        members = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
         healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
-            # A write that finished while we listed makes this list stale: use it once, never cache it.
-            if self._writes.get(ref, 0) == version:
-                self._actual[ref] = (now, members)
+            self._cache.store(ref, members, version=version, listed_at=now)
             for member, health in members.items():
                 if health is Health.HEALTHY:
                     attached_at = self._attached_at.pop((ref, member), None)
@@ -446,20 +284,11 @@ class Reconciler:
 
     def _timed(self, operation: str, ref: TargetRef, call: Callable[[], _T]) -> _T:
         """A read or set-up call, reported like attach/detach so failed reads show in the call metrics."""
-        started = self._clock.now()
-        try:
-            value = call()
-        except ProviderError as exc:
-            outcome = "conflict" if isinstance(exc, OwnershipConflict) else "error"
-            self._observer.call_finished(ref=ref, operation=operation, size=0, seconds=self._clock.now() - started,
-                                         outcome=outcome)
-            raise
-        self._observer.call_finished(ref=ref, operation=operation, size=0, seconds=self._clock.now() - started,
-                                     outcome="ok")
-        return value
+        return observed_call(self._observer, self._clock, call, ref=ref, operation=operation,
+                             outcome_of=lambda exc: "conflict" if isinstance(exc, OwnershipConflict) else "error")
 
     # -- transactions -------------------------------------------------------------------------
-    def _submit(self, key: BindingKey, spec: BindingSpec, ref: TargetRef, state: _Target, plan: Plan, now: float) -> None:
+    def _submit(self, key: BindingKey, spec: BindingSpec, ref: TargetRef, state: TargetState, plan: Plan, now: float) -> None:
         state.attaching |= plan.attach
         state.detaching |= plan.detach
         state.last_call = now
@@ -507,7 +336,7 @@ class Reconciler:
         except ProviderError as exc:
             with self._lock:
                 state.error = str(exc)
-                self._note_failure(state, exc)
+                state.note_failure(exc)
             delay = self._backoff(state, exc)
         except Exception as exc:  # a provider bug must not wedge the target forever
             with self._lock:
@@ -517,125 +346,31 @@ class Reconciler:
             with self._lock:
                 state.attaching -= plan.attach
                 state.detaching -= plan.detach
-                self._writes[ref] = self._writes.get(ref, 0) + 1
-                if certain:
-                    self._apply_own_write(ref, detached=detached, attached=attached)
-                else:
-                    self._actual.pop(ref, None)  # an error or an unknown outcome: list next time
+                # An error or an unknown outcome drops the cached members: the next pass lists.
+                self._cache.wrote(ref, detached=detached, attached=attached, certain=certain)
                 closed = self._closed
             if not closed:
                 self._enqueue(key, delay, bool(plan.detach) and delay == 0)
 
-    def _apply_own_write(
-        self, ref: TargetRef, *, detached: Sequence[TargetEndpoint], attached: Sequence[TargetEndpoint]
-    ) -> None:
-        """Fold a completed transaction into the member cache (caller holds the lock).
-
-        A new mapping replaces the entry (readers may be iterating the old one), keeping the
-        listing's timestamp so the resync period still forces a real listing.
-        """
-        cached = self._actual.get(ref)
-        if cached is None:
-            return  # nothing cached: the next reconcile lists anyway
-        listed_at, members = cached
-        updated = dict(members)
-        for member in detached:
-            updated.pop(member, None)
-        for member in attached:
-            updated.setdefault(member, Health.INITIAL)
-        self._actual[ref] = (listed_at, updated)
-
-    def _send(self, operation: str, ref: TargetRef, members: Sequence[TargetEndpoint], state: _Target) -> list[TargetEndpoint]:
+    def _send(
+        self, operation: str, ref: TargetRef, members: Sequence[TargetEndpoint], state: TargetState
+    ) -> list[TargetEndpoint]:
         """Send in chunks; bisect rejected chunks.  Returns the members that went through."""
         call = self._provider.attach if operation == "attach" else self._provider.detach
-        done: list[TargetEndpoint] = []
-        pending = [list(batch) for batch in chunks(members, limit=self._provider.max_batch_size)]
-        while pending:
-            batch = pending.pop(0)
-            started = self._clock.now()
-            try:
-                call(ref, batch)
-            except RejectedError as exc:
-                self._observer.call_finished(
-                    ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="rejected"
-                )
-                known_bad = set(getattr(exc, "endpoints", None) or ()) & set(batch)
-                if known_bad:
-                    with self._lock:
-                        for member in known_bad:
-                            self._isolate(state, member, str(exc))
-                    rest = [m for m in batch if m not in known_bad]
-                    if rest:
-                        pending.insert(0, rest)
-                elif len(batch) == 1:
-                    with self._lock:
-                        self._isolate(state, batch[0], str(exc))
-                else:
-                    left, right = halves(batch)
-                    pending[:0] = [list(left), list(right)]
-                continue
-            except ProviderError:
-                self._observer.call_finished(
-                    ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="error"
-                )
-                raise
-            self._observer.call_finished(
-                ref=ref, operation=operation, size=len(batch), seconds=self._clock.now() - started, outcome="ok"
-            )
-            done.extend(batch)
-        return done
 
-    def _isolate(self, state: _Target, member: TargetEndpoint, reason: str) -> None:
-        """Leave an isolated member out for a capped, doubling back-off (5 min → 1 h by default)."""
-        strikes = state.strikes.get(member, 0) + 1
-        state.strikes[member] = strikes
-        delay = self._isolation.delay(strikes)
-        state.rejected[member] = _Rejection(reason, self._clock.now() + delay)
+        def attempt(batch: list[TargetEndpoint]) -> None:
+            observed_call(self._observer, self._clock, lambda: call(ref, batch), ref=ref, operation=operation,
+                          size=len(batch), outcome_of=lambda exc: "rejected" if isinstance(exc, RejectedError) else "error")
 
-    def _review_rejections(
-        self,
-        state: _Target,
-        want: set[TargetEndpoint],
-        fingerprint: Callable[[TargetEndpoint], int],
-        now: float,
-        rejected: dict[TargetEndpoint, str],
-        requeue: list[float],
-    ) -> None:
-        """Release isolated members whose back-off ran out or whose inputs changed; report the rest."""
-        for member in [m for m in state.strikes if m not in want]:
-            del state.strikes[member]  # left the desired set: a later comeback starts afresh
-        for member, rejection in list(state.rejected.items()):
-            current = fingerprint(member)
-            if rejection.fingerprint is None:
-                rejection.fingerprint = current
-            if member not in want or rejection.fingerprint != current:
-                del state.rejected[member]  # its pod, node or binding changed: try it at once
-                state.strikes.pop(member, None)
-            elif now >= rejection.retry_at:
-                del state.rejected[member]  # back-off over: one more try (strikes kept)
-            else:
-                wait = rejection.retry_at - now
-                requeue.append(wait)
-                rejected[member] = f"{rejection.reason} (retried in {wait:.0f}s, or at once when its pod, " \
-                                   "node or the binding changes)"
+        def isolate(member: TargetEndpoint, reason: str) -> None:
+            with self._lock:
+                state.isolate(member, reason, policy=self._isolation, now=self._clock.now())
 
-    @staticmethod
-    def _note_failure(state: _Target, exc: ProviderError) -> None:
-        """Caller holds the lock.  A missing target is ensured (re-created) on the next pass."""
-        if isinstance(exc, TargetNotFound):
-            state.ensured = False
-        state.quota = str(exc) if isinstance(exc, QuotaExceeded) else ""
+        return send_bisecting(members, limit=self._provider.max_batch_size, call=attempt, isolate=isolate)
 
-    def _backoff(self, state: _Target, exc: Exception) -> float:
+    def _backoff(self, state: TargetState, exc: Exception) -> float:
         with self._lock:
-            state.failures += 1
-            delay = self._retry.delay(state.failures, rng=self._random)
-            hint = getattr(exc, "retry_after", None) if isinstance(exc, TransientError) else None
-            if hint:
-                delay = max(delay, float(hint))
-            delay = min(delay, self._retry_max)
-            state.not_before = self._clock.now() + delay
-            return delay
+            return state.back_off(exc, policy=self._retry, cap=self._retry_max, rng=self._random, now=self._clock.now())
 
     def _delete_targets(
         self, key: BindingKey, spec: BindingSpec, refs: set[TargetRef], errors: list[str]
@@ -649,9 +384,8 @@ class Reconciler:
                 errors.append(f"deleting {ref}: {exc}")
         if errors:
             return False, tuple(retained)
-        with self._lock:
-            for ref in refs:
-                self._actual.pop(ref, None)
+        for ref in refs:
+            self._cache.drop(ref)
         self._forget(key)
         return True, tuple(retained)
 
@@ -666,8 +400,7 @@ class Reconciler:
             for pair in [p for p, state in self._targets.items() if p[0] == key and not state.busy]:
                 del self._targets[pair]
             named = {ref for _, ref in self._targets} | {ref for refs in self._known.values() for ref in refs}
-            for ref in [r for r in self._writes if r not in named]:
-                del self._writes[ref]
+            self._cache.keep_versions(named)
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
     def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:
@@ -704,11 +437,7 @@ class Reconciler:
             return sum(len(s.attaching) + len(s.detaching) for s in self._targets.values())
 
     def invalidate(self, ref: TargetRef | None = None) -> None:
-        with self._lock:
-            if ref is None:
-                self._actual.clear()
-            else:
-                self._actual.pop(ref, None)
+        self._cache.drop(ref)
 
     def close(self, *, wait: bool = True, timeout: float | None = 30.0) -> None:
         """Stop submitting calls; with ``wait``, let the calls in flight finish."""

@@ -15,7 +15,7 @@ from typing import Any
 from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
 from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
 from negsync.core.model import BindingKey, Endpoint
-from negsync.core.reconciling import DesiredBinding
+from negsync.core.records import DesiredBinding
 from negsync.errors import ConfigError
 from negsync.kube.caches import GATE_PREFIX, Caches
 

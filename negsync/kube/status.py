@@ -21,7 +21,7 @@ from typing import Any
 
 from negsync.core.endpoints import Skipped
 from negsync.core.model import TargetEndpoint
-from negsync.core.reconciling import ReconcileResult
+from negsync.core.records import ReconcileResult
 
 MAX_LISTED = 20
 

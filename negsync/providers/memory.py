@@ -6,6 +6,8 @@ checking is off); a detached member keeps receiving new requests until ``detach_
 and stays ``draining`` for ``deregistration_delay`` before it disappears.  Every delay is a
 :mod:`negsync.core.latency` distribution and every wait runs on an injected clock, so tests run
 in virtual time and the controller can be demonstrated without a cloud account.
+:class:`MemoryOwnershipStore` is the matching :class:`~negsync.core.ports.OwnershipStore` (the
+controller keeps ownership in ConfigMaps, :mod:`negsync.kube.ownership`).
 
 Test seams are part of the feature: :meth:`MemoryProvider.pause` holds calls in flight,
 :meth:`MemoryProvider.fail_next` injects errors, :meth:`MemoryProvider.reject` makes batches
@@ -61,7 +63,7 @@ class _Pool:
 
 
 class MemoryProvider:
-    """A :class:`~negsync.providers.base.TargetProvider` held in memory."""
+    """A :class:`~negsync.core.ports.TargetProvider` held in memory."""
 
     def __init__(
         self,
@@ -290,3 +292,19 @@ class MemoryProvider:
         if not self.health_checking:
             return Health.NO_HEALTH_CHECK
         return Health.HEALTHY if member.healthy_at <= now else Health.INITIAL
+
+
+class MemoryOwnershipStore:
+    """An :class:`~negsync.core.ports.OwnershipStore` kept in a dict; the controller uses a ConfigMap-backed one."""
+
+    def __init__(self) -> None:
+        self._owned: dict[tuple[BindingKey, TargetRef], frozenset[TargetEndpoint]] = {}
+
+    def owned(self, binding: BindingKey, ref: TargetRef) -> frozenset[TargetEndpoint]:
+        return self._owned.get((binding, ref), frozenset())
+
+    def remember(self, binding: BindingKey, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> None:
+        self._owned[(binding, ref)] = self.owned(binding, ref) | frozenset(endpoints)
+
+    def forget(self, binding: BindingKey, ref: TargetRef, endpoints: Iterable[TargetEndpoint]) -> None:
+        self._owned[(binding, ref)] = self.owned(binding, ref) - frozenset(endpoints)

@@ -17,7 +17,8 @@ import pytest
 from negsync.core.bindings import BindingSpec, MemoryTarget
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, PodRef, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.providers.memory import MemoryProvider
 
 KEY = BindingKey("shop", "web")
@@ -46,8 +47,7 @@ class Sync:
             attach(ref, endpoints)
 
         self.provider.attach = counting_attach  # type: ignore[method-assign]
-        self.reconciler = Reconciler(provider=self.provider, source=self.desired.get,
-                                     enqueue=lambda key, delay, priority: None, clock=self.clock, seed=1,
+        self.reconciler = Reconciler(provider=self.provider, enqueue=lambda key, delay, priority: None, clock=self.clock, seed=1,
                                      retry_base=0.01, retry_max=0.01)
 
         self.pod_state: dict[str, str] = {}  # what the kube layer's `inputs` reads (pod/node records)
@@ -59,14 +59,14 @@ class Sync:
     def reconcile(self) -> ReconcileResult:
         """Reconcile until nothing is in flight (each pass waits for the calls it started)."""
         for _ in range(20):
-            result = self.reconciler.reconcile(KEY)
+            result = self.reconciler.reconcile(KEY, self.desired.get(KEY))
             deadline = time.monotonic() + 5
             while self.reconciler.in_flight():
                 assert time.monotonic() < deadline
                 time.sleep(0.002)
-            if not self.reconciler.busy() and self.reconciler.reconcile(KEY) == result:
+            if not self.reconciler.busy() and self.reconciler.reconcile(KEY, self.desired.get(KEY)) == result:
                 return result
-        return self.reconciler.reconcile(KEY)
+        return self.reconciler.reconcile(KEY, self.desired.get(KEY))
 
     def attempts(self, member: TargetEndpoint = TargetEndpoint("10.0.0.2", 8080, "")) -> int:
         return self.tries.count(member)
@@ -76,7 +76,7 @@ def settle(sync: Sync) -> ReconcileResult:
     sync.reconcile()
     while sync.reconciler.busy():
         time.sleep(0.002)
-    return sync.reconciler.reconcile(KEY)
+    return sync.reconciler.reconcile(KEY, sync.desired.get(KEY))
 
 
 def test_an_isolated_endpoint_is_retried_after_a_capped_doubling_backoff() -> None:

@@ -14,10 +14,11 @@ from negsync.core.clock import VirtualClock
 from negsync.core.engine import Engine
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, Endpoint, Health, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Observer, Reconciler, ReconcileResult
+from negsync.core.observers import Observer
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.errors import TransientError
-from negsync.providers.base import MemoryOwnershipStore
-from negsync.providers.memory import MemoryProvider
+from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")
@@ -44,10 +45,11 @@ class World:
         self.ownership = MemoryOwnershipStore()
 
         def factory(enqueue: Callable[[BindingKey, float, bool], None]) -> Reconciler:
-            return Reconciler(provider=provider, source=self.desired.get, enqueue=enqueue,
+            return Reconciler(provider=provider, enqueue=enqueue,
                               ownership=self.ownership, seed=1, **kwargs)  # type: ignore[arg-type]
 
-        self.engine = Engine(reconciler_factory=factory, on_result=self.results.append, workers=2)
+        self.engine = Engine(reconciler_factory=factory, desired=self.desired.get, on_result=self.results.append,
+                             workers=2)
 
     def set(self, eps: tuple[Endpoint, ...], *, key: BindingKey = KEY, priority: bool = False) -> None:
         self.desired[key] = DesiredBinding(key=key, spec=spec(shared=self.shared), endpoints=eps)
@@ -221,7 +223,7 @@ def test_bindings_that_come_and_go_leave_no_per_key_state(world: World) -> None:
     with reconciler._lock:
         assert reconciler._targets == {}
         assert reconciler._known == {}
-        assert reconciler._writes == {}
+        assert reconciler._cache._writes == {}
 
 
 def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> None:
@@ -239,18 +241,18 @@ def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> N
     for checking in (True, False):
         healthy.clear()
         desired = {KEY: DesiredBinding(key=KEY, spec=spec(gate=False), endpoints=endpoints(3))}
-        reconciler = Reconciler(provider=MemoryProvider(clock=clock, health_checking=checking), source=desired.get,
+        reconciler = Reconciler(provider=MemoryProvider(clock=clock, health_checking=checking),
                                 enqueue=lambda *a: None, clock=clock, observer=Healthy(), call_workers=1,
                                 member_list_period=60.0)
         try:
-            reconciler.reconcile(KEY)
+            reconciler.reconcile(KEY, desired.get(KEY))
             deadline = time.monotonic() + 5
             while reconciler.busy():
                 assert time.monotonic() < deadline
                 time.sleep(0.002)
             assert len(reconciler._attached_at) == 3  # timed from the attach's completion
             clock.advance(60.0)
-            reconciler.reconcile(KEY)  # the member listing period: a real listing
+            reconciler.reconcile(KEY, desired.get(KEY))  # the member listing period: a real listing
             assert reconciler._attached_at == {}
             assert sorted(healthy) == (sorted(members(endpoints(3))) if checking else [])
         finally:
@@ -274,7 +276,7 @@ def direct(
 ) -> tuple[Reconciler, dict[BindingKey, DesiredBinding]]:
     """A reconciler driven by hand: reconcile, then wait for its transaction, no engine in between."""
     desired: dict[BindingKey, DesiredBinding] = {}
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None, clock=clock, seed=1,
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, clock=clock, seed=1,
                             **kwargs)  # type: ignore[arg-type]
     return reconciler, desired
 
@@ -291,10 +293,10 @@ def test_own_writes_update_the_member_cache_so_no_listing_follows_them() -> None
     try:
         for round_ in range(5):
             desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(10, start=round_ * 3))
-            reconciler.reconcile(KEY)
+            reconciler.reconcile(KEY, desired.get(KEY))
             settle(reconciler)
             clock.advance(1.0)
-        result = reconciler.reconcile(KEY)
+        result = reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.members(REF) == members(endpoints(10, start=12))
         assert provider.lists == 1  # the first reconcile's listing only
         assert result.synced and result.count("registered") == 10
@@ -308,27 +310,27 @@ def test_the_member_cache_is_listed_again_after_the_resync_period_and_after_an_e
     reconciler, desired = direct(provider, clock, resync_period=60.0, retry_base=0.0, retry_max=0.0)
     try:
         desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(3))
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         settle(reconciler)
         clock.advance(59.0)
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.lists == 1  # own write applied; the listing is 59 s old
         clock.advance(1.0)
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.lists == 2  # the resync period forces a real listing
         # Somebody else removed a member: the resync listing sees it and it is re-attached.
         provider.detach(REF, [TargetEndpoint(endpoints(3)[0].ip, 8080)])
         clock.advance(60.0)
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         settle(reconciler)
         assert provider.members(REF) == members(endpoints(3))
         # A failed call leaves the outcome unknown: the next reconcile lists.
         lists = provider.lists
         provider.fail_next("attach", TransientError("timed out"))
         desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(4))
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         settle(reconciler)
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.lists == lists + 1
     finally:
         reconciler.close()
@@ -340,15 +342,15 @@ def test_gate_health_polls_list_at_most_once_per_poll_interval() -> None:
     reconciler, desired = direct(provider, clock, health_poll_interval=5.0)
     try:
         desired[KEY] = DesiredBinding(key=KEY, spec=spec(gate=True), endpoints=endpoints(3))
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         settle(reconciler)
         for _ in range(20):  # many reconciles within one poll interval (other endpoints changing)
             clock.advance(0.2)
-            reconciler.reconcile(KEY)
+            reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.lists == 1
         clock.advance(1.0)  # 5 s after the listing
-        reconciler.reconcile(KEY)
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
+        reconciler.reconcile(KEY, desired.get(KEY))
         assert provider.lists == 2
     finally:
         reconciler.close()
@@ -364,14 +366,14 @@ def test_failed_calls_back_off_within_the_shared_rule_and_honour_retry_after() -
     provider.fail_next("attach", TransientError("HTTP 503"), count=4)
     desired = {KEY: DesiredBinding(key=KEY, spec=spec(), endpoints=endpoints(1))}
     delays: list[float] = []
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda _k, delay, _p: delays.append(delay),
+    reconciler = Reconciler(provider=provider, enqueue=lambda _k, delay, _p: delays.append(delay),
                             clock=clock, seed=1, retry_base=5.0, retry_max=60.0, health_poll_interval=1000.0,
                             resync_period=1000.0)
     try:
         waits = []
         for _ in range(6):
             delays.clear()
-            reconciler.reconcile(KEY)
+            reconciler.reconcile(KEY, desired.get(KEY))
             settle(reconciler)
             waits.append(max(delays))
             clock.advance(max(delays))
@@ -381,7 +383,7 @@ def test_failed_calls_back_off_within_the_shared_rule_and_honour_retry_after() -
             if n != 2:
                 assert floor <= wait <= min(60.0, 2 * floor), (n, waits)
         assert waits[-1] == 60.0  # [60, 120] capped
-        reconciler.reconcile(KEY)
+        reconciler.reconcile(KEY, desired.get(KEY))
         settle(reconciler)
         assert provider.members(REF) == members(endpoints(1))
     finally:
@@ -404,7 +406,7 @@ def test_an_observer_overrides_only_what_it_needs() -> None:
     try:
         for eps in (endpoints(2), endpoints(1)):
             desired[KEY] = DesiredBinding(key=KEY, spec=spec(), endpoints=eps)
-            reconciler.reconcile(KEY)
+            reconciler.reconcile(KEY, desired.get(KEY))
             settle(reconciler)
             clock.advance(1.0)
         assert observer.detached_members == [TargetEndpoint("10.0.0.1", 8080)]

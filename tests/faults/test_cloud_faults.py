@@ -27,10 +27,10 @@ from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec, GcpNegTarge
 from negsync.core.clock import RealClock
 from negsync.core.engine import Engine
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.errors import TransientError
-from negsync.providers.base import MemoryOwnershipStore
-from negsync.providers.memory import MemoryProvider
+from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 from tests.emulators.compute import FakeCompute
 from tests.faults.conftest import record
 from tests.providers.conftest import REGION, aws_env, moto_server  # noqa: F401  (fixtures)
@@ -65,11 +65,12 @@ class Harness:
 
     def start(self) -> Harness:
         def factory(enqueue: Callable[[BindingKey, float, bool], None]) -> Reconciler:
-            return Reconciler(provider=self.provider, source=self.desired, enqueue=enqueue, ownership=self.ownership,
+            return Reconciler(provider=self.provider, enqueue=enqueue, ownership=self.ownership,
                               clock=RealClock(), call_workers=4, retry_base=0.5, retry_max=4.0, seed=1,
                               health_poll_interval=0.2, resync_period=30.0)
 
-        self.engine = Engine(reconciler_factory=factory, on_result=self.results.append, workers=2)
+        self.engine = Engine(reconciler_factory=factory, desired=self.desired, on_result=self.results.append,
+                             workers=2)
         self.engine.start()
         return self
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from negsync.core.bindings import MemoryTarget
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
-from negsync.providers.memory import MemoryProvider
+from negsync.providers.memory import MemoryOwnershipStore, MemoryProvider
 
 REF = TargetRef("memory", "local", "shop-web")
 KEY = BindingKey("shop", "web")
@@ -29,3 +29,17 @@ def test_unbounded_record_on_request() -> None:
     for n in range(300):
         provider.attach(REF, [TargetEndpoint(f"10.1.{n // 250}.{n % 250 + 1}", 8080)])
     assert len(provider.calls) == provider.count("attach") == 300
+
+
+def test_the_memory_ownership_store_keeps_members_per_binding_and_target() -> None:
+    store = MemoryOwnershipStore()
+    other_key, other_ref = BindingKey("shop", "admin"), TargetRef("memory", "local", "shop-admin")
+    a, b = TargetEndpoint("10.0.0.1", 8080), TargetEndpoint("10.0.0.2", 8080)
+    store.remember(KEY, REF, [a, b])
+    store.remember(other_key, REF, [b])
+    store.remember(KEY, other_ref, [a])
+    store.forget(KEY, REF, [b])
+    assert store.owned(KEY, REF) == {a}
+    assert store.owned(other_key, REF) == {b}  # another binding's record of the same target is its own
+    assert store.owned(KEY, other_ref) == {a}
+    assert store.owned(other_key, other_ref) == frozenset()

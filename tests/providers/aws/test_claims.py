@@ -125,12 +125,12 @@ def test_the_reconciler_reports_the_conflict_and_leaves_the_group_alone(
             OTHER, binding_spec(world.spec()), tuple(Endpoint(e.ip, e.port) for e in admin)
         ),
     }
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None)
     try:
-        first = reconciler.reconcile(BINDING)
+        first = reconciler.reconcile(BINDING, desired[BINDING])
         assert not first.conflicts
         wait_for(lambda: reconciler.in_flight() == 0)
-        second = reconciler.reconcile(OTHER)
+        second = reconciler.reconcile(OTHER, desired[OTHER])
         assert second.conflicts and "shop/web" in second.conflicts[0]
         wait_for(lambda: reconciler.in_flight() == 0)
         assert world.registered() == set(web)

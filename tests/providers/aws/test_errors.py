@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint
-from negsync.core.reconciling import DesiredBinding, Reconciler
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding
 from negsync.errors import InvalidTarget, ProviderError, RejectedError, TargetNotFound, TransientError
 from negsync.providers.aws.calls import translate
 from negsync.providers.aws.errors import COMMON_OUTCOMES, ELBV2_OUTCOMES, outcome_of, to_error
@@ -104,11 +105,11 @@ def test_too_many_registrations_drops_that_endpoint_only(world: World, proxy: El
                        readiness_gate=False)
     desired = {BINDING: DesiredBinding(BINDING, spec, tuple(Endpoint(e.ip, e.port) for e in wanted))}
     proxy.reject_ips({wanted[2].ip}, code="TooManyRegistrationsForTargetId")
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None)
     try:
-        reconciler.reconcile(BINDING)
+        reconciler.reconcile(BINDING, desired[BINDING])
         wait_for(lambda: reconciler.in_flight() == 0 and not reconciler.busy())
-        result = reconciler.reconcile(BINDING)
+        result = reconciler.reconcile(BINDING, desired[BINDING])
         assert set(result.rejected) == {wanted[2]}
         assert "TooManyRegistrationsForTargetId" in result.rejected[wanted[2]]
         assert world.registered() == set(wanted) - {wanted[2]}
@@ -122,11 +123,11 @@ def test_a_deleted_target_group_is_a_condition_with_growing_back_off(proxy: ElbP
     arn = f"arn:aws:elasticloadbalancing:{REGION}:123456789012:targetgroup/gone/0123456789abcdef"
     spec = BindingSpec(service_name="web", service_port=8080, target=AwsTargetGroupTarget(arn=arn))
     desired = {BINDING: DesiredBinding(BINDING, spec, (Endpoint("10.0.0.5", 8080),))}
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None, clock=clock, seed=1)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, clock=clock, seed=1)
     waits = []
     try:
         for _ in range(4):
-            result = reconciler.reconcile(BINDING)
+            result = reconciler.reconcile(BINDING, desired[BINDING])
             assert result.errors and "does not exist" in result.errors[0]
             waits.append(result.requeue_after)
             clock.advance(result.requeue_after)

@@ -15,7 +15,8 @@ import time
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec
 from negsync.core.clock import VirtualClock
 from negsync.core.model import BindingKey, Endpoint
-from negsync.core.reconciling import DesiredBinding, Reconciler
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding
 from tests.support.elb_proxy import ElbProxy
 
 from .conftest import create_vpc, dummy_session, provider_for
@@ -42,7 +43,7 @@ def test_thirty_gated_bindings_poll_health_within_the_describe_budget(moto: str,
     proxy.report_state("initial")  # the gates stay pending: every binding keeps polling
     clock = VirtualClock()
     provider = provider_for(proxy, clock=clock)
-    reconciler = Reconciler(provider=provider, source=desired.get, enqueue=lambda *_: None, clock=clock,
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, clock=clock,
                             health_poll_interval=5.0)
     counts: dict[str, int] = {}
     failures: list[BaseException] = []
@@ -64,7 +65,7 @@ def test_thirty_gated_bindings_poll_health_within_the_describe_budget(moto: str,
                                              ("DescribeTargetHealth", "DescribeTargetGroups",
                                               "DescribeTargetGroupAttributes"))
                     return
-                result = reconciler.reconcile(key)
+                result = reconciler.reconcile(key, desired[key])
                 assert not result.errors, result.errors
                 due[key] = clock.now() + result.requeue_after
         except BaseException as exc:  # surfaced below

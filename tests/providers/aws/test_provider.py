@@ -38,16 +38,16 @@ def test_the_reconciler_syncs_450_targets_in_three_calls(world: World, proxy: Fa
     endpoints = tuple(Endpoint(e.ip, e.port) for e in addresses(450))
     current = {BINDING: DesiredBinding(BINDING, binding_spec(world.spec(shared=True)), endpoints)}
     store = MemoryOwnershipStore()
-    reconciler = Reconciler(provider=provider, source=current.get, enqueue=lambda *_: None, ownership=store)
+    reconciler = Reconciler(provider=provider, enqueue=lambda *_: None, ownership=store)
     try:
-        reconciler.reconcile(BINDING)
+        reconciler.reconcile(BINDING, current[BINDING])
         wait_for(lambda: reconciler.in_flight() == 0)
-        result = reconciler.reconcile(BINDING)
+        result = reconciler.reconcile(BINDING, current[BINDING])
         assert result.synced and result.count("registered") == 450
         assert len(proxy.actions("RegisterTargets")) == 3
         assert len(store.owned(BINDING, world.ref())) == 450
         current[BINDING] = DesiredBinding(BINDING, binding_spec(world.spec(shared=True)), ())
-        reconciler.reconcile(BINDING)
+        reconciler.reconcile(BINDING, current[BINDING])
         wait_for(lambda: reconciler.in_flight() == 0)
         assert len(proxy.actions("DeregisterTargets")) == 3
         assert world.registered() == set()

@@ -19,7 +19,8 @@ import pytest
 from negsync.core.bindings import BindingSpec, GcpNegTarget
 from negsync.core.clock import RealClock
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
-from negsync.core.reconciling import DesiredBinding, Reconciler, ReconcileResult
+from negsync.core.reconciling import Reconciler
+from negsync.core.records import DesiredBinding, ReconcileResult
 from negsync.providers.gcp import (
     GcpProvider,
     neg_name,
@@ -184,7 +185,6 @@ class Driver:
         self.desired: dict[BindingKey, DesiredBinding] = {}
         self.reconciler = Reconciler(
             provider=provider,
-            source=self.desired.get,
             enqueue=lambda key, delay, priority: None,
             retry_base=0.01,
             retry_max=0.05,
@@ -207,7 +207,7 @@ class Driver:
     ) -> ReconcileResult:
         deadline = time.monotonic() + timeout
         while True:
-            result = self.reconciler.reconcile(key)
+            result = self.reconciler.reconcile(key, self.desired.get(key))
             if until(result) and self.reconciler.in_flight() == 0:
                 return result
             if time.monotonic() > deadline:

@@ -67,7 +67,7 @@ def test_health_feeds_the_readiness_gate(fake: FakeCompute, driver: Driver) -> N
     assert result.count("healthy") == 2
     fake.set_health(PROJECT, ZONE_A, name_of(), endpoints[0].ip, endpoints[0].port, "UNHEALTHY")
     driver.reconciler.invalidate()
-    assert driver.reconciler.reconcile(KEY).health[min(members)] is Health.UNHEALTHY
+    assert driver.reconciler.reconcile(KEY, driver.desired.get(KEY)).health[min(members)] is Health.UNHEALTHY
 
 
 def test_unprobed_endpoints_of_a_health_checked_neg_do_not_pass_the_gate(

@@ -124,7 +124,7 @@ def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_peri
     provider = GcpProvider(cluster_uid=UID, compute_endpoint=fake.api_endpoint, credentials=fake.credentials(),
                            num_retries=0, operation_timeout=5.0, rate_limit=(1000.0, 1000), http_timeout=5.0)
     driver = Driver(provider, fake)
-    driver.reconciler = Reconciler(provider=provider, source=driver.desired.get,
+    driver.reconciler = Reconciler(provider=provider,
                                    enqueue=lambda key, delay, priority: None, clock=clock, seed=1)
     try:
         endpoints = eps(3, node="vm-preemptible")
@@ -137,7 +137,7 @@ def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_peri
         assert fake.endpoints(PROJECT, ZONE_A, name_of()) == set()
         attaches = fake.count(ATTACH)
         clock.advance(59.0)
-        driver.reconciler.reconcile(KEY)
+        driver.reconciler.reconcile(KEY, driver.desired.get(KEY))
         assert fake.count(ATTACH) == attaches  # the member list is still fresh
         clock.advance(2.0)
         driver.run(until=lambda r: r.synced and r.count("registered") == 3)
