@@ -21,10 +21,10 @@ from negsync.core.batching import chunks
 from negsync.core.bindings import AwsTargetGroupTarget, BindingSpec, TargetSpec
 from negsync.core.diffs import diff
 from negsync.core.model import BindingKey, Endpoint, TargetEndpoint, TargetRef
+from negsync.core.ports import OwnershipStore
 from negsync.providers.aws import (
     AwsProvider,
 )
-from negsync.providers.base import OwnershipStore
 from tests.support.elb_proxy import ElbProxy as FaultProxy
 from tests.support.moto import REGION
 

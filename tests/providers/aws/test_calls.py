@@ -12,6 +12,7 @@ import pytest
 
 from negsync.core.clock import VirtualClock
 from negsync.core.model import Health, TargetEndpoint, TargetRef
+from negsync.core.ports import TargetProvider
 from negsync.errors import (
     ConfigError,
     InvalidTarget,
@@ -24,7 +25,6 @@ from negsync.providers.aws import (
     DEFAULT_RATE_LIMITS,
     AwsProvider,
 )
-from negsync.providers.base import TargetProvider
 from negsync.providers.ratelimit import RateLimits, parse_rate_limits
 from tests.support.waiting import wait_for
 

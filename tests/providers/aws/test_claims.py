@@ -12,7 +12,7 @@ from negsync.errors import (
 from negsync.providers.aws import (
     TargetGroupClaims,
 )
-from negsync.providers.base import MemoryOwnershipStore
+from negsync.providers.memory import MemoryOwnershipStore
 from tests.support.waiting import wait_for
 
 from .conftest import (

@@ -6,7 +6,7 @@ from negsync.core.model import Endpoint, TargetEndpoint
 from negsync.providers.aws import (
     AwsProvider,
 )
-from negsync.providers.base import MemoryOwnershipStore
+from negsync.providers.memory import MemoryOwnershipStore
 from tests.support.waiting import wait_for
 
 from .conftest import (
