@@ -20,7 +20,7 @@ from negsync.errors import ConfigError
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("negsync.sim.command", "model LB membership latency during rollouts and recommend drain settings"),
-    "controller": ("negsync.controller", "run the syncer against a Kubernetes cluster"),
+    "controller": ("negsync.app", "run the syncer against a Kubernetes cluster"),
     "calibrate": ("negsync.calibration.command",
                   "calibrate the simulator from LB access logs and negsync's timeline, or its metrics"),
 }

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, service
@@ -52,7 +53,7 @@ def test_a_deleted_binding_leaves_no_per_binding_state(kube: KubeApiEmulator, ap
         wait_for(lambda: kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") is None,
                  "the finalizer released")
         wait_for(lambda: KEY not in controller.last_results, "the result dropped")
-        assert KEY not in controller._skipped
+        assert KEY not in controller.binding_reconciler.skipped
         assert controller.detach_timings.last(KEY) is None
         assert provider.members(REF) == set()
     finally:

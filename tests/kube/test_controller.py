@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 from negsync.kube.caches import FINALIZER
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
@@ -243,7 +244,7 @@ def test_the_lease_identity_names_the_pod_as_the_deployment_promises(monkeypatch
     """deploy/base sets POD_NAME from the downward API "for the leader-election identity"."""
     import argparse
 
-    from negsync.controller import add_arguments
+    from negsync.app import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller
 from negsync.core.latency import Fixed
 from negsync.core.model import TargetEndpoint, TargetRef
 from negsync.kube.caches import decode_pod
+from negsync.kube.controller import Controller
 from negsync.kube.gates import GateCondition, GateWriter
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from negsync.controller import Controller
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
+from negsync.kube.controller import Controller
 from negsync.kube.ownership import ConfigMapOwnershipStore
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator

@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes import client
 
-from negsync.controller import Controller
 from negsync.errors import QuotaExceeded
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding

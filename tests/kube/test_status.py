@@ -6,9 +6,9 @@ import time
 
 from kubernetes import client
 
-from negsync.controller import Controller
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator, merge_patch
 from tests.kube.conftest import binding, endpoint_slice, pod, service

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 
 from negsync.calibration.timeline import LOGGER, read_events
-from negsync.controller import Controller
+from negsync.kube.controller import Controller
 from negsync.logs import JsonFormatter
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
