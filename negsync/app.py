@@ -37,6 +37,8 @@ from negsync.kube.manager import Background
 from negsync.kube.webhook import WebhookCertificateError, start_webhook
 from negsync.logs import configure as configure_logging
 from negsync.providers.base import TargetProvider
+from negsync.providers.memory import MemoryProvider
+from negsync.providers.ratelimit import parse_rate_limits
 from negsync.serving import Servers
 from negsync.telemetry import Telemetry
 
@@ -254,16 +256,13 @@ class NodeInstances:
 
 def build_provider(settings: Settings, *, api_client: Any, clock: Clock,
                    instances: NodeInstances | None = None) -> TargetProvider:
-    # Each provider is imported only when chosen: boto3 and googleapiclient each take about a
-    # second and tens of MB to import, and a controller runs one provider.
     if settings.provider == "memory":
-        from negsync.providers.memory import MemoryProvider
-
         return MemoryProvider(clock=clock, attach_delay=Fixed(settings.memory_attach_delay),
                               health_checking=not settings.memory_no_health_check)
+    # A cloud provider is imported only when chosen: boto3 and googleapiclient each take about a
+    # second and tens of MB to import, and a controller runs one provider.
     if settings.provider == "aws":
         from negsync.providers.aws import AwsProvider
-        from negsync.providers.ratelimit import parse_rate_limits
 
         limits = (parse_rate_limits(settings.aws_rate_limits, field="--aws-rate-limits")
                   if settings.aws_rate_limits else None)
@@ -271,7 +270,7 @@ def build_provider(settings: Settings, *, api_client: Any, clock: Clock,
                           retry_mode=settings.aws_retry_mode, rate_limits=limits, clock=clock)
         log.info("AWS credentials found", extra={"method": aws.check_credentials()})
         return aws
-    from negsync.providers.gcp import GcpProvider
+    from negsync.providers.gcp import GcpProvider  # see above: its SDK only when chosen
 
     return GcpProvider(cluster_uid=cluster_uid(api_client, settings.cluster_uid),
                        compute_endpoint=settings.gcp_compute_endpoint,

@@ -199,8 +199,21 @@ class Controller:
         self._engine: Engine | None = None
         # Liveness: each watcher and worker loop beats here; /healthz fails when one misses its deadline.
         self.heartbeats = Heartbeats(now=self.clock.now)
-        self.manager = Manager(clock=self.clock, elector=self._elector if settings.leader_elect else None)
-        self.leader: LeaderElector | None = self.manager.elector
+        self.leader: LeaderElector | None = None
+        if settings.leader_elect:
+            self.leader = LeaderElector(
+                coordination_api=client.CoordinationV1Api(api_client),
+                namespace=settings.lease_namespace,
+                name=settings.lease_name,
+                identity=settings.identity,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
+                clock=self.clock,
+                on_started_leading=lambda: self.manager.start_leading(),
+                on_stopped_leading=lambda: self.manager.stop_leading(),
+            )
+        self.manager = Manager(elector=self.leader)
         self.status_writer = StatusWriter(patch_status=self._patch_status)
         self.binding_reconciler = BindingReconciler(
             caches=self.caches, custom_api=self.custom, core_api=self.core, provider=provider,
@@ -244,20 +257,6 @@ class Controller:
         self.manager.add(Background(name="status-writer", begin=self.status_writer.start,
                                     end=self._stop_status_writer, leader_only=True))
         self.manager.add(Syncing(self))
-
-    def _elector(self, on_started_leading: Any, on_stopped_leading: Any) -> LeaderElector:
-        return LeaderElector(
-            coordination_api=client.CoordinationV1Api(self.core.api_client),
-            namespace=self.settings.lease_namespace,
-            name=self.settings.lease_name,
-            identity=self.settings.identity,
-            lease_duration=self.settings.lease_duration,
-            renew_deadline=self.settings.renew_deadline,
-            retry_period=self.settings.retry_period,
-            clock=self.clock,
-            on_started_leading=on_started_leading,
-            on_stopped_leading=on_stopped_leading,
-        )
 
     def _stop_status_writer(self) -> None:
         if not self.manager.shutting_down:

@@ -31,12 +31,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from negsync.core.clock import Clock, RealClock
-from negsync.kube.leader import LeaderElector
-
 log = logging.getLogger("negsync.manager")
 
 NO_LEADER = "no leader known"
+
+
+class Elector(Protocol):
+    """Leader election as the manager drives it (:class:`negsync.kube.leader.LeaderElector`)."""
+
+    @property
+    def known(self) -> bool:
+        """A leader (us or another) is known."""
+        ...
+
+    def run(self, stop: threading.Event) -> None:
+        """Campaign until ``stop`` is set, calling back on gaining and losing; release on the way out."""
+        ...
+
+    def wake(self) -> None: ...
 
 
 class Runnable(Protocol):
@@ -98,27 +110,26 @@ class Background(Runnable):
 
 
 class _Group:
-    """Runnables started together, each on its own thread, and stopped together."""
+    """Runnables started together, each on its own thread, and stopped one by one, last first."""
 
-    def __init__(self, on_failure: Callable[[str, BaseException], None]) -> None:
+    def __init__(self, on_failure: Callable[[str, Exception], None]) -> None:
         self.runnables: list[Runnable] = []
-        self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self._stops: list[threading.Event] = []
         self._on_failure = on_failure
 
     def start(self) -> None:
-        self.stop = threading.Event()
-        self.threads = [self._launch(r) for r in self.runnables]
+        self._stops = [threading.Event() for _ in self.runnables]
+        self.threads = [self._launch(r, stop) for r, stop in zip(self.runnables, self._stops, strict=True)]
 
-    def _launch(self, runnable: Runnable) -> threading.Thread:
-        stop = self.stop
-
+    def _launch(self, runnable: Runnable, stop: threading.Event) -> threading.Thread:
         def main() -> None:
             try:
                 runnable.start(stop)
-            except BaseException as exc:
+            except Exception as exc:
                 log.exception("runnable failed", extra={"runnable": runnable.name})
-                self._on_failure(runnable.name, exc)
+                if not stop.is_set():  # an error while stopping is logged, not a failure of the run
+                    self._on_failure(runnable.name, exc)
 
         thread = threading.Thread(target=main, name=runnable.name, daemon=True)
         thread.start()
@@ -126,24 +137,23 @@ class _Group:
 
     def halt(self, *, timeout: float) -> None:
         """Stop every runnable, last started first, each joined before the next is stopped."""
-        self.stop.set()
-        for runnable, thread in reversed(list(zip(self.runnables, self.threads, strict=False))):
+        if not self.threads:
+            return  # never started
+        for runnable, stop, thread in reversed(list(zip(self.runnables, self._stops, self.threads, strict=True))):
+            stop.set()
             runnable.wake()
             thread.join(timeout=timeout)
-        self.threads = []
+        self.threads, self._stops = [], []
 
 
 class Manager:
     """Runs :class:`Runnable` s, leads (with an elector, or alone once synced) and aggregates readiness."""
 
-    def __init__(self, *, clock: Clock | None = None,
-                 elector: Callable[[Callable[[], None], Callable[[], None]], LeaderElector] | None = None,
-                 stop_timeout: float = 30.0) -> None:
-        """``elector(on_started_leading, on_stopped_leading)`` builds the elector; None: lead once synced."""
-        self._clock = clock or RealClock()
+    def __init__(self, *, elector: Elector | None = None, stop_timeout: float = 30.0) -> None:
+        """``elector`` calls :meth:`start_leading` / :meth:`stop_leading`; None: lead alone once synced."""
         self._always = _Group(self._failed)
         self._leader = _Group(self._failed)
-        self.elector = elector(self._start_leading, self._stop_leading) if elector is not None else None
+        self.elector = elector
         self._lock = threading.Lock()  # guards _leading
         self._transition = threading.Lock()  # one start/stop of the leader group at a time
         self._leading = False
@@ -153,7 +163,7 @@ class Manager:
         self._stop_election = threading.Event()
         self._leadership: threading.Thread | None = None
         self._stop_timeout = stop_timeout
-        self.failure: BaseException | None = None
+        self.failure: Exception | None = None
 
     # -- configuration -----------------------------------------------------------------------------
     def add(self, runnable: Runnable, *, first: bool = False) -> None:
@@ -222,9 +232,10 @@ class Manager:
         if self.elector is not None:
             self.elector.run(self._stop_election)
         else:
-            self._start_leading()
+            self.start_leading()
 
-    def _start_leading(self) -> None:
+    def start_leading(self) -> None:
+        """Start the leader group (the elector's ``on_started_leading``)."""
         with self._transition:
             if self._stopping.is_set():
                 return
@@ -234,7 +245,8 @@ class Manager:
                 self._leading = True
             self._leader.start()
 
-    def _stop_leading(self) -> None:
+    def stop_leading(self) -> None:
+        """Stop the leader group, last-started first (the elector's ``on_stopped_leading``)."""
         with self._transition:
             with self._lock:
                 if not self._leading:
@@ -242,7 +254,7 @@ class Manager:
                 self._leading = False
             self._leader.halt(timeout=self._stop_timeout)
 
-    def _failed(self, name: str, exc: BaseException) -> None:
+    def _failed(self, name: str, exc: Exception) -> None:
         if self.failure is None:
             self.failure = exc
 
@@ -251,7 +263,7 @@ class Manager:
         if timeout is not None:
             self._stop_timeout = timeout
         self._stopping.set()
-        self._stop_leading()
+        self.stop_leading()
         self._stop_election.set()
         if self.elector is not None:
             self.elector.wake()  # its loop sees the stop and releases the Lease
@@ -260,4 +272,4 @@ class Manager:
         self._always.halt(timeout=self._stop_timeout)
 
 
-__all__ = ["NO_LEADER", "Background", "Manager", "Runnable"]
+__all__ = ["NO_LEADER", "Background", "Elector", "Manager", "Runnable"]

@@ -22,7 +22,7 @@ from negsync.kube.gates import GateCondition, GateWriter
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
-from tests.kube.test_controller import GATE, gate_of, settings
+from tests.kube.test_binding_reconciler import GATE, gate_of, settings
 from tests.support.waiting import wait_for
 
 REF = TargetRef("memory", "local", "shop-web")

@@ -9,7 +9,7 @@ from negsync.kube.controller import Controller
 from negsync.kube.ownership import ConfigMapOwnershipStore
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_controller import settings
+from tests.kube.test_binding_reconciler import settings
 from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")

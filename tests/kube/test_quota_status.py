@@ -15,7 +15,7 @@ from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding
-from tests.kube.test_controller import seed_service, settings
+from tests.kube.test_binding_reconciler import seed_service, settings
 from tests.support.waiting import wait_for
 
 

@@ -12,7 +12,7 @@ from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator, merge_patch
 from tests.kube.conftest import binding, endpoint_slice, pod, service
-from tests.kube.test_controller import settings
+from tests.kube.test_binding_reconciler import settings
 from tests.support.waiting import wait_for
 
 BINDINGS = "negsync.io/v1alpha1", "TargetBinding"

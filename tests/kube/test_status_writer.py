@@ -115,7 +115,7 @@ def test_a_slow_status_write_does_not_hold_the_reconcile(kube: Any, api_client: 
     from negsync.kube.controller import Controller
     from negsync.providers.memory import MemoryProvider
     from tests.kube.conftest import binding, endpoint_slice, pod, service
-    from tests.kube.test_controller import settings
+    from tests.kube.test_binding_reconciler import settings
     from tests.support.waiting import wait_for
 
     ctl = Controller(api_client=api_client, provider=MemoryProvider(), settings=settings())

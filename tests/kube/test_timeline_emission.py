@@ -16,7 +16,7 @@ from negsync.logs import JsonFormatter
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice
-from tests.kube.test_controller import REF, members, seed_service, settings
+from tests.kube.test_binding_reconciler import REF, members, seed_service, settings
 from tests.support.waiting import wait_for
 
 

@@ -1,4 +1,8 @@
-"""The controller end to end against the API emulator and the in-memory provider."""
+"""The Kubernetes half of a reconcile (finalizer, gates, status, Events), through a running controller.
+
+Against the API emulator and the in-memory provider: what a user sees on the binding, its pods
+and its Events.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from tests.support.waiting import wait_for
 
 GATE = "target-health.negsync.io/web"
 REF = TargetRef("memory", "local", "shop-web")
+KEY = BindingKey("shop", "web")
 
 
 def settings(**overrides: Any) -> Settings:
@@ -201,7 +206,7 @@ def test_gate_patch_is_guarded_by_uid_and_skipped_when_unchanged(kube: KubeApiEm
     engine = controller.engine
     assert engine is not None
     for _ in range(5):
-        engine.enqueue(BindingKey("shop", "web"))
+        engine.enqueue(KEY)
     time.sleep(0.5)
     again = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/pods/web-0/status")]
     assert len(again) == count  # nothing changed, nothing written
@@ -240,16 +245,29 @@ def test_a_gated_binding_whose_name_cannot_name_a_gate_says_so(kube: KubeApiEmul
     assert provider.targets() == []  # not synced half-way without its gates
 
 
-def test_the_lease_identity_names_the_pod_as_the_deployment_promises(monkeypatch: pytest.MonkeyPatch) -> None:
-    """deploy/base sets POD_NAME from the downward API "for the leader-election identity"."""
-    import argparse
-
-    from negsync.app import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    monkeypatch.setenv("POD_NAME", "negsync-7d9f8-abcde")
-    first = Settings.from_args(parser.parse_args(["--provider", "memory"]))
-    second = Settings.from_args(parser.parse_args(["--provider", "memory"]))
-    assert first.identity.startswith("negsync-7d9f8-abcde_")
-    assert first.identity != second.identity  # a restarted process never reuses its predecessor's identity
+# Issue 18's soak: ``last_results``, the skipped-endpoint counts and ``DetachTimings`` kept an entry for
+# every binding ever seen; where bindings come and go (preview environments) that grew for the life
+# of the process.
+def test_a_deleted_binding_leaves_no_per_binding_state(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:
+    kube.create(service())
+    kube.create(endpoint_slice("web-abc", ["10.0.0.1", "10.0.0.2"]))
+    kube.create(binding(gate=False))
+    provider = MemoryProvider(health_checking=False)
+    controller = Controller(api_client=api_client, provider=provider,
+                            settings=Settings(workers=2, sync_min_interval=0.0, identity="t", watch_timeout=5))
+    controller.start()
+    try:
+        wait_for(lambda: provider.members(REF) == {TargetEndpoint("10.0.0.1", 8080), TargetEndpoint("10.0.0.2", 8080)},
+                 what="both endpoints attached")
+        kube.update(endpoint_slice("web-abc", ["10.0.0.1"]))  # a detach, so DetachTimings keeps a record
+        wait_for(lambda: controller.detach_timings.last(KEY) is not None, what="the detach recorded")
+        wait_for(lambda: KEY in controller.last_results, what="a result kept")
+        kube.delete("negsync.io/v1alpha1", "TargetBinding", "shop", "web")
+        wait_for(lambda: kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") is None,
+                 what="the finalizer released")
+        wait_for(lambda: KEY not in controller.last_results, what="the result dropped")
+        assert KEY not in controller.binding_reconciler.skipped
+        assert controller.detach_timings.last(KEY) is None
+        assert provider.members(REF) == set()
+    finally:
+        controller.stop(timeout=10)
