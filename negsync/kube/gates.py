@@ -20,6 +20,11 @@ that is not a target gets its gate set True with a reason naming why (:func:`rel
 by the Service but not yet in a slice, or its containers not ready yet — waits (False), and
 ``--gate-timeout`` counted from the pod's creation releases it as for any target
 (:func:`waiting`; ingress-gce's ``unreadyTimeout`` is counted the same way).
+
+:class:`GateKeeper` applies these decisions to every gated pod of one binding after a reconcile
+(why a pod is no target comes from the Service's slices: :class:`SliceListing`); releasing one
+that is no target waits for a confirmation that the binding and Service it was decided on are
+still what the API holds, as a release cannot be undone.
 """
 
 from __future__ import annotations
