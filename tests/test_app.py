@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import socket
 
 import pytest
 
 from negsync.app import Settings, add_arguments, flags
 from negsync.cli import main
 from negsync.errors import ConfigError
+from tests.emulators.kubeapi import KubeApiEmulator
+from tests.telemetry.harness import ControllerProcess
 
 
 def parser() -> argparse.ArgumentParser:
@@ -86,3 +90,22 @@ def test_a_bad_value_exits_2_naming_the_flag(capsys: pytest.CaptureFixture[str])
         main(["controller", "--workers", "0"])
     assert exited.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_a_health_port_in_use_stops_the_process_with_exit_1(kube: KubeApiEmulator) -> None:
+    """The servers are a runnable of the manager: one that cannot bind ends the run, never a process without probes."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ctl = ControllerProcess(kube, "--provider", "memory")
+        port = taken.getsockname()[1]
+        ctl.argv[ctl.argv.index(f"127.0.0.1:{ctl.health_port}")] = f"127.0.0.1:{port}"
+        ctl.start()
+        try:
+            assert ctl.proc is not None
+            assert ctl.proc.wait(timeout=30) == 1, ctl.tail()
+        finally:
+            ctl.stop()
+    logged = [json.loads(line) for line in ctl.stderr if line.startswith("{")]
+    assert any(entry["msg"] == "runnable failed" and entry.get("runnable") == "http" for entry in logged), ctl.tail()
+    assert any(entry["msg"] == "controller stopped: a runnable failed" for entry in logged), ctl.tail()
