@@ -34,7 +34,7 @@ from negsync.kube.apiclient import cluster_uid, load_api_client
 from negsync.kube.caches import Caches
 from negsync.kube.controller import Controller
 from negsync.kube.manager import Background
-from negsync.kube.webhook import WebhookCertificateError, start_webhook
+from negsync.kube.webhook import WebhookCertificateError, WebhookServer, start_webhook
 from negsync.logs import configure as configure_logging
 from negsync.providers.base import TargetProvider
 from negsync.providers.memory import MemoryProvider
@@ -279,8 +279,7 @@ def build_provider(settings: Settings, *, api_client: Any, clock: Clock,
                        subnet_for_node=instances.subnet if instances is not None else None)
 
 
-def start_webhook_from_settings(settings: Settings, *, controller: Controller, api_client: Any,
-                                provider: str) -> Any:
+def start_webhook_from_settings(settings: Settings, *, controller: Controller, provider: str) -> WebhookServer | None:
     """The readiness-gate injection webhook, unless ``--webhook-addr`` has port 0."""
     if parse_address(settings.webhook_addr)[1] == 0:
         return None
@@ -313,8 +312,7 @@ def run(args: argparse.Namespace) -> int:
                       # /readyz: besides caches and leader, what every runnable reports (the webhook's trust)
                       readiness_checks=[controller.manager.not_ready])
     # Certificate problems are configuration errors: raised here, before anything runs (exit 2).
-    webhook = start_webhook_from_settings(settings, controller=controller, api_client=api_client,
-                                          provider=provider.name)
+    webhook = start_webhook_from_settings(settings, controller=controller, provider=provider.name)
     if webhook is not None:
         telemetry.track_webhook(webhook)
         # Already serving (start_webhook binds and patches the caBundle): the manager stops it and

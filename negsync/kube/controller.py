@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kubernetes import client
@@ -124,41 +125,56 @@ class Watching(Runnable):
 
 
 class Syncing(Runnable):
-    """The sync engine, leader only: built on leading, every binding queued, stopped on losing."""
+    """The sync engine, leader only: built on leading with every binding queued, stopped on losing."""
 
     name = "engine"
 
-    def __init__(self, controller: Controller) -> None:
-        self._controller = controller
+    def __init__(self, *, new_engine: Callable[[], Engine], all_keys: Callable[[], list[BindingKey]],
+                 invalidate_ownership: Callable[[], None], relook_after: float | None) -> None:
+        self._new_engine = new_engine
+        self._all_keys = all_keys
+        self._invalidate_ownership = invalidate_ownership
+        self._relook_after = relook_after
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
 
     @property
     def needs_leader(self) -> bool:
         return True
 
+    @property
+    def engine(self) -> Engine | None:
+        """The running engine while leading, else None."""
+        with self._lock:
+            return self._engine
+
     def start(self, stop: threading.Event) -> None:
-        ctl = self._controller
-        engine = Engine(reconciler_factory=ctl._new_reconciler, reconcile=ctl._beating_reconcile,
-                        clock=ctl.clock, workers=ctl.settings.workers)
-        with ctl._lock:
-            ctl._engine = engine
+        engine = self._new_engine()
+        with self._lock:
+            self._engine = engine
         # Another replica may have led since we last did: what we cached of its ownership
         # records is stale (see negsync.kube.ownership).
-        invalidate = getattr(ctl.ownership, "invalidate", None)
-        if callable(invalidate):
-            invalidate()
+        self._invalidate_ownership()
         engine.start()
-        for key in ctl._all_keys():
+        for key in self._all_keys():
             engine.enqueue(key)
-        if ctl.leader is not None:
+        if self._relook_after is not None:
             # The previous leader may still have had calls in flight that land after our first
             # listing: look again once its lease would certainly have run out.
-            timer = threading.Timer(ctl.settings.lease_duration, ctl._relook, args=(engine,))
+            timer = threading.Timer(self._relook_after, self._relook, args=(engine,))
             timer.daemon = True
             timer.start()
         stop.wait()
-        with ctl._lock:
-            ctl._engine = None
+        with self._lock:
+            self._engine = None
         engine.stop()
+
+    def _relook(self, engine: Engine) -> None:
+        if self.engine is not engine:
+            return
+        engine.reconciler.invalidate()
+        for key in self._all_keys():
+            engine.enqueue(key)
 
 
 class Controller:
@@ -195,8 +211,6 @@ class Controller:
         self.events = EventRecorder(core_api=self.core, host=settings.identity)
         self.gates = GateWriter(core_api=self.core)
         self.ownership = ownership or ConfigMapOwnershipStore(core_api=self.core, namespace=settings.lease_namespace)
-        self._lock = threading.RLock()
-        self._engine: Engine | None = None
         # Liveness: each watcher and worker loop beats here; /healthz fails when one misses its deadline.
         self.heartbeats = Heartbeats(now=self.clock.now)
         self.leader: LeaderElector | None = None
@@ -256,7 +270,12 @@ class Controller:
         # writer sends what waits (on shutdown) or drops it (leadership lost: a standby writes nothing).
         self.manager.add(Background(name="status-writer", begin=self.status_writer.start,
                                     end=self._stop_status_writer, leader_only=True))
-        self.manager.add(Syncing(self))
+        self._syncing = Syncing(
+            new_engine=lambda: Engine(reconciler_factory=self._new_reconciler, reconcile=self._beating_reconcile,
+                                      clock=self.clock, workers=settings.workers),
+            all_keys=self._all_keys, invalidate_ownership=getattr(self.ownership, "invalidate", lambda: None),
+            relook_after=settings.lease_duration if self.leader is not None else None)
+        self.manager.add(self._syncing)
 
     def _stop_status_writer(self) -> None:
         if not self.manager.shutting_down:
@@ -271,8 +290,7 @@ class Controller:
 
     @property
     def leading(self) -> bool:
-        with self._lock:
-            return self._engine is not None
+        return self.engine is not None
 
     @property
     def ready(self) -> bool:
@@ -281,8 +299,7 @@ class Controller:
 
     @property
     def engine(self) -> Engine | None:
-        with self._lock:
-            return self._engine
+        return self._syncing.engine
 
     @property
     def last_results(self) -> dict[BindingKey, ReconcileResult]:
@@ -315,13 +332,6 @@ class Controller:
             for namespace, name in pod_gate_bindings(pod):
                 keys.setdefault(BindingKey(namespace, name))
         return list(keys)
-
-    def _relook(self, engine: Engine) -> None:
-        if self.engine is not engine:
-            return
-        engine.reconciler.invalidate()
-        for key in self._all_keys():
-            engine.enqueue(key)
 
     def _new_reconciler(self, enqueue: Any) -> Reconciler:
         return Reconciler(
