@@ -280,7 +280,7 @@ class Controller:
     def _stop_status_writer(self) -> None:
         if not self.manager.shutting_down:
             self.status_writer.clear()  # leadership lost: a standby writes no status
-        self.status_writer.stop(timeout=10.0)
+        self.status_writer.stop(timeout=min(self.manager.stop_timeout, 10.0))
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property

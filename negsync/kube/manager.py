@@ -11,7 +11,10 @@ Borrowed from controller-runtime's ``pkg/manager`` (``runnable_group.go``, ``man
   listed, a port is bound — as controller-runtime waits for ``WaitForCacheSync`` before leader
   election: never lead with cold caches;
 * ``/readyz`` aggregates the runnables' ``not_ready()`` (``AddReadyzCheck``); a runnable that
-  raises stops the process (controller-runtime's error channel) — :attr:`Manager.failure`;
+  raises is recorded in :attr:`Manager.failure` (controller-runtime's error channel) and
+  :func:`negsync.app.run` ends the process with exit 1;
+* ``wake()`` is Python's stand-in for a cancelled context: blocking reads (a watch stream, a
+  sleep on a condition) do not see an event being set, so the manager calls it after ``stop``;
 * shutdown stops the leader group first (in reverse order: the engine finishes its in-flight
   calls, then the status writer sends what waits), then releases the Lease, then the always-on
   group in reverse order, so health and metrics answer until the end.
@@ -197,6 +200,11 @@ class Manager:
     @property
     def shutting_down(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def stop_timeout(self) -> float:
+        """How long one runnable may take to stop (the caller of :meth:`stop` may shorten it)."""
+        return self._stop_timeout
 
     @property
     def ready(self) -> bool:
