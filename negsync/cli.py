@@ -48,7 +48,9 @@ def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args_list if not a.startswith("-")), None)
-    parser = build_parser(only=command)
+    # Only the named subcommand's module is imported ("" = none, for `negsync --version`/`--help`):
+    # the controller's pulls in the Kubernetes client and OpenTelemetry.
+    parser = build_parser(only=command or "")
     args = parser.parse_args(args_list)
     if args.command == "version":
         print(f"negsync {__version__}")
