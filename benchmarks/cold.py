@@ -6,7 +6,7 @@ endpoints and B TargetBindings (memory targets, ``readinessGate: false``).  By d
 bindings already carry negsync's finalizer — a controller *restart*, the usual cold start;
 ``fresh=True`` seeds them without it (first install: one extra PATCH per binding before its sync).
 Then it spawns a fresh interpreter that imports negsync, builds a real
-:class:`~negsync.controller.Controller` (``Settings()`` defaults: 4 workers, 8 call threads) with
+:class:`~negsync.kube.controller.Controller` (``Settings()`` defaults: 4 workers, 8 call threads) with
 ``MemoryProvider(health_checking=False)`` and starts it.  The clock runs from just before the
 spawn (so interpreter start-up and imports count) until every target's members equal the
 desired set, checked in the child (an attach counter gates the full comparison, so polling
@@ -65,8 +65,9 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     from kubernetes import client
 
     from benchmarks.pipeline import PORT, pod_ip, target_ref
-    from negsync.controller import Controller, Settings
+    from negsync.app import Settings
     from negsync.core.model import TargetEndpoint
+    from negsync.kube.controller import Controller
     from negsync.providers.memory import MemoryProvider
 
     imported = time.time()
@@ -99,7 +100,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     controller = Controller(api_client=api, provider=provider,
                             settings=Settings(identity="bench", lease_namespace="negsync-system"))
     spent = {"status_s": 0.0, "status_n": 0, "reconcile_s": 0.0}
-    write_status, reconcile = controller._write_status, controller.reconcile
+    write_status, reconcile = controller.binding_reconciler._write_status, controller.reconcile
 
     def timed_write_status(record: Any, status: Any) -> None:
         t = time.perf_counter()
@@ -117,7 +118,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
                 spent["reconcile_s"] += time.perf_counter() - t
 
     # Instance attributes shadow the methods: the engine (built on leading) picks up the wrappers.
-    controller._write_status = timed_write_status  # type: ignore[method-assign]
+    controller.binding_reconciler._write_status = timed_write_status  # type: ignore[method-assign]
     controller.reconcile = timed_reconcile  # type: ignore[method-assign]
     controller.start()
     synced_at = in_sync_at = 0.0

@@ -1,6 +1,6 @@
 """The controller's sync pipeline without HTTP, and the Kubernetes objects the benchmarks feed it.
 
-:class:`Pipeline` wires the same pieces :class:`negsync.controller.Controller` wires, minus the API
+:class:`Pipeline` wires the same pieces :class:`negsync.kube.controller.Controller` wires, minus the API
 client: a :class:`~negsync.kube.watching.Watcher` for EndpointSlices whose per-event path
 (``Watcher.handle_event``: decode → ``Store.put`` → change filter → handler) is called once per JSON
 line, the :class:`~negsync.kube.caches.Caches`, the real :class:`~negsync.kube.handlers.Handlers`,

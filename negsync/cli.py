@@ -20,7 +20,7 @@ from negsync.errors import ConfigError
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("negsync.sim.command", "model LB membership latency during rollouts and recommend drain settings"),
-    "controller": ("negsync.controller", "run the syncer against a Kubernetes cluster"),
+    "controller": ("negsync.app", "run the syncer against a Kubernetes cluster"),
     "calibrate": ("negsync.calibration.command",
                   "calibrate the simulator from LB access logs and negsync's timeline, or its metrics"),
 }
@@ -48,7 +48,9 @@ def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args_list if not a.startswith("-")), None)
-    parser = build_parser(only=command)
+    # Only the named subcommand's module is imported ("" = none, for `negsync --version`/`--help`):
+    # the controller's pulls in the Kubernetes client and OpenTelemetry.
+    parser = build_parser(only=command or "")
     args = parser.parse_args(args_list)
     if args.command == "version":
         print(f"negsync {__version__}")

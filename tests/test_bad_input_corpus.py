@@ -25,8 +25,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.model import BindingKey, TargetRef
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.compute import FakeCompute
 from tests.emulators.kubeapi import KubeApiEmulator
@@ -108,7 +109,7 @@ class World:
         """The controller survived and a good binding still follows its Service."""
         ctl = self.controller
         assert ctl.engine is not None, "the controller stopped leading"
-        assert all(t.is_alive() for t in ctl._threads if t.name.startswith("watch-")), "a watcher thread died"
+        assert all(t.is_alive() for t in ctl.manager.threads if t.name.startswith("watch-")), "a watcher thread died"
         assert all(t.is_alive() for t in ctl.engine._threads), "a worker thread died"
         self.good_ips.append(f"10.70.{len(self.good_ips) // 250}.{len(self.good_ips) % 250 + 1}")
         self.kube.update(endpoint_slice("web-good", self.good_ips, ns="good", zone="us-central1-a"))

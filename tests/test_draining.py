@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.latency import Fixed
 from negsync.core.model import TargetEndpoint, TargetRef
 from negsync.draining import DrainTracker, DrainWait
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.httpserver import format_address
 from negsync.core.latency import Fixed
 from negsync.draining import DrainTracker, DrainWait
+from negsync.kube.controller import Controller
 from negsync.kube.watching import Watcher
 from negsync.providers.memory import MemoryProvider
 from negsync.serving import Servers

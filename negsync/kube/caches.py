@@ -28,6 +28,7 @@ LEGACY_ZONE_LABEL = "failure-domain.beta.kubernetes.io/zone"
 # (ingress-gce pkg/utils/utils.go LabelNodeSubnet, read by pkg/utils/zonegetter getSubnet).
 NODE_SUBNET_LABEL = "cloud.google.com/gke-node-pool-subnet"
 FINALIZER = "negsync.io/target-cleanup"
+GROUP, VERSION, PLURAL = "negsync.io", "v1alpha1", "targetbindings"  # the TargetBinding CRD
 
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 R = TypeVar("R", bound=Hashable)

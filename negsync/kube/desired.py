@@ -10,6 +10,7 @@ the controller lets benchmarks and tests drive the real computation without a Ku
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
@@ -17,7 +18,7 @@ from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
 from negsync.core.model import BindingKey, Endpoint
 from negsync.core.records import DesiredBinding
 from negsync.errors import ConfigError
-from negsync.kube.caches import GATE_PREFIX, Caches
+from negsync.kube.caches import GATE_PREFIX, Caches, ServiceRecord
 
 
 class NodeZones(Mapping[str, str]):
@@ -39,45 +40,62 @@ class NodeZones(Mapping[str, str]):
         return len(self._nodes)
 
 
+@dataclass(frozen=True, slots=True)
+class BindingCheck:
+    """What :meth:`DesiredState.problem` found: the parsed spec and its Service, or why not.
+
+    ``reason`` is a CamelCase condition reason, empty when the binding can be reconciled; ``spec``
+    is None when it cannot be read, ``service`` None when it was not found (or not looked up).
+    """
+
+    spec: BindingSpec | None
+    service: ServiceRecord | None
+    reason: str = ""
+    message: str = ""
+
+
 class DesiredState:
     def __init__(self, *, caches: Caches, provider_name: str) -> None:
         self._caches = caches
         self._provider = provider_name
 
-    def problem(self, key: BindingKey) -> tuple[BindingSpec | None, Any, str, str]:
-        """(spec, service, reason, message); reason empty when the binding can be reconciled."""
+    def problem(self, key: BindingKey) -> BindingCheck:
+        """The binding's spec and Service, and a reason when it cannot be reconciled."""
         record = self._caches.bindings.get((key.namespace, key.name))
         if record is None:
-            return None, None, "NotFound", f"TargetBinding {key} does not exist"
+            return BindingCheck(None, None, "NotFound", f"TargetBinding {key} does not exist")
         try:
             spec = parse_binding_spec(record.spec)
         except ConfigError as exc:
-            return None, None, "InvalidSpec", str(exc)
+            return BindingCheck(None, None, "InvalidSpec", str(exc))
         if spec.target.kind != self._provider:
-            return spec, None, "ProviderMismatch", (
+            return BindingCheck(spec, None, "ProviderMismatch",
                 f"spec.target is for {spec.target.kind!r} but this controller runs --provider={self._provider}")
         service = self._caches.services.get((key.namespace, spec.service_name))
         if service is None:
-            return spec, None, "ServiceNotFound", f"Service {key.namespace}/{spec.service_name} does not exist"
+            return BindingCheck(spec, None, "ServiceNotFound",
+                                f"Service {key.namespace}/{spec.service_name} does not exist")
         if not service.has_selector:
-            return spec, service, "ServiceWithoutSelector", (
+            return BindingCheck(spec, service, "ServiceWithoutSelector",
                 f"Service {spec.service_name} has no selector: its endpoints are not pods negsync can gate")
         if service.port_named(spec.service_port) is None:
-            return spec, service, "PortNotFound", (
+            return BindingCheck(spec, service, "PortNotFound",
                 f"Service {spec.service_name} has no port {spec.service_port!r} (spec.serviceRef.port)")
-        return spec, service, "", ""
+        return BindingCheck(spec, service)
 
     def compute(self, key: BindingKey) -> DesiredBinding | None:
         """The binding's desired endpoints; None when it cannot be reconciled (see :meth:`problem`)."""
         record = self._caches.bindings.get((key.namespace, key.name))
         if record is None:
             return None
-        spec, service, reason, _ = self.problem(key)
-        if spec is None or (reason and not record.deleting):
+        check = self.problem(key)
+        spec, service = check.spec, check.service
+        if spec is None or (check.reason and not record.deleting):
             return None
         if record.deleting:
             return DesiredBinding(key=key, spec=spec, deleting=True)
-        port = service.port_named(spec.service_port)
+        port = service.port_named(spec.service_port) if service is not None else None
+        assert port is not None  # no problem found: the Service exists and has the port
         computed = self.endpoints(key, spec, port.name)
         return DesiredBinding(key=key, spec=spec, endpoints=computed.endpoints, terminating=computed.terminating,
                               skipped=computed.skipped, inputs=self.inputs)

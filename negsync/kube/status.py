@@ -10,17 +10,22 @@ mention, so :func:`replacing_patch` spells out ``null`` for each key of the stor
 the new one lacks (``degradedEndpoints`` once the endpoints are fixed, a field of
 ``lastDetach``…).  Without that a cleared field would linger, every later status would differ
 from the stored one, and a quiet binding would be written on every reconcile.
+
+:class:`DetachTimings` keeps, per binding, the figures of ``status.lastDetach``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from negsync.core.clock import Clock
 from negsync.core.endpoints import Skipped
-from negsync.core.model import TargetEndpoint
+from negsync.core.model import BindingKey, TargetEndpoint
+from negsync.core.observers import Observer
 from negsync.core.records import ReconcileResult
 
 MAX_LISTED = 20
@@ -147,3 +152,52 @@ def replacing_patch(previous: Any, new: Any) -> Any:
     for key, value in new.items():
         patch[key] = replacing_patch(previous.get(key), value)
     return patch
+
+
+class DetachTimings(Observer):
+    """Per binding: how long its last detach took from the slice change to the call, and the call.
+
+    An observer of the reconciler; the figures land in ``status.lastDetach`` so ``kubectl get -o yaml``
+    shows them without a metrics stack (the histograms carry the same figures per provider).
+    """
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed: dict[BindingKey, float] = {}
+        self._issued: dict[Any, tuple[BindingKey, float, float | None]] = {}  # ref -> (key, issued, reaction)
+        self._last: dict[BindingKey, dict[str, Any]] = {}
+
+    def changed(self, key: BindingKey) -> None:
+        with self._lock:
+            self._changed.setdefault(key, self._clock.now())
+
+    def submitted(self, *, key: BindingKey, ref: Any, detach: int, attach: int, at: float) -> None:
+        with self._lock:
+            changed = self._changed.pop(key, None)
+            if detach:
+                self._issued[ref] = (key, at, None if changed is None else max(0.0, at - changed))
+
+    def detached(self, *, ref: Any, endpoints: Any, issued_at: float, done_at: float) -> None:
+        with self._lock:
+            entry = self._issued.pop(ref, None)
+            if entry is None or not endpoints:
+                return
+            key, _, reaction = entry
+            record: dict[str, Any] = {"callSeconds": round(max(0.0, done_at - issued_at), 3), "completedAt": _now()}
+            if reaction is not None:
+                record["changeToCallSeconds"] = round(reaction, 3)
+            self._last[key] = record
+
+    def last(self, key: BindingKey) -> dict[str, Any] | None:
+        with self._lock:
+            value = self._last.get(key)
+            return dict(value) if value else None
+
+    def forget(self, key: BindingKey) -> None:
+        """The binding is gone: drop what was kept for its status."""
+        with self._lock:
+            self._changed.pop(key, None)
+            self._last.pop(key, None)
+            for ref in [r for r, entry in self._issued.items() if entry[0] == key]:
+                del self._issued[ref]

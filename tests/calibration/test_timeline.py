@@ -16,12 +16,12 @@ import pytest
 from kubernetes import client
 
 from negsync.calibration.timeline import LOGGER, read_events
-from negsync.controller import Controller
+from negsync.kube.controller import Controller
 from negsync.logs import JsonFormatter
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice
-from tests.kube.test_controller import REF, members, seed_service, settings
+from tests.kube.test_binding_reconciler import REF, members, seed_service, settings
 from tests.support.waiting import wait_for
 
 

@@ -79,7 +79,7 @@ def test_no_plotting_stack_in_the_controller_image() -> None:
 
 
 def test_controller_imports_never_load_matplotlib() -> None:
-    code = ("import sys, negsync.cli, negsync.controller, negsync.serving, negsync.telemetry, negsync.draining, "
+    code = ("import sys, negsync.cli, negsync.app, negsync.serving, negsync.telemetry, negsync.draining, "
             "negsync.kube.webhook, negsync.providers.aws, negsync.providers.gcp, negsync.providers.memory\n"
             "from negsync.cli import main\n"
             "try:\n    main(['controller', '--help'])\nexcept SystemExit:\n    pass\n"

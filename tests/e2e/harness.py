@@ -2,7 +2,7 @@
 
 The test plays the parts Kubernetes would: the Deployment controller (maxSurge / maxUnavailable),
 the kubelet (startup, preStop, SIGTERM, SIGKILL) and the EndpointSlice controller.  negsync's real
-:class:`~negsync.controller.Controller` reacts through the emulator's watches.  Time is a
+:class:`~negsync.kube.controller.Controller` reacts through the emulator's watches.  Time is a
 :class:`~negsync.core.clock.VirtualClock` shared by the controller, the provider and the harness:
 the harness acts at an instant, waits (in real time) until the controller is quiescent — every
 write seen by its watchers, the work queue idle, no cloud call running — and only then advances.
@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.clock import VirtualClock
 from negsync.core.latency import Fixed
 from negsync.core.model import TargetRef
 from negsync.draining import DrainProgress
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 

@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.clock import RealClock
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, service
@@ -243,7 +244,7 @@ def controllers() -> Iterator[Controllers]:
 
 
 def threads_alive(ctl: Controller) -> bool:
-    return all(t.is_alive() for t in ctl._threads if t.name.startswith("watch-"))
+    return all(t.is_alive() for t in ctl.manager.threads if t.name.startswith("watch-"))
 
 
 # -- the three end-state properties -------------------------------------------------------------

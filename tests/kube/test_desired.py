@@ -38,7 +38,8 @@ def test_a_service_with_only_a_udp_port_of_that_number_has_no_such_port() -> Non
     caches.services.put(("shop", "web"), decode_service(service(ports=[
         {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}])))
     caches.bindings.put(("shop", "web"), decode_binding(binding(port=53, gate=False)))
-    _, _, reason, message = DesiredState(caches=caches, provider_name="memory").problem(BindingKey("shop", "web"))
+    check = DesiredState(caches=caches, provider_name="memory").problem(BindingKey("shop", "web"))
+    reason, message = check.reason, check.message
     assert reason == "PortNotFound" and "53" in message
 
 

@@ -18,10 +18,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from negsync.controller import Controller
 from negsync.core.latency import Fixed
 from negsync.core.model import Health, TargetEndpoint, TargetRef
 from negsync.kube.caches import PodRecord, decode_pod
+from negsync.kube.controller import Controller
 from negsync.kube.gates import (
     BINDING_DELETED,
     WAITING_FOR_ENDPOINT,
@@ -36,7 +36,7 @@ from negsync.kube.gates import (
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, endpoint_slice, pod, service
-from tests.kube.test_controller import GATE, gate_of, settings
+from tests.kube.test_binding_reconciler import GATE, gate_of, settings
 from tests.support.waiting import wait_for
 
 REF = TargetRef("memory", "local", "shop-web")

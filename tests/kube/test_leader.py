@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.clock import VirtualClock
 from negsync.core.model import TargetEndpoint, TargetRef
+from negsync.kube.controller import Controller
 from negsync.kube.leader import LeaderElector
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator

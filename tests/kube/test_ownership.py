@@ -11,13 +11,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from negsync.controller import Controller
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
 from negsync.errors import TransientError
+from negsync.kube.controller import Controller
 from negsync.kube.ownership import ConfigMapOwnershipStore, configmap_name
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_controller import settings
+from tests.kube.test_binding_reconciler import settings
 from tests.support.waiting import wait_for
 
 KEY = BindingKey("shop", "web")

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.controller import Controller
 from negsync.core.endpoints import Skipped
 from negsync.core.latency import Fixed
 from negsync.core.model import BindingKey, TargetEndpoint, TargetRef
-from negsync.core.reconciling import ReconcileResult, TargetStatus
+from negsync.core.records import ReconcileResult, TargetStatus
 from negsync.errors import QuotaExceeded
+from negsync.kube.controller import Controller
 from negsync.kube.status import Problem, binding_status, replacing_patch, status_changed
 from negsync.providers.memory import MemoryProvider
 from tests.emulators.kubeapi import KubeApiEmulator, merge_patch
 from tests.kube.conftest import binding, endpoint_slice, pod, service
-from tests.kube.test_controller import seed_service, settings
+from tests.kube.test_binding_reconciler import seed_service, settings
 from tests.support.waiting import wait_for
 
 BINDINGS = "negsync.io/v1alpha1", "TargetBinding"

@@ -112,10 +112,10 @@ def test_a_standby_forgets_what_was_waiting(server: Server, writer: StatusWriter
 
 def test_a_slow_status_write_does_not_hold_the_reconcile(kube: Any, api_client: Any) -> None:
     """Issue 18: the status PATCH was made inside the reconcile, so cold start was paced by the API server."""
-    from negsync.controller import Controller
+    from negsync.kube.controller import Controller
     from negsync.providers.memory import MemoryProvider
     from tests.kube.conftest import binding, endpoint_slice, pod, service
-    from tests.kube.test_controller import settings
+    from tests.kube.test_binding_reconciler import settings
     from tests.support.waiting import wait_for
 
     ctl = Controller(api_client=api_client, provider=MemoryProvider(), settings=settings())

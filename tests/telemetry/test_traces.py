@@ -14,8 +14,9 @@ from kubernetes import client
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from negsync.controller import Controller, Settings
+from negsync.app import Settings
 from negsync.core.model import TargetEndpoint, TargetRef
+from negsync.kube.controller import Controller
 from negsync.providers.memory import MemoryProvider
 from negsync.telemetry import Telemetry
 from tests.emulators.kubeapi import KubeApiEmulator

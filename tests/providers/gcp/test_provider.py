@@ -95,7 +95,7 @@ def test_nodes_of_a_non_default_subnetwork_get_a_neg_of_their_own(fake: FakeComp
 def test_the_controller_wires_node_subnets_into_the_provider(fake: FakeCompute) -> None:
     import argparse
 
-    from negsync.controller import NodeInstances, add_arguments, build_provider
+    from negsync.app import NodeInstances, Settings, add_arguments, build_provider
     from negsync.kube.caches import Caches, decode_node
 
     parser = argparse.ArgumentParser()
@@ -103,7 +103,7 @@ def test_the_controller_wires_node_subnets_into_the_provider(fake: FakeCompute) 
     args = parser.parse_args(["--provider", "gcp", "--gcp-compute-endpoint", fake.api_endpoint, "--gcp-anonymous",
                               "--cluster-uid", UID])
     instances = NodeInstances()
-    provider = build_provider(args, api_client=None, clock=RealClock(), instances=instances)
+    provider = build_provider(Settings.from_args(args), api_client=None, clock=RealClock(), instances=instances)
     assert isinstance(provider, GcpProvider)
     instances.caches = Caches()
     labels = {"topology.kubernetes.io/zone": ZONE_A, "cloud.google.com/gke-node-pool-subnet": "pool-b"}
@@ -149,7 +149,7 @@ def test_endpoints_of_a_stopped_vm_are_reattached_within_one_member_listing_peri
 def test_member_list_period_is_a_flag() -> None:
     import argparse
 
-    from negsync.controller import Settings, add_arguments
+    from negsync.app import Settings, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
