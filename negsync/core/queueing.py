@@ -1,5 +1,8 @@
 """A de-duplicating, rate-limited work queue with client-go semantics and a priority lane.
 
+Hand-written: no maintained Python package has client-go's workqueue contract (dirty/processing
+sets, per-key back-off), and kopf's queueing is bound to asyncio; the core is threaded.
+
 Guarantees (the ones controllers rely on):
 
 * a key added many times while waiting is processed once;

@@ -1,5 +1,8 @@
 """Slim, immutable records of the Kubernetes objects negsync reads, and the stores that index them.
 
+Hand-written: the kubernetes Python client has no informer or indexed store (only ``watch.Watch``),
+and its models are what this module exists to avoid keeping.
+
 The kubernetes client's models (pydantic in v37) are large and slow; the caches keep only the
 fields negsync uses, decoded straight from the raw JSON of list and watch responses.  Records are
 frozen and compare by value, which buys the most useful optimisation in the controller for free:

@@ -1,5 +1,9 @@
 """Leader election on a ``coordination.k8s.io/v1`` Lease, with controller-runtime's defaults.
 
+Hand-written rather than the kubernetes client's ``leaderelection`` package: that one blocks its
+caller in a loop timed on the wall clock (``time.time()`` in ``renew_loop``: a clock jump stretches
+or cuts the renew deadline) and never releases the Lease on shutdown.
+
 Only the leader writes to clouds or the API; standby replicas keep their caches warm.  The
 algorithm is client-go's: every ``retry_period`` try to acquire or renew the Lease with an
 optimistic-concurrency update (the API answers 409 when someone else wrote first); a holder that

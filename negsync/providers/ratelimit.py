@@ -1,5 +1,9 @@
 """Client-side rate limiting: a thread-safe token bucket and a per-operation table of them.
 
+Hand-written (about 70 lines) rather than a library: the bucket must wait on negsync's injectable
+:class:`~negsync.core.clock.Clock` (tests run it in virtual time) and give up before a deadline it
+cannot meet; the rate-limit packages on PyPI sleep on the real clock.
+
 Cloud APIs throttle per account and region, and every controller sharing that account pays for
 one that bursts.  So, like the AWS Load Balancer Controller, negsync paces its own calls before
 the server has to: each API operation gets a :class:`TokenBucket` (``rate`` tokens per second,
