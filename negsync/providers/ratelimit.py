@@ -2,7 +2,7 @@
 
 Hand-written (about 70 lines) rather than a library: the bucket must wait on negsync's injectable
 :class:`~negsync.core.clock.Clock` (tests run it in virtual time) and give up before a deadline it
-cannot meet; the rate-limit packages on PyPI sleep on the real clock.
+cannot meet; adapting a rate-limit package to both would take about as much code as the bucket.
 
 Cloud APIs throttle per account and region, and every controller sharing that account pays for
 one that bursts.  So, like the AWS Load Balancer Controller, negsync paces its own calls before
