@@ -42,6 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from negsync.core.attach_times import AttachTimes
 from negsync.core.backoff import Backoff
 from negsync.core.batching import chunks, halves
 from negsync.core.bindings import BindingSpec
@@ -237,9 +238,8 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
-        # Attach completion per member of a gated binding, until its first healthy report
-        # (attach → healthy latency).
-        self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
+        # Attach completion times, per call, until a listing can time them (attach → healthy).
+        self._attach_times = AttachTimes()
         self._writes: dict[TargetRef, int] = {}  # completed transactions per target
 
     # -- the level-based entry point ----------------------------------------------------------
@@ -421,19 +421,11 @@ class Reconciler:
             version = self._writes.get(ref, 0)
         listed = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
         members = listed
-        healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
             # A write that finished while we listed makes this list stale: use it once, never cache it.
             if self._writes.get(ref, 0) == version:
                 self._actual[ref] = (now, members)
-            for member, health in members.items():
-                if health is Health.HEALTHY:
-                    attached_at = self._attached_at.pop((ref, member), None)
-                    if attached_at is not None:
-                        healthy_now.append((member, now - attached_at))
-                elif health is Health.NO_HEALTH_CHECK:
-                    # No health check will ever time this attach: the entry would wait for ever.
-                    self._attached_at.pop((ref, member), None)
+            healthy_now = self._attach_times.listed(ref, members, now=now)
         for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
@@ -482,8 +474,7 @@ class Reconciler:
                 if shared and self._ownership is not None:
                     self._ownership.forget(key, ref, done)
                 with self._lock:
-                    for member in done:
-                        self._attached_at.pop((ref, member), None)
+                    self._attach_times.detached(ref, done)
                 self._observer.detached(ref=ref, endpoints=done, issued_at=issued, done_at=self._clock.now())
             if plan.attach:
                 if shared and self._ownership is not None:
@@ -492,9 +483,10 @@ class Reconciler:
                 attached = self._send("attach", ref, sorted(plan.attach), state)
                 done_at = self._clock.now()
                 with self._lock:
-                    for member in attached:
-                        self._attached_at[(ref, member)] = done_at
-                        state.strikes.pop(member, None)
+                    self._attach_times.attached(ref, attached, done_at=done_at)
+                    if state.strikes:
+                        for member in attached:
+                            state.strikes.pop(member, None)
             with self._lock:
                 state.failures = 0
                 state.error = ""
@@ -668,6 +660,7 @@ class Reconciler:
             named = {ref for _, ref in self._targets} | {ref for refs in self._known.values() for ref in refs}
             for ref in [r for r in self._writes if r not in named]:
                 del self._writes[ref]
+            self._attach_times.forget([r for r in self._attach_times.targets() if r not in named])
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
     def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:
