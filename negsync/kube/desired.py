@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
+from negsync.core.bindings import BindingSpec, GcpNegTarget
 from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
 from negsync.core.model import BindingKey, Endpoint
 from negsync.core.reconciling import DesiredBinding
@@ -50,7 +50,7 @@ class DesiredState:
         if record is None:
             return None, None, "NotFound", f"TargetBinding {key} does not exist"
         try:
-            spec = parse_binding_spec(record.spec)
+            spec = record.parsed_spec()
         except ConfigError as exc:
             return None, None, "InvalidSpec", str(exc)
         if spec.target.kind != self._provider:
