@@ -139,7 +139,7 @@ class Pipeline:
 
         self.engine = Engine(reconciler_factory=factory, workers=workers)
         self.handlers = Handlers(caches=self.caches, enqueue=lambda key, priority: self.engine.enqueue(key, 0.0, priority))
-        kind = ResourceKind("endpointslices", _no_list, None, decode_slice)
+        kind = ResourceKind("endpointslices", _no_list, None, decode_slice, decode_slice)
         self.watcher: Watcher[Any] = Watcher(kind=kind, store=self.caches.slices, on_change=self.handlers.on_slice)
 
     def seed(self, services: list[dict[str, Any]], bindings: list[dict[str, Any]]) -> None:

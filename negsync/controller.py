@@ -277,7 +277,7 @@ class Controller:
             (ResourceKind("services", self.core.list_service_for_all_namespaces, self.core.list_namespaced_service,
                           decode_service), self.caches.services, handlers.on_service, True),
             (ResourceKind("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
-                          discovery.list_namespaced_endpoint_slice, decode_slice),
+                          discovery.list_namespaced_endpoint_slice, decode_slice, decode_slice),
              self.caches.slices, handlers.on_slice, True),
             (ResourceKind("pods", self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod, decode_pod),
              self.caches.pods, handlers.on_pod, True),

@@ -17,7 +17,6 @@ client's models).  :func:`desired_endpoints` picks the endpoints a load balancer
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import sys
 from collections.abc import Container, Iterable, Mapping
@@ -76,6 +75,9 @@ class SliceEndpoint:
     # check the pod's current IPs instead (a re-created pod has a new UID *and* a new IP).  That is
     # ~150 B less per cached endpoint, which matters at 100k endpoints.
     pod_name: str | None
+    # Why the address cannot be a member, checked once at decode for the slice's address type
+    # (the only family it is ever used for); None: a routable address of that family.
+    problem: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,47 +103,70 @@ class DesiredEndpoints:
     skipped: tuple[Skipped, ...]
 
 
-def decode_slice(raw: Mapping[str, Any]) -> SliceRecord:
-    """A slim record of an EndpointSlice; tolerant of missing optional fields."""
+def decode_slice(raw: Mapping[str, Any], previous: SliceRecord | None = None) -> SliceRecord:
+    """A slim record of an EndpointSlice; tolerant of missing optional fields.
+
+    ``previous`` is the record the cache holds for the same slice: an endpoint that did not change
+    is taken over from it as it is (the same object, its strings included) instead of being built,
+    interned and checked again — a slice update typically changes a few of its endpoints, and the
+    watch sends the whole slice every time.
+    """
     meta = raw.get("metadata") or {}
     labels = meta.get("labels") or {}
     ports = tuple(
         (str(p.get("name") or ""), int(p.get("port") or 0), str(p.get("protocol") or "TCP"))
         for p in (raw.get("ports") or [])
     )
+    address_type = str(raw.get("addressType") or "")
+    known = {e.address: e for e in previous.endpoints} if previous and previous.address_type == address_type else {}
     endpoints: list[SliceEndpoint] = []
     for ep in raw.get("endpoints") or []:
         conditions = ep.get("conditions") or {}
         # Per the API, a nil ready means "ready"; a nil serving means "same as ready".
         ready = conditions.get("ready") is not False
-        serving = conditions.get("serving")
+        serving_raw = conditions.get("serving")
+        serving = ready if serving_raw is None else bool(serving_raw)
         terminating = conditions.get("terminating") is True
         ref = ep.get("targetRef") or {}
         pod_name = str(ref["name"]) if ref.get("kind", "Pod") == "Pod" and ref.get("name") else None
+        node = str(ep.get("nodeName") or "")
+        zone = str(ep.get("zone") or "")
         for address in ep.get("addresses") or []:
+            old = known.get(address)
+            if (old is not None and old.ready == ready and old.serving == serving and old.terminating == terminating
+                    and old.node == node and old.zone == zone and old.pod_name == pod_name):
+                endpoints.append(old)
+                continue
+            text = str(address)
             endpoints.append(
                 SliceEndpoint(
-                    address=str(address),
+                    address=text,
                     ready=ready,
-                    serving=ready if serving is None else bool(serving),
+                    serving=serving,
                     terminating=terminating,
                     # Interned: 100k endpoints share a few hundred node and zone names.
-                    node=sys.intern(str(ep.get("nodeName") or "")),
-                    zone=sys.intern(str(ep.get("zone") or "")),
+                    node=sys.intern(node),
+                    zone=sys.intern(zone),
                     pod_name=pod_name,
+                    problem=_address_problem(text, address_type) if address_type in _IP_FAMILIES else None,
                 )
             )
+    decoded = tuple(endpoints)
+    if previous is not None and decoded == previous.endpoints:
+        decoded = previous.endpoints  # every endpoint taken over: share the tuple too
     return SliceRecord(
         namespace=sys.intern(str(meta.get("namespace") or "")),
         name=str(meta.get("name") or ""),
         service=str(labels.get(SERVICE_NAME_LABEL) or ""),
-        address_type=str(raw.get("addressType") or ""),
+        address_type=address_type,
         ports=ports,
-        endpoints=tuple(endpoints),
+        endpoints=decoded,
     )
 
 
-@functools.lru_cache(maxsize=1 << 18)  # every reconcile re-checks the same addresses
+_IP_FAMILIES = ("IPv4", "IPv6")
+
+
 def _address_problem(address: str, family: str) -> str | None:
     try:
         parsed = ipaddress.ip_address(address)
@@ -185,7 +210,7 @@ def desired_endpoints(
             if not 1 <= port <= 65535:
                 skipped.append(Skipped(ep.address, f"port {port} out of range in slice {record.name}"))
                 continue
-            problem = _address_problem(ep.address, ip_family)
+            problem = ep.problem  # checked at decode for the slice's family, which is ip_family here
             if problem:
                 skipped.append(Skipped(ep.address, f"{problem} (slice {record.name})"))
                 continue
