@@ -263,7 +263,8 @@ class Controller:
         self._computing: dict[BindingKey, DesiredBinding | None] = {}
         self._skipped: dict[BindingKey, int] = {}
         handlers = Handlers(caches=self.caches, enqueue=self._enqueue_from_watch,
-                            endpoints_changed=self._endpoints_changed)
+                            endpoints_changed=self._endpoints_changed,
+                            pod_ips_changed=self.drain_tracker.pod_ips_changed)
 
         def custom_all(**kw: Any) -> Any:
             return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
