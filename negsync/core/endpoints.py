@@ -243,7 +243,8 @@ def desired_endpoints(
     for key in chosen:
         terminating.pop(key, None)
     return DesiredEndpoints(
-        endpoints=tuple(sorted(chosen.values(), key=lambda e: (e.ip, e.port))),
-        terminating=tuple(sorted(terminating.values(), key=lambda e: (e.ip, e.port))),
+        # Sorted by their (ip, port) keys: unique, so no Endpoint is ever compared, and no key function.
+        endpoints=tuple(endpoint for _, endpoint in sorted(chosen.items())),
+        terminating=tuple(endpoint for _, endpoint in sorted(terminating.items())),
         skipped=tuple(skipped),
     )
