@@ -218,23 +218,16 @@ def desired_endpoints(
             if require_zone and not zone:
                 skipped.append(Skipped(ep.address, f"no zone on the endpoint or its node {ep.node!r}"))
                 continue
-            pod = PodRef(record.namespace, ep.pod_name) if ep.pod_name else None
-            endpoint = Endpoint(
-                ip=ep.address,
-                port=port,
-                zone=zone,
-                node=ep.node,
-                pod=pod,
-                ready=ep.ready,
-                serving=ep.serving,
-                terminating=ep.terminating,
-            )
             key = (ep.address, port)
+            if not (ep.terminating or ep.ready or (
+                    gated_pods and ep.pod_name and (record.namespace, ep.pod_name) in gated_pods)):
+                continue  # not ready and not gated: not a member, and nothing to drain
+            # Built only for endpoints that are kept, positionally (a keyword call costs ~0.7 µs
+            # more per Endpoint, and a reconcile builds one for every endpoint of the binding).
+            pod = PodRef._make((record.namespace, ep.pod_name, "")) if ep.pod_name else None
+            endpoint = Endpoint(ep.address, port, zone, ep.node, pod, ep.ready, ep.serving, ep.terminating)
             if ep.terminating:
                 terminating[key] = endpoint
-                continue
-            gated = pod is not None and (pod.namespace, pod.name) in gated_pods
-            if not (ep.ready or gated):
                 continue
             previous = chosen.get(key)
             # A duplicate during slice re-balancing: keep the one with the more certain state.
