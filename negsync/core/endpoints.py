@@ -138,19 +138,11 @@ def decode_slice(raw: Mapping[str, Any], previous: SliceRecord | None = None) ->
                 endpoints.append(old)
                 continue
             text = str(address)
-            endpoints.append(
-                SliceEndpoint(
-                    address=text,
-                    ready=ready,
-                    serving=serving,
-                    terminating=terminating,
-                    # Interned: 100k endpoints share a few hundred node and zone names.
-                    node=sys.intern(node),
-                    zone=sys.intern(zone),
-                    pod_name=pod_name,
-                    problem=_address_problem(text, address_type) if address_type in _IP_FAMILIES else None,
-                )
-            )
+            problem = _address_problem(text, address_type) if address_type in _IP_FAMILIES else None
+            # Positional (cheaper than keywords, in field order); node and zone interned: 100k
+            # endpoints share a few hundred node and zone names.
+            endpoints.append(SliceEndpoint(text, ready, serving, terminating, sys.intern(node), sys.intern(zone),
+                                           pod_name, problem))
     decoded = tuple(endpoints)
     if previous is not None and decoded == previous.endpoints:
         decoded = previous.endpoints  # every endpoint taken over: share the tuple too
