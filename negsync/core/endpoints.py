@@ -18,6 +18,7 @@ client's models).  :func:`desired_endpoints` picks the endpoints a load balancer
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
@@ -160,6 +161,20 @@ _IP_FAMILIES = ("IPv4", "IPv6")
 
 
 def _address_problem(address: str, family: str) -> str | None:
+    """Why ``address`` cannot be a member of a target of ``family``; None when it can."""
+    if family == "IPv4":
+        # Fast path for the common case, ~10x cheaper than ipaddress: the C parser, accepted only
+        # when the text is the canonical dotted quad (inet_pton may accept leading zeros, which
+        # ipaddress rejects).  Anything else takes the ipaddress path below, so results are the same.
+        try:
+            packed = socket.inet_pton(socket.AF_INET, address)
+        except (OSError, ValueError, TypeError):
+            packed = b""
+        if packed and "{}.{}.{}.{}".format(*packed) == address:
+            first, second = packed[0], packed[1]
+            if packed == b"\0\0\0\0" or first == 127 or 224 <= first <= 239 or (first, second) == (169, 254):
+                return "not a routable pod address"
+            return None
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

@@ -80,3 +80,36 @@ def test_a_stream_of_updates_decodes_and_computes_as_a_full_recompute_does(updat
                                     "node_zones": {"n1": "z9"}, "require_zone": True}
             assert desired_endpoints(slices=[incremental], **args) == desired_endpoints(slices=[fresh], **args)
         previous = incremental
+
+
+def _reference_problem(address: str, family: str) -> str | None:
+    """The check as ipaddress alone makes it (the fast path must agree with it everywhere)."""
+    import ipaddress
+
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if (parsed.version == 4) != (family == "IPv4"):
+        return f"not an {family} address"
+    if parsed.is_unspecified or parsed.is_loopback or parsed.is_multicast or parsed.is_link_local:
+        return "not a routable pod address"
+    return None
+
+
+_octet = st.one_of(st.integers(0, 300).map(str), st.sampled_from(["00", "01", "007", "0x1", "", " 1", "1 ", "-1"]))
+_address = st.one_of(
+    st.tuples(_octet, _octet, _octet, _octet).map(".".join),
+    st.sampled_from(["0.0.0.0", "127.0.0.1", "224.0.0.1", "239.255.255.255", "240.0.0.1", "169.254.1.1",
+                     "169.253.1.1", "10.0.0.1", "1.2.3", "1.2.3.4.5", "::1", "fd00::1", "::ffff:10.0.0.1",
+                     "10.0.0.1%eth0", "１.2.3.4"]),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_address, st.sampled_from(["IPv4", "IPv6"]))
+def test_the_fast_ipv4_check_agrees_with_ipaddress(address: str, family: str) -> None:
+    from negsync.core.endpoints import _address_problem
+
+    assert _address_problem(address, family) == _reference_problem(address, family)
