@@ -45,7 +45,8 @@ def test_address_checks_keep_nothing_once_the_endpoints_are_gone() -> None:
         before = tracemalloc.get_traced_memory()[0]
         for n in range(40):
             ips = [f"10.{n}.{k // 250}.{k % 250 + 1}" for k in range(500)]
-            decode_slice(slice_("a", [ep(ip) for ip in ips]))
+            record = decode_slice(slice_("a", [ep(ip) for ip in ips]))
+            assert len(desired_endpoints(slices=[record], port_name="http").endpoints) == 500
         gc.collect()
         retained = tracemalloc.get_traced_memory()[0] - before
     finally:
