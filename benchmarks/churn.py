@@ -140,6 +140,10 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     """One replay in this (fresh) interpreter."""
     if params.get("mode") == "cloud":
         return _measure_cloud(params)
+    if params.get("mode") == "stages":
+        from benchmarks.pipeline import stage_costs
+
+        return stage_costs(endpoints=params["endpoints"], replace=params["replace"])
     from benchmarks.pipeline import Pipeline, binding_obj, service_obj
     from negsync.providers.memory import MemoryProvider
 

@@ -69,6 +69,17 @@ def run(*, quick: bool = False, repeat: int = 3, **overrides: Any) -> list[Row]:
             f"{median([r['floor']['cpu'] / changes * 1e6 for r in results]):.1f} µs per change)",
             "≤ 3x", cpu_ratio <= 3.0),
     ]
+    stages = [run_child("churn", {"mode": "stages", "endpoints": endpoints, "replace": params["replace"]},
+                        timeout=600) for _ in range(repeat)]
+    stage = {name: median([s[name] for s in stages]) for name in stages[0]}
+    floor = stage["json_loads"]
+    rows.append(Row(
+        f"CPU per slice event by stage, µs (× json.loads), one {endpoints}-endpoint event, {params['replace']} replaced",
+        f"json.loads {floor:.1f}; decode {stage['decode']:.1f} ({stage['decode'] / floor:.1f}×; "
+        f"{stage['decode_fresh']:.1f} without the cached record); watch path {stage['handle_event']:.1f} "
+        f"({stage['handle_event'] / floor:.1f}×); DesiredState.compute {stage['compute']:.1f} "
+        f"({stage['compute'] / floor:.1f}×); targets_for {stage['targets_for']:.1f}; "
+        f"reconcile, nothing to send {stage['reconcile']:.1f} ({stage['reconcile'] / floor:.1f}×)"))
     for interval in params["min_intervals"]:
         reaction_params = {"services": services, "endpoints": endpoints, "rate": params["rate"],
                            "duration": params["duration"], "min_interval": interval}

@@ -44,7 +44,18 @@ MAX_TIMEOUT = 3600.0
 
 
 class DrainTracker:
-    """Remembers detach completions and their latency; an :class:`Observer` of the reconciler."""
+    """Remembers detach completions and their latency; an :class:`Observer` of the reconciler.
+
+    A detach time is kept exactly as long as it can answer a ``/drain-wait``: while a pod in the
+    pod cache holds the IP (``/drain-wait`` answers 404 for any other pod).  The controller reports
+    every change of the cached pods' IPs (:meth:`pod_ips_changed`); a detach time goes when the pod
+    that had the IP leaves the cache, and when a pod newly takes the IP — a reused IP must not
+    inherit an older pod's detach, or that pod's margin would be counted from the wrong moment.
+    Forgetting errs on the safe side: a waiter without a detach time counts the margin from when it
+    first sees the IP clear, i.e. later, never earlier.  So what is kept is bounded by the live pods
+    that were detached — level-based, like the rest of the controller (issue 18 soak); ``max_ips``
+    and ``ttl`` remain as a last cap only.
+    """
 
     def __init__(self, *, clock: Clock | None = None, samples: int = 512, max_ips: int = 200_000,
                  ttl: float = 3600.0) -> None:
@@ -52,11 +63,34 @@ class DrainTracker:
         self._cond = threading.Condition()
         self._latencies: deque[float] = deque(maxlen=samples)
         # IP → detach completion, oldest first (a re-detached IP moves to the end).  A plain dict in
-        # insertion order, pruned from the front: ~70 B per IP where a TTLCache took ~260 B — at
-        # the 200,000-IP bound that is 50 MB less (issue 18 soak).
+        # insertion order, pruned from the front: ~70 B per IP where a TTLCache took ~260 B.
         self._detached_at: dict[str, float] = {}
+        # IP → how many cached pods hold it (more than one only while a reused IP changes hands).
+        self._pods: dict[str, int] = {}
         self._max_ips = max_ips
         self._ttl = ttl
+
+    def pod_ips_changed(self, before: Sequence[str], after: Sequence[str]) -> None:
+        """A cached pod's IPs changed: ``before=()`` for a pod that appeared, ``after=()`` for one deleted."""
+        gone, new = set(before) - set(after), set(after) - set(before)
+        if not gone and not new:
+            return
+        with self._cond:
+            for ip in gone:
+                left = self._pods.get(ip, 0) - 1
+                if left > 0:
+                    self._pods[ip] = left
+                else:
+                    self._pods.pop(ip, None)
+                self._detached_at.pop(ip, None)  # the pod it described is gone
+            for ip in new:
+                self._pods[ip] = self._pods.get(ip, 0) + 1
+                self._detached_at.pop(ip, None)  # an earlier detach is not this pod's
+
+    def __len__(self) -> int:
+        """Detach times kept."""
+        with self._cond:
+            return len(self._detached_at)
 
     # Observer interface ----------------------------------------------------------------------
     def call_finished(self, *, ref: TargetRef, operation: str, size: int, seconds: float, outcome: str) -> None:
@@ -74,7 +108,8 @@ class DrainTracker:
                 self._latencies.append(max(0.0, done_at - issued_at))
             for member in endpoints:
                 self._detached_at.pop(member.ip, None)
-                self._detached_at[member.ip] = done_at
+                if member.ip in self._pods:  # no cached pod holds it: no /drain-wait can ask
+                    self._detached_at[member.ip] = done_at
             self._prune(self._clock.now())
             self._cond.notify_all()
 

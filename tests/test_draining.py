@@ -183,6 +183,10 @@ def test_end_to_end_a_pre_stop_hook_waits_for_the_real_detach(kube: KubeApiEmula
         assert outcome["status"] == 200 and outcome["body"]["detached"] is True
         assert outcome["at"] - released >= 0.25  # the propagation margin was honoured
         assert provider.members(ref) == {TargetEndpoint("10.1.0.1", 8080)}
+        # The detach time lives as long as its pod: gone with the pod (issue 18 soak).
+        assert controller.drain_tracker.detached_at("10.1.0.2") is not None
+        kube.delete("v1", "Pod", "shop", "web-1")
+        wait_for(lambda: controller.drain_tracker.detached_at("10.1.0.2") is None)
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"http://127.0.0.1:{servers.ports[0]}/drain-wait?pod=shop/nope&timeout=1", timeout=5)
         assert info.value.code == 404
@@ -201,6 +205,7 @@ def test_detach_times_are_bounded_in_count_and_age() -> None:
     tracker = DrainTracker(clock=clock, max_ips=100, ttl=600.0)
     ref = TargetRef("memory", "local", "web")
     for n in range(1_000):
+        tracker.pod_ips_changed((), (f"10.0.{n // 250}.{n % 250}",))
         tracker.detached(ref=ref, endpoints=[TargetEndpoint(f"10.0.{n // 250}.{n % 250}", 8080)],
                          issued_at=clock.now(), done_at=clock.now())
         clock.advance(0.01)
@@ -222,6 +227,8 @@ def test_a_detach_time_costs_little_memory() -> None:
 
     clock = VirtualClock()
     tracker = DrainTracker(clock=clock)
+    for batch in members:
+        tracker.pod_ips_changed((), (batch[0].ip,))
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -232,3 +239,52 @@ def test_a_detach_time_costs_little_memory() -> None:
         tracemalloc.stop()
     assert all(tracker.detached_at(batch[0].ip) == clock.now() for batch in members)  # every one kept
     assert per_ip < 150, f"{per_ip:.0f} B per detached IP"  # a cachetools.TTLCache took ~175 B + its links
+
+
+def test_detach_times_live_as_long_as_the_pods_that_had_the_ips() -> None:
+    # Issue 18 soak: detach times were kept for an hour (up to 200,000 IPs) whatever became of the
+    # pod; now only while a cached pod holds the IP.  Pod changes reach the tracker through the
+    # handlers of the pod watch, as in the controller.
+    from negsync.core.clock import VirtualClock
+    from negsync.kube.caches import Caches, decode_pod
+    from negsync.kube.handlers import Handlers
+
+    clock = VirtualClock()
+    tracker = DrainTracker(clock=clock)
+    handlers = Handlers(caches=Caches(), enqueue=lambda key, priority: None, pod_ips_changed=tracker.pod_ips_changed)
+    ref = TargetRef("memory", "local", "web")
+    live: dict[int, Any] = {}
+    for n in range(2_000):
+        ip = f"10.2.{n // 250}.{n % 250}"
+        live[n] = decode_pod(pod(f"web-{n}", ip=ip))
+        handlers.on_pod(None, live[n])
+        tracker.detached(ref=ref, endpoints=[TargetEndpoint(ip, 8080)], issued_at=clock.now(), done_at=clock.now())
+        clock.advance(0.01)
+        if n >= 10:  # ten pods terminating at a time; the oldest is deleted
+            handlers.on_pod(live.pop(n - 10), None)
+        assert len(tracker) <= len(live)
+    assert len(tracker) == 10
+    assert all(tracker.detached_at(record.ips[0]) is not None for record in live.values())
+    # A detach of an IP no cached pod holds (no /drain-wait can ask for it) is not kept either.
+    tracker.detached(ref=ref, endpoints=[TargetEndpoint("10.9.0.1", 8080)], issued_at=0.0, done_at=0.0)
+    assert tracker.detached_at("10.9.0.1") is None and len(tracker) == 10
+
+
+def test_a_reused_ip_does_not_inherit_an_old_pods_detach() -> None:
+    from negsync.core.clock import VirtualClock
+
+    clock = VirtualClock()
+    tracker = DrainTracker(clock=clock)
+    ref = TargetRef("memory", "local", "web")
+    tracker.pod_ips_changed((), ("10.3.0.1",))  # pod A
+    tracker.detached(ref=ref, endpoints=[TargetEndpoint("10.3.0.1", 8080)], issued_at=0.0, done_at=clock.now())
+    assert tracker.detached_at("10.3.0.1") == clock.now()
+    # Pod B takes the IP before A's object is gone: A's detach says nothing about B.
+    tracker.pod_ips_changed((), ("10.3.0.1",))
+    assert tracker.detached_at("10.3.0.1") is None
+    tracker.pod_ips_changed(("10.3.0.1",), ())  # A deleted; B still holds the IP
+    clock.advance(5.0)
+    tracker.detached(ref=ref, endpoints=[TargetEndpoint("10.3.0.1", 8080)], issued_at=0.0, done_at=clock.now())
+    assert tracker.detached_at("10.3.0.1") == clock.now()  # B's own detach
+    tracker.pod_ips_changed(("10.3.0.1",), ())  # B deleted
+    assert tracker.detached_at("10.3.0.1") is None and len(tracker) == 0

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from negsync.core.attach_times import AttachTimes
 from negsync.core.backoff import Backoff
 from negsync.core.batching import send_bisecting
 from negsync.core.bindings import BindingSpec
@@ -101,9 +102,8 @@ class Reconciler:
         self._pool = ThreadPoolExecutor(max_workers=call_workers, thread_name_prefix="negsync-call")
         self._futures: set[Future[None]] = set()
         self._closed = False
-        # Attach completion per member of a gated binding, until its first healthy report
-        # (attach → healthy latency).
-        self._attached_at: dict[tuple[TargetRef, TargetEndpoint], float] = {}
+        # Attach completion times, per call, until a listing can time them (attach → healthy).
+        self._attach_times = AttachTimes()
 
     # -- the level-based entry point ----------------------------------------------------------
     def reconcile(self, key: BindingKey, desired: DesiredBinding | None) -> ReconcileResult:
@@ -261,17 +261,9 @@ class Reconciler:
             return cached
         version = self._cache.version(ref)
         members = self._timed("list", ref, lambda: self._provider.list_endpoints(ref))
-        healthy_now: list[tuple[TargetEndpoint, float]] = []
         with self._lock:
             self._cache.store(ref, members, version=version, listed_at=now)
-            for member, health in members.items():
-                if health is Health.HEALTHY:
-                    attached_at = self._attached_at.pop((ref, member), None)
-                    if attached_at is not None:
-                        healthy_now.append((member, now - attached_at))
-                elif health is Health.NO_HEALTH_CHECK:
-                    # No health check will ever time this attach: the entry would wait for ever.
-                    self._attached_at.pop((ref, member), None)
+            healthy_now = self._attach_times.listed(ref, members, now=now)
         for member, seconds in healthy_now:
             self._observer.became_healthy(ref=ref, endpoint=member, seconds=seconds)
         return members
@@ -311,8 +303,7 @@ class Reconciler:
                 if shared and self._ownership is not None:
                     self._ownership.forget(key, ref, done)
                 with self._lock:
-                    for member in done:
-                        self._attached_at.pop((ref, member), None)
+                    self._attach_times.detached(ref, done)
                 self._observer.detached(ref=ref, endpoints=done, issued_at=issued, done_at=self._clock.now())
             if plan.attach:
                 if shared and self._ownership is not None:
@@ -321,9 +312,10 @@ class Reconciler:
                 attached = self._send("attach", ref, sorted(plan.attach), state)
                 done_at = self._clock.now()
                 with self._lock:
-                    for member in attached:
-                        self._attached_at[(ref, member)] = done_at
-                        state.strikes.pop(member, None)
+                    self._attach_times.attached(ref, attached, done_at=done_at)
+                    if state.strikes:
+                        for member in attached:
+                            state.strikes.pop(member, None)
             with self._lock:
                 state.failures = 0
                 state.error = ""
@@ -401,6 +393,7 @@ class Reconciler:
                 del self._targets[pair]
             named = {ref for _, ref in self._targets} | {ref for refs in self._known.values() for ref in refs}
             self._cache.keep_versions(named)
+            self._attach_times.forget([r for r in self._attach_times.targets() if r not in named])
 
     # -- queries for drain-wait and shutdown ---------------------------------------------------
     def holds(self, ip: str, *, keys: Iterable[BindingKey] | None = None) -> bool:

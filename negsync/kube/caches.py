@@ -18,11 +18,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from negsync.core.bindings import BindingSpec, parse_binding_spec
 from negsync.core.endpoints import SERVICE_NAME_LABEL, SliceRecord, decode_slice
+from negsync.errors import ConfigError
 
 GATE_PREFIX = "target-health.negsync.io/"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -120,30 +122,54 @@ class NodeRecord:
 
 @dataclass(frozen=True, slots=True)
 class BindingRecord:
+    """A TargetBinding; its spec is decoded and validated once, when the record is made.
+
+    ``spec_json`` (canonical JSON) is what records compare by — the change filter and the
+    handlers' "only the status changed" test; ``spec`` (the decoded JSON, read-only by
+    convention), ``service_name`` and the parsed spec are derived from it in ``__post_init__``
+    and take no part in comparisons.  A reconcile, an index function and drain-wait read them
+    without re-parsing (issue 14 item 5).
+    """
+
     namespace: str
     name: str
     uid: str
     generation: int
-    spec_json: str  # canonical JSON: immutable, comparable, parsed on use
+    spec_json: str
     finalizers: tuple[str, ...]
     deleting: bool
     status_json: str
+    spec: Any = field(init=False, compare=False, repr=False)
+    service_name: str = field(init=False, compare=False, repr=False)
+    _parsed: BindingSpec | None = field(init=False, compare=False, repr=False)
+    _problem: tuple[str, str] | None = field(init=False, compare=False, repr=False)  # ConfigError (field, message)
 
-    @property
-    def spec(self) -> Any:
-        return json.loads(self.spec_json)
+    def __post_init__(self) -> None:
+        spec = json.loads(self.spec_json)
+        ref = spec.get("serviceRef") if isinstance(spec, dict) else None
+        name = ref.get("name") if isinstance(ref, dict) else None
+        parsed: BindingSpec | None = None
+        problem: tuple[str, str] | None = None
+        try:
+            parsed = parse_binding_spec(spec)
+        except ConfigError as exc:
+            problem = (exc.field, exc.message)
+        object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "service_name", name if isinstance(name, str) else "")
+        object.__setattr__(self, "_parsed", parsed)
+        object.__setattr__(self, "_problem", problem)
+
+    def parsed_spec(self) -> BindingSpec:
+        """The validated spec; raises :class:`ConfigError` (a fresh one each time) when it is invalid."""
+        if self._parsed is None:
+            field_path, message = self._problem or ("spec", "is invalid")
+            raise ConfigError(field_path, message)
+        return self._parsed
 
     @property
     def status(self) -> dict[str, Any]:
         value = json.loads(self.status_json)
         return value if isinstance(value, dict) else {}
-
-    @property
-    def service_name(self) -> str:
-        spec = self.spec
-        ref = spec.get("serviceRef") if isinstance(spec, dict) else None
-        name = ref.get("name") if isinstance(ref, dict) else None
-        return name if isinstance(name, str) else ""
 
 
 def _meta(raw: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -240,7 +240,8 @@ class Controller:
                              gate_timeout=settings.gate_timeout, provider_name=provider.name, telemetry=telemetry))
         self.queries = DrainQueries(caches=self.caches, provider=provider, engine=lambda: self.engine)
         handlers = Handlers(caches=self.caches, enqueue=self._enqueue_from_watch,
-                            endpoints_changed=self._endpoints_changed)
+                            endpoints_changed=self._endpoints_changed,
+                            pod_ips_changed=self.drain_tracker.pod_ips_changed)
 
         def custom_all(**kw: Any) -> Any:
             return self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw)
@@ -254,7 +255,7 @@ class Controller:
             (ResourceKind("services", self.core.list_service_for_all_namespaces, self.core.list_namespaced_service,
                           decode_service), self.caches.services, handlers.on_service, True),
             (ResourceKind("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
-                          discovery.list_namespaced_endpoint_slice, decode_slice),
+                          discovery.list_namespaced_endpoint_slice, decode_slice, decode_slice),
              self.caches.slices, handlers.on_slice, True),
             (ResourceKind("pods", self.core.list_pod_for_all_namespaces, self.core.list_namespaced_pod, decode_pod),
              self.caches.pods, handlers.on_pod, True),

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from negsync.core.bindings import BindingSpec, GcpNegTarget, parse_binding_spec
+from negsync.core.bindings import BindingSpec, GcpNegTarget
 from negsync.core.endpoints import DesiredEndpoints, Skipped, desired_endpoints
 from negsync.core.model import BindingKey, Endpoint
 from negsync.core.records import DesiredBinding
@@ -65,7 +65,7 @@ class DesiredState:
         if record is None:
             return BindingCheck(None, None, "NotFound", f"TargetBinding {key} does not exist")
         try:
-            spec = parse_binding_spec(record.spec)
+            spec = record.parsed_spec()
         except ConfigError as exc:
             return BindingCheck(None, None, "InvalidSpec", str(exc))
         if spec.target.kind != self._provider:

@@ -8,7 +8,7 @@ its detach overtakes pending attaches in every binding.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from negsync.core.endpoints import SliceRecord
 from negsync.core.model import BindingKey
@@ -28,11 +28,14 @@ def _removals(old: SliceRecord | None, new: SliceRecord | None) -> bool:
 
 class Handlers:
     def __init__(self, *, caches: Caches, enqueue: Enqueue,
-                 endpoints_changed: Callable[[BindingKey], None] | None = None) -> None:
+                 endpoints_changed: Callable[[BindingKey], None] | None = None,
+                 pod_ips_changed: Callable[[Sequence[str], Sequence[str]], None] | None = None) -> None:
         self._caches = caches
         self._enqueue = enqueue
         # Start of the "endpoint change → cloud call" interval (calibration and reaction metrics).
         self._endpoints_changed = endpoints_changed or (lambda key: None)
+        # (IPs before, IPs after) of a cached pod: what the drain tracker's detach times live by.
+        self._pod_ips_changed = pod_ips_changed or (lambda before, after: None)
 
     def _bindings_of_service(self, namespace: str, service: str) -> Iterable[BindingKey]:
         for record in self._caches.bindings.by_index("service", (namespace, service)):
@@ -53,6 +56,9 @@ class Handlers:
                 self._enqueue(key, False)
 
     def on_pod(self, old: PodRecord | None, new: PodRecord | None) -> None:
+        before, after = (old.ips if old else ()), (new.ips if new else ())
+        if before != after:
+            self._pod_ips_changed(before, after)
         keys = {k for r in (old, new) if r is not None for k in pod_gate_bindings(r)}
         for namespace, name in keys:
             self._enqueue(BindingKey(namespace, name), False)

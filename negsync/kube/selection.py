@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from negsync.core.bindings import BindingSpec, parse_binding_spec
+from negsync.core.bindings import BindingSpec
 from negsync.errors import ConfigError
 from negsync.kube.caches import BindingRecord, Key, ServiceRecord
 
@@ -36,7 +36,7 @@ def bindings_selecting(*, namespace: str, labels: Mapping[str, str], bindings: I
         if record.namespace != namespace:
             continue
         try:
-            spec = parse_binding_spec(record.spec)
+            spec = record.parsed_spec()
         except ConfigError:
             continue
         service = services((namespace, spec.service_name))

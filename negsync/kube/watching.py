@@ -73,6 +73,9 @@ class ResourceKind:
     list_all: ListFunction
     list_in: Callable[..., Any] | None
     decode: Callable[[Mapping[str, Any]], Any]
+    # decode(raw, the record the store holds for that object): lets a kind share what did not
+    # change with the record it replaces (EndpointSlices: every unchanged endpoint).
+    redecode: Callable[[Mapping[str, Any], Any], Any] | None = None
 
 
 class Gone(Exception):
@@ -284,6 +287,11 @@ class Watcher(Generic[R]):
     # -- events --------------------------------------------------------------------------------
     def _decode(self, raw: Mapping[str, Any]) -> Any:
         try:
+            if self.kind.redecode is not None:
+                meta = raw.get("metadata") or {}
+                previous = self.store.get((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+                if previous is not None:
+                    return self.kind.redecode(raw, previous)
             return self.kind.decode(raw)
         except Exception:
             # One malformed object must never stop the watch of all the others.

@@ -250,10 +250,10 @@ def test_attach_times_live_until_the_first_health_read_that_can_time_them() -> N
             while reconciler.busy():
                 assert time.monotonic() < deadline
                 time.sleep(0.002)
-            assert len(reconciler._attached_at) == 3  # timed from the attach's completion
+            assert len(reconciler._attach_times) == 3  # timed from the attach's completion
             clock.advance(60.0)
             reconciler.reconcile(KEY, desired.get(KEY))  # the member listing period: a real listing
-            assert reconciler._attached_at == {}
+            assert len(reconciler._attach_times) == 0
             assert sorted(healthy) == (sorted(members(endpoints(3))) if checking else [])
         finally:
             reconciler.close(wait=False)
