@@ -209,7 +209,7 @@ def stage_costs(*, endpoints: int = 15, replace: int = 3, number: int = 2_000, r
     event = json.loads(line)
     raw = event["object"]
     desired = DesiredState(caches=caches, provider_name=provider.name)
-    reconciler = Reconciler(provider=provider, source=desired.compute, enqueue=lambda *a: None, call_workers=1,
+    reconciler = Reconciler(provider=provider, enqueue=lambda *a: None, call_workers=1,
                             resync_period=3600.0, member_list_period=3600.0)
 
     def handle() -> None:
@@ -228,14 +228,15 @@ def stage_costs(*, endpoints: int = 15, replace: int = 3, number: int = 2_000, r
         watcher.handle_event(event)
         computed = desired.compute(key)
         assert computed is not None
-        reconciler.reconcile(key)
+        reconciler.reconcile(key, computed)
         deadline = time.monotonic() + 10
         while reconciler.busy() and time.monotonic() < deadline:
             time.sleep(0.001)
         result |= {"compute": best(lambda: desired.compute(key)),
                    "targets_for": best(lambda: provider.targets_for(binding=key, spec=computed.spec.target,
                                                                     endpoints=computed.endpoints)),
-                   "reconcile": best(lambda: reconciler.reconcile(key))}
+                   # As the controller runs it: desired state computed afresh, then the reconcile.
+                   "reconcile": best(lambda: reconciler.reconcile(key, desired.compute(key)))}
     finally:
         reconciler.close(wait=False)
     return result

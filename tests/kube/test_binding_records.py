@@ -35,7 +35,7 @@ def test_reconciles_and_index_functions_never_parse_the_spec_again(monkeypatch: 
     monkeypatch.setattr(json, "loads", counting_loads)
     for _ in range(3):
         caches.bindings.put(("shop", "web"), record)
-        assert desired.problem(KEY)[2] == ""
+        assert desired.problem(KEY).reason == ""
         computed = desired.compute(KEY)
         assert computed is not None and len(computed.endpoints) == 2
         assert [s.record.name for s in bindings_selecting(
@@ -55,8 +55,8 @@ def test_an_invalid_spec_still_names_its_field_on_every_look() -> None:
         assert caught.value.field == "spec.serviceRef.port"
     caches = Caches()
     caches.bindings.put(("shop", "web"), record)
-    _, _, reason, message = DesiredState(caches=caches, provider_name="memory").problem(KEY)
-    assert reason == "InvalidSpec" and "spec.serviceRef.port" in message
+    check = DesiredState(caches=caches, provider_name="memory").problem(KEY)
+    assert check.reason == "InvalidSpec" and "spec.serviceRef.port" in check.message
 
 
 def test_records_compare_by_their_canonical_spec_only() -> None:
