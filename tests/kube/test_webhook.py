@@ -1,4 +1,10 @@
-"""The readiness-gate admission webhook: real AdmissionReview v1 requests over verified TLS."""
+"""The readiness-gate admission webhook as the API server reaches it: AdmissionReview v1 over verified TLS.
+
+An integration test of the package (server, admission, certs together), kept on purpose: a gate
+patched end to end, the HTTP edges, certificate reload and ``start_webhook`` against the API emulator.
+The pure decision (which pod gets which gate) is tests/kube/webhook/test_admission.py; the listener's
+address families tests/kube/webhook/test_server.py; certificates tests/kube/webhook/certs/.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import http.client
 import json
 import socket
 import ssl
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,21 +20,18 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from negsync.kube.caches import Caches, decode_binding, decode_service
+from negsync.kube.caches import Caches
 from negsync.kube.webhook import (
     MAX_BODY,
     WebhookCertificateError,
     WebhookServer,
     generate_serving_certificate,
-    mutate,
     start_webhook,
     write_serving_files,
 )
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import binding, service
-
-GATE = "target-health.negsync.io/"
-
+from tests.kube.webhook.reviews import GATE, put_binding, put_service, review
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -46,14 +48,6 @@ def caches() -> Caches:
     return caches
 
 
-def put_binding(caches: Caches, raw: dict[str, Any]) -> None:
-    caches.bindings.put((raw["metadata"]["namespace"], raw["metadata"]["name"]), decode_binding(raw))
-
-
-def put_service(caches: Caches, raw: dict[str, Any]) -> None:
-    caches.services.put((raw["metadata"]["namespace"], raw["metadata"]["name"]), decode_service(raw))
-
-
 @pytest.fixture
 def server(caches: Caches, pki: tuple[bytes, bytes, bytes], tmp_path: Path) -> Iterator[WebhookServer]:
     _, cert_pem, key_pem = pki
@@ -67,31 +61,6 @@ def server(caches: Caches, pki: tuple[bytes, bytes, bytes], tmp_path: Path) -> I
 
 def tls_context(ca_pem: bytes) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=ca_pem.decode())  # verification and hostname check ON
-
-
-def review(*, ns: str = "shop", labels: dict[str, str] | None = None, operation: str = "CREATE",
-           gates: list[str] | None = None, kind: str = "Pod") -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "web"}]}
-    if gates is not None:
-        spec["readinessGates"] = [{"conditionType": g} for g in gates]
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": kind},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": kind},
-            "namespace": ns,
-            "operation": operation,
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            # As a ReplicaSet creates it: generateName, no name, no namespace in the object.
-            "object": {"apiVersion": "v1", "kind": kind,
-                       "metadata": {"generateName": "web-5d9c7-", "labels": labels or {"app": "web"}}, "spec": spec},
-            "oldObject": None,
-            "dryRun": False,
-        },
-    }
 
 
 def post(port: int, ca_pem: bytes, body: bytes, *, path: str = "/mutate-pods") -> tuple[int, bytes]:
@@ -126,102 +95,6 @@ def test_gate_added_for_selecting_binding(server: WebhookServer, caches: Caches,
     put_binding(caches, binding("web", svc="web"))
     _, patch = admit(server, pki[0], review())
     assert patch == [{"op": "add", "path": "/spec/readinessGates", "value": [{"conditionType": GATE + "web"}]}]
-
-
-def test_no_gate_when_readiness_gate_false(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("web", gate=False))
-    assert admit(server, pki[0], review())[1] is None
-
-
-def test_no_gate_when_service_does_not_select_pod(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("web"))
-    assert admit(server, pki[0], review(labels={"app": "api"}))[1] is None
-
-
-def test_no_gate_for_another_namespaces_binding(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_service(caches, service("web", ns="other"))
-    put_binding(caches, binding("web", ns="other"))
-    assert admit(server, pki[0], review(ns="shop"))[1] is None
-    _, patch = admit(server, pki[0], review(ns="other"))
-    assert patch is not None and patch[0]["value"] == [{"conditionType": GATE + "web"}]
-
-
-@pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
-def test_no_gate_for_other_operations(server: WebhookServer, caches: Caches, pki: Any, operation: str) -> None:
-    put_binding(caches, binding("web"))
-    assert admit(server, pki[0], review(operation=operation))[1] is None
-
-
-def test_no_gate_for_other_kinds(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("web"))
-    assert admit(server, pki[0], review(kind="Deployment"))[1] is None
-
-
-def test_idempotent_when_gate_present(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("web"))
-    assert admit(server, pki[0], review(gates=[GATE + "web"]))[1] is None
-
-
-def test_appends_when_readiness_gates_exist(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("web"))
-    _, patch = admit(server, pki[0], review(gates=["example.com/other"]))
-    assert patch == [{"op": "add", "path": "/spec/readinessGates/-", "value": {"conditionType": GATE + "web"}}]
-
-
-def test_two_bindings_two_gates(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_service(caches, service("web-canary", selector={"app": "web"}))
-    put_binding(caches, binding("web", svc="web"))
-    put_binding(caches, binding("canary", svc="web-canary"))
-    _, patch = admit(server, pki[0], review())
-    assert patch == [{"op": "add", "path": "/spec/readinessGates",
-                      "value": [{"conditionType": GATE + "canary"}, {"conditionType": GATE + "web"}]}]
-    # One already present (a reinvocation): only the other is appended.
-    _, patch = admit(server, pki[0], review(gates=[GATE + "web"]))
-    assert patch == [{"op": "add", "path": "/spec/readinessGates/-", "value": {"conditionType": GATE + "canary"}}]
-
-
-def test_invalid_binding_spec_skipped(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    put_binding(caches, binding("broken", target={"gcpNeg": {"project": "NOT VALID"}}))
-    put_binding(caches, binding("web"))
-    _, patch = admit(server, pki[0], review())
-    assert patch is not None and patch[0]["value"] == [{"conditionType": GATE + "web"}]
-
-
-def test_bindings_the_controller_would_never_gate_are_skipped(server: WebhookServer, caches: Caches, pki: Any) -> None:
-    # Each of these would leave the pod un-Ready forever: the controller never writes their condition.
-    put_binding(caches, binding("no-service", svc="missing"))
-    put_binding(caches, binding("no-port", port="grpc"))
-    deleting = binding("deleting")
-    deleting["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
-    put_binding(caches, deleting)
-    put_binding(caches, binding("x" * 64))  # condition type name part > 63: the API would reject the pod
-    assert admit(server, pki[0], review())[1] is None
-
-
-def test_namespace_without_inject_label_gets_nothing(caches: Caches) -> None:
-    put_binding(caches, binding("web"))
-    request = review()
-    assert "patch" not in mutate(request, bindings=caches.bindings.values(), services=caches.services.get,
-                                 namespace_labels={"team": "shop"})["response"]
-    answer = mutate(request, bindings=caches.bindings.values(), services=caches.services.get,
-                    namespace_labels={"negsync.io/readiness-gate-inject": "enabled"})
-    assert "patch" in answer["response"]
-
-
-def test_provider_mismatch_skipped(caches: Caches) -> None:
-    put_binding(caches, binding("web"))  # a memory target
-    assert "patch" not in mutate(review(), bindings=caches.bindings.values(), services=caches.services.get,
-                                 provider="gcp")["response"]
-
-
-def test_internal_error_admits_without_patch(caches: Caches) -> None:
-    def broken(key: Any) -> Any:
-        raise RuntimeError("boom")
-
-    put_binding(caches, binding("web"))
-    request = review()
-    answer = mutate(request, bindings=caches.bindings.values(), services=broken)
-    assert answer["response"] == {"uid": request["request"]["uid"], "allowed": True}
 
 
 # -- HTTP edges -----------------------------------------------------------------------------------
