@@ -4,6 +4,8 @@ The real CLI runs as a subprocess against the Kubernetes API emulator.  The scen
 instrument data: three gated pods are registered (cloud calls, endpoints per call, reconcile
 duration), the provider reports them healthy after 0.3 s so their gates flip (gate latency), then
 one endpoint turns terminating and is detached (detach latency).
+
+An integration test, kept on purpose (the instruments one by one: tests/test_telemetry.py).
 """
 
 from __future__ import annotations
