@@ -1,4 +1,8 @@
-"""The webhook's HTTPS server binds and answers on both address families (``--webhook-addr [::]:9443``)."""
+"""The webhook's HTTPS server (:mod:`negsync.kube.webhook.server`): both address families, answers counted, no Nagle.
+
+``--webhook-addr [::]:9443`` binds either family; each answer is counted by outcome (the
+webhook-requests metric); accepted connections have TCP_NODELAY set.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import http.client
 import json
 import ssl
 from pathlib import Path
+from typing import Any
 
 from negsync.core.httpserver import format_address
 from negsync.kube.caches import Caches
 from negsync.kube.webhook import WebhookServer, generate_serving_certificate, start_webhook, write_serving_files
 from tests.kube.conftest import binding
-from tests.kube.test_webhook import GATE, caches, put_binding, review  # noqa: F401  (fixture)
-from tests.support.loopback import LOOPBACKS, require
+from tests.kube.test_webhook import caches, pki, post  # noqa: F401  (fixtures)
+from tests.kube.webhook.reviews import GATE, put_binding, review
+from tests.support.loopback import LOOPBACKS, require, spy_nodelay
 
 
 def exchange(host: str, port: int, ca_pem: bytes) -> tuple[int, dict[str, object], int]:
@@ -60,5 +66,31 @@ def test_start_webhook_takes_a_bracketed_address(host: str, caches: Caches) -> N
         assert webhook.upkeep is not None
         status, response, health = exchange(host, webhook.port, webhook.upkeep.ca_pem)
         assert (status, health) == (200, 200) and response["allowed"] is True
+    finally:
+        webhook.stop()
+
+
+def test_answers_are_counted_by_outcome(caches: Caches, pki: Any, tmp_path: Path) -> None:  # noqa: F811
+    write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
+    put_binding(caches, binding("web"))
+    webhook = WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path).start()
+    try:
+        assert post(webhook.port, pki[0], json.dumps(review()).encode())[0] == 200
+        assert post(webhook.port, pki[0], json.dumps(review(labels={"app": "other"})).encode())[0] == 200
+        assert post(webhook.port, pki[0], b"not json")[0] == 400
+        assert webhook.outcomes == {"patched": 1, "allowed": 1, "error": 0, "invalid": 1}
+    finally:
+        webhook.stop()
+
+
+def test_webhook_connections_have_nagle_disabled(caches: Caches, pki: Any, tmp_path: Path) -> None:  # noqa: F811
+    write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
+    webhook = WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path).start()
+    try:
+        server = webhook._server
+        assert server is not None
+        accepted = spy_nodelay(server)
+        assert post(webhook.port, pki[0], b"[]")[0] == 400
+        assert accepted and accepted[0] != 0
     finally:
         webhook.stop()
