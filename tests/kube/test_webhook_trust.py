@@ -25,7 +25,8 @@ from negsync.kube.caches import Caches
 from negsync.kube.webhook import generate_serving_certificate, start_webhook
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_webhook import caches, pki, put_binding, webhook_configuration  # noqa: F401
+from tests.kube.webhook.conftest import caches, pki  # noqa: F401  (fixtures)
+from tests.kube.webhook.support import webhook_configuration
 
 WEBHOOK = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice
-from tests.kube.test_webhook import webhook_configuration
+from tests.kube.webhook.support import webhook_configuration
 from tests.support.waiting import wait_for
 from tests.telemetry.harness import GATE, ControllerProcess, free_port, http_get, seed
 

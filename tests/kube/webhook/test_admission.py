@@ -1,7 +1,7 @@
 """Which pod gets which readiness gate (:mod:`negsync.kube.webhook.admission`): the pure decision.
 
 Each case calls :func:`mutate` as the server does and decodes the JSONPatch; that the same answer
-travels over verified TLS is tests/kube/test_webhook.py.
+travels over verified TLS is tests/kube/webhook/test_webhook.py.
 """
 
 from __future__ import annotations
@@ -15,14 +15,7 @@ import pytest
 from negsync.kube.caches import Caches
 from negsync.kube.webhook.admission import MalformedReview, gates_for, mutate, request_of
 from tests.kube.conftest import binding, service
-from tests.kube.webhook.reviews import GATE, put_binding, put_service, review
-
-
-@pytest.fixture
-def caches() -> Caches:
-    caches = Caches()
-    put_service(caches, service("web", selector={"app": "web"}))
-    return caches
+from tests.kube.webhook.support import GATE, put_binding, put_service, review
 
 
 def admit(caches: Caches, request: dict[str, Any], **options: Any) -> tuple[dict[str, Any], list[Any] | None]:
