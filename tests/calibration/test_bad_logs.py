@@ -1,4 +1,8 @@
-"""Bad access logs and timelines: exit 2 and one line naming the flag (and the file and line), never a traceback."""
+"""Bad access logs and timelines: exit 2 and one line naming the flag (and the file and line), never a traceback.
+
+A cross-module test, kept on purpose: it runs ``negsync calibrate --access-log --timeline`` as a user does,
+so each bad input crosses timeline, accesslogs and command together (the pure parsers have their own files).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ an endpoint every calibrated sample is off by about ``1 / rps`` (here 5 rps: 0.2
 the last detach request early, the first attach request late).  Stated bound: the sorted
 calibrated samples are within 0.5 s of the sorted true delays at the median and within 2 s
 everywhere; p50 and p90 within 0.5 s.
+
+A cross-module test, kept on purpose: generated logs go through ``negsync calibrate`` (timeline,
+accesslogs, propagation, command) and the result through the simulator.
 """
 
 from __future__ import annotations

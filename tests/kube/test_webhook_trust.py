@@ -1,4 +1,9 @@
-"""/readyz follows the API server's trust in this replica's webhook certificate; answers counted; no Nagle stall.
+"""/readyz follows the API server's trust in this replica's webhook certificate.
+
+An integration test, kept on purpose: the webhook (:mod:`negsync.kube.webhook`), its trust check
+and the health server (:mod:`negsync.serving`) together against the API emulator.  The trust check
+alone is tests/kube/webhook/certs/test_trust.py; the counted answers and TCP_NODELAY moved to
+tests/kube/webhook/test_server.py.
 
 The API server verifies the webhook's serving certificate against the configuration's
 ``caBundle`` (admissionregistration.k8s.io/v1 WebhookClientConfig.caBundle: "a PEM encoded CA
@@ -9,22 +14,19 @@ the served leaf is directly signed by a certificate in that bundle.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from negsync.kube.caches import Caches
-from negsync.kube.webhook import WebhookServer, generate_serving_certificate, start_webhook, write_serving_files
+from negsync.kube.webhook import generate_serving_certificate, start_webhook
 from negsync.serving import Servers
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.conftest import binding
-from tests.kube.test_webhook import caches, pki, post, put_binding, review, webhook_configuration  # noqa: F401
-from tests.support.loopback import spy_nodelay
+from tests.kube.webhook.conftest import caches, pki  # noqa: F401  (fixtures)
+from tests.kube.webhook.support import webhook_configuration
 
 WEBHOOK = ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", None, "negsync")
 
@@ -89,31 +91,5 @@ def test_self_generated_replica_is_ready_only_while_its_ca_is_trusted(
                 break
             assert time.monotonic() < deadline, "the CA was not put back"
             time.sleep(0.05)
-    finally:
-        webhook.stop()
-
-
-def test_answers_are_counted_by_outcome(caches: Caches, pki: Any, tmp_path: Path) -> None:  # noqa: F811
-    write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
-    put_binding(caches, binding("web"))
-    webhook = WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path).start()
-    try:
-        assert post(webhook.port, pki[0], json.dumps(review()).encode())[0] == 200
-        assert post(webhook.port, pki[0], json.dumps(review(labels={"app": "other"})).encode())[0] == 200
-        assert post(webhook.port, pki[0], b"not json")[0] == 400
-        assert webhook.outcomes == {"patched": 1, "allowed": 1, "error": 0, "invalid": 1}
-    finally:
-        webhook.stop()
-
-
-def test_webhook_connections_have_nagle_disabled(caches: Caches, pki: Any, tmp_path: Path) -> None:  # noqa: F811
-    write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
-    webhook = WebhookServer(caches=caches, address="127.0.0.1:0", cert_dir=tmp_path).start()
-    try:
-        server = webhook._server
-        assert server is not None
-        accepted = spy_nodelay(server)
-        assert post(webhook.port, pki[0], b"[]")[0] == 400
-        assert accepted and accepted[0] != 0
     finally:
         webhook.stop()

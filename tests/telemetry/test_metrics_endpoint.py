@@ -4,6 +4,8 @@ The real CLI runs as a subprocess against the Kubernetes API emulator.  The scen
 instrument data: three gated pods are registered (cloud calls, endpoints per call, reconcile
 duration), the provider reports them healthy after 0.3 s so their gates flip (gate latency), then
 one endpoint turns terminating and is detached (detach latency).
+
+An integration test, kept on purpose (the instruments one by one: tests/test_telemetry.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.emulators.kubeapi import KubeApiEmulator
 from tests.kube.conftest import endpoint_slice
-from tests.kube.test_webhook import webhook_configuration
+from tests.kube.webhook.support import webhook_configuration
 from tests.support.waiting import wait_for
 from tests.telemetry.harness import GATE, ControllerProcess, free_port, http_get, seed
 

@@ -3,6 +3,8 @@
 
 An in-process Controller runs against the API emulator with the in-memory provider; an
 in-memory span exporter is added to the Telemetry's own tracer provider.
+
+An integration test, kept on purpose (the instruments one by one: tests/test_telemetry.py).
 """
 
 from __future__ import annotations

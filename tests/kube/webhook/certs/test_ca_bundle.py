@@ -20,7 +20,7 @@ from negsync.kube.webhook import (
     split_pem_certificates,
 )
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_webhook import webhook_configuration
+from tests.kube.webhook.support import webhook_configuration
 
 
 def cas(n: int) -> list[bytes]:

@@ -1,7 +1,7 @@
 """Serving files re-read when they change (:mod:`negsync.kube.webhook.certs.reload`).
 
 cert-manager renews ``tls.crt``/``tls.key`` in place through the Secret volume; the server asks
-:class:`TlsFiles` for its context at each accept.  Served end to end in tests/kube/test_webhook.py.
+:class:`TlsFiles` for its context at each accept.  Served end to end in tests/kube/webhook/test_webhook.py.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from kubernetes import client
 
 from negsync.kube.webhook import SelfSignedCertificate
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_webhook import webhook_configuration
 from tests.kube.webhook.certs.test_ca_bundle import bundle_of, ca_cert
+from tests.kube.webhook.support import webhook_configuration
 
 
 def test_rotation_adds_new_ca_before_swapping(kube: KubeApiEmulator, api_client: client.ApiClient) -> None:

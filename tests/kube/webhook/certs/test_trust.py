@@ -23,7 +23,7 @@ from kubernetes import client
 
 from negsync.kube.webhook import TrustCheck, generate_serving_certificate, write_serving_files
 from tests.emulators.kubeapi import KubeApiEmulator
-from tests.kube.test_webhook import pki, webhook_configuration  # noqa: F401
+from tests.kube.webhook.support import webhook_configuration
 
 
 class Ca:
@@ -77,7 +77,7 @@ def test_cert_manager_leaf_renewal_under_one_ca_keeps_trust(kube: KubeApiEmulato
 
 
 def test_trust_check_without_a_configuration_or_without_access(kube: KubeApiEmulator, admission: Any,
-                                                               pki: Any, tmp_path: Path) -> None:  # noqa: F811
+                                                               pki: Any, tmp_path: Path) -> None:
     write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
     check = TrustCheck(admission_api=admission, served=(tmp_path / "tls.crt").read_bytes, ttl=0)
     assert check() is None and check.trusted is None  # webhook not installed: nothing to be trusted by
@@ -90,7 +90,7 @@ def test_trust_check_without_a_configuration_or_without_access(kube: KubeApiEmul
     assert denied() == "cannot read MutatingWebhookConfiguration negsync (HTTP 403)"
 
 
-def test_trust_is_cached_for_its_ttl(kube: KubeApiEmulator, admission: Any, pki: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_trust_is_cached_for_its_ttl(kube: KubeApiEmulator, admission: Any, pki: Any, tmp_path: Path) -> None:
     write_serving_files(tmp_path, cert_pem=pki[1], key_pem=pki[2])
     kube.create(webhook_configuration(ca_bundle=base64.b64encode(pki[0]).decode()))
     now = [0.0]
