@@ -3,7 +3,9 @@
 The Python client has no informer, so this is one: list (raw JSON, no models), remember the
 list's resourceVersion, watch from it with ``allowWatchBookmarks``, and keep the resourceVersion
 current from every event and bookmark.  The loop is deliberately small — :meth:`Watcher.step`
-does one list or one watch stream and returns — so tests can drive it a step at a time.
+does one list or one watch stream and returns — so tests can drive it a step at a time.  (Just
+over 450 lines, one module on purpose: the list rules, the watch loop and the streaming decoder
+all read and advance the same resourceVersion state.)
 
 Lists are made as client-go's reflector makes them (``tools/cache/reflector.go`` ``list`` and
 ``relistResourceVersion``, ``tools/pager/pager.go``):
