@@ -145,3 +145,18 @@ def test_a_slow_status_write_does_not_hold_the_reconcile(kube: Any, api_client: 
     finally:
         release.set()
         ctl.stop(timeout=5)
+
+
+def test_a_stale_cache_showing_the_new_status_does_not_hide_a_later_write(server: Server, writer: StatusWriter) -> None:
+    # The soak's stuck binding: two writes in one watch latency (F, then A), then a reconcile
+    # computes F again while the cache shows only the first write.  The cache then equals the new
+    # status, yet the server holds A; status-only events start no reconcile, so a write skipped
+    # here stays lost until the resync (300 s).
+    synced, progressing = {"registered": 100}, {"registered": 75}
+    submit(writer, synced, cached={})
+    assert writer.flush(timeout=5)
+    submit(writer, progressing, cached={})  # the cache has not shown the first write yet
+    assert writer.flush(timeout=5)
+    submit(writer, synced, cached=synced)  # the cache shows the first write only
+    assert writer.flush(timeout=5)
+    assert server.stored == synced
