@@ -160,3 +160,14 @@ def test_a_stale_cache_showing_the_new_status_does_not_hide_a_later_write(server
     submit(writer, synced, cached=synced)  # the cache shows the first write only
     assert writer.flush(timeout=5)
     assert server.stored == synced
+
+
+def test_keys_dropped_while_the_cache_is_ambiguous_are_cleared_on_the_server(
+        server: Server, writer: StatusWriter) -> None:
+    submit(writer, {"n": 1, "degraded": ["a"]}, cached={})
+    assert writer.flush(timeout=5)
+    # The cache shows neither our write nor what it started from: it may be stale or someone
+    # else's; the server holds "degraded" either way, so the patch must clear it.
+    submit(writer, {"n": 2}, cached={"n": 0})
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 2}
