@@ -171,3 +171,25 @@ def test_keys_dropped_while_the_cache_is_ambiguous_are_cleared_on_the_server(
     submit(writer, {"n": 2}, cached={"n": 0})
     assert writer.flush(timeout=5)
     assert server.stored == {"n": 2}
+
+
+def test_a_failed_write_asks_for_a_reconcile_so_a_status_skipped_behind_it_is_not_lost() -> None:
+    # A reconcile whose status equals the write in flight is skipped; if that write then fails
+    # (a time-out under load), nothing would compute the status again before the resync.
+    released = threading.Event()
+    failed: list[BindingKey] = []
+
+    def failing(namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        assert released.wait(10)
+        raise TimeoutError("read timed out")
+
+    writer = StatusWriter(patch_status=failing, workers=1, on_failure=failed.append)
+    writer.start()
+    try:
+        submit(writer, {"n": 1}, cached={})
+        submit(writer, {"n": 1}, cached={})  # equal to the write in flight: skipped
+        released.set()
+        assert writer.flush(timeout=5)
+        assert failed == [KEY]
+    finally:
+        writer.stop(timeout=5)
