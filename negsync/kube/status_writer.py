@@ -56,8 +56,12 @@ class _Written:
 class StatusWriter:
     """Latest-wins, de-duplicated status writes for TargetBindings on a few threads."""
 
-    def __init__(self, *, patch_status: PatchStatus, workers: int = 4) -> None:
+    def __init__(self, *, patch_status: PatchStatus, workers: int = 4,
+                 on_failure: Callable[[BindingKey], None] | None = None) -> None:
         self._patch = patch_status
+        # A failed write asks for a reconcile: a status skipped as equal to that write while it was
+        # in flight would otherwise be computed again only by the resync (minutes).
+        self._on_failure = on_failure or (lambda key: None)
         self._workers = workers
         self._cond = threading.Condition()
         self._pending: dict[BindingKey, _Pending] = {}
@@ -161,6 +165,7 @@ class StatusWriter:
                 log.warning("status not written", extra={"binding": f"{key.namespace}/{key.name}", "error": str(exc)})
                 with self._cond:
                     self._written.pop(key, None)
+                self._on_failure(key)
             else:
                 with self._cond:
                     self.writes += 1
