@@ -12,10 +12,13 @@ the informer cache shows either the status that write started from (the cache la
 a watch event) or that write itself; with no write of ours remembered, equal to the cache's status.
 Any other cache state is ambiguous — a stale event of an earlier write of ours (several writes
 within one watch latency) looks just like a change made by someone else — so the status is sent.
-Believing such a cache once lost a write for good: the cache showed an intermediate status equal to
-the new one while the server held a later one, and status-only events start no reconcile (the soak's
-bindings stuck ``InProgress``).  The merge patch is computed against every status the server may
-hold, so keys we dropped are sent as null even when the cache is behind.
+Believing such a cache can lose a write until the resync (minutes): the cache shows an intermediate
+status equal to the new one while the server holds a later one, and status-only events start no
+reconcile (a binding left ``InProgress`` although its targets are synced).  For the same reason a
+failed write calls ``on_failure`` (the controller re-queues the binding): a status skipped as equal
+to the write in flight, or the last status of a burst, would otherwise never be sent.  The merge
+patch is computed against every status the server may hold, so keys we dropped are sent as null
+even when the cache is behind.
 
 Hand-written rather than a ThreadPoolExecutor: an executor has no latest-wins slot per key.
 """
