@@ -183,6 +183,7 @@ class Controller:
     """Builds the pieces for one provider and registers them with :attr:`manager`."""
 
     reconcile_deadline = 300.0  # a worker's heartbeat deadline: API and cloud calls carry far lower timeouts
+    status_retry_after = 5.0  # a failed status write is computed and sent again this much later
 
     def __init__(
         self,
@@ -230,7 +231,7 @@ class Controller:
                 on_stopped_leading=lambda: self.manager.stop_leading(),
             )
         self.manager = Manager(elector=self.leader)
-        self.status_writer = StatusWriter(patch_status=self._patch_status)
+        self.status_writer = StatusWriter(patch_status=self._patch_status, on_failure=self._status_not_written)
         self.binding_reconciler = BindingReconciler(
             caches=self.caches, custom_api=self.custom, core_api=self.core, provider=provider,
             desired_state=self.desired_state, events=self.events, status_writer=self.status_writer,
@@ -362,6 +363,13 @@ class Controller:
 
     def _patch_status(self, namespace: str, name: str, body: Any) -> None:
         self.binding_reconciler.patch_status(namespace, name, body)
+
+    def _status_not_written(self, key: BindingKey) -> None:
+        # The reconcile computes the status again; a fixed delay, not the per-key back-off, which
+        # the reconcile's own success resets (an API outage would turn it into a busy loop).
+        engine = self.engine
+        if engine is not None:
+            engine.enqueue(key, self.status_retry_after)
 
     # -- drain-wait ----------------------------------------------------------------------------
     def drain_wait(self, *, margin: float | None = None, max_waiters: int = 256,

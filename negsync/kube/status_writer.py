@@ -6,11 +6,19 @@ trip per reconcile (5,000 bindings spent 97 % of worker time in the status PATCH
 
 The decision a reader must know — *latest wins, and our own write counts as the stored status until
 the cache shows it*: a binding has at most one write in flight and one waiting; a newer status
-replaces the waiting one, so a burst of reconciles costs at most two writes.  A status equal to what
-is stored is not sent — and "stored" is the last status this writer wrote for the binding while the
-informer cache still shows the status that write started from (the cache lags our own write by a
-watch event), else the cache's status.  The merge patch is computed against that same belief, so
-keys we dropped are sent as null even when the cache is behind.
+replaces the waiting one, so a burst of reconciles costs at most two writes.  A status is skipped
+only when it is *certainly* stored: equal to the last status this writer wrote for the binding while
+the informer cache shows either the status that write started from (the cache lags our own write by
+a watch event) or that write itself; with no write of ours remembered, equal to the cache's status.
+Any other cache state is ambiguous — a stale event of an earlier write of ours (several writes
+within one watch latency) looks just like a change made by someone else — so the status is sent.
+Believing such a cache can lose a write until the resync (minutes): the cache shows an intermediate
+status equal to the new one while the server holds a later one, and status-only events start no
+reconcile (a binding left ``InProgress`` although its targets are synced).  For the same reason a
+failed write calls ``on_failure`` (the controller re-queues the binding): a status skipped as equal
+to the write in flight, or the last status of a burst, would otherwise never be sent.  The merge
+patch is computed against every status the server may hold, so keys we dropped are sent as null
+even when the cache is behind.
 
 Hand-written rather than a ThreadPoolExecutor: an executor has no latest-wins slot per key.
 """
@@ -51,8 +59,12 @@ class _Written:
 class StatusWriter:
     """Latest-wins, de-duplicated status writes for TargetBindings on a few threads."""
 
-    def __init__(self, *, patch_status: PatchStatus, workers: int = 4) -> None:
+    def __init__(self, *, patch_status: PatchStatus, workers: int = 4,
+                 on_failure: Callable[[BindingKey], None] | None = None) -> None:
         self._patch = patch_status
+        # A failed write asks for a reconcile: a status skipped as equal to that write while it was
+        # in flight would otherwise be computed again only by the resync (minutes).
+        self._on_failure = on_failure or (lambda key: None)
         self._workers = workers
         self._cond = threading.Condition()
         self._pending: dict[BindingKey, _Pending] = {}
@@ -78,8 +90,8 @@ class StatusWriter:
         """Queue ``status`` for the binding; a newer submit before it is sent replaces it."""
         with self._cond:
             sending = self._in_flight.get(key)
-            stored = sending.status if sending is not None else self._believed(key, cached_json)
-            if not status_changed(stored, status):
+            stored = [sending.status] if sending is not None else self._possibly_stored(key, cached_json)
+            if not any(status_changed(candidate, status) for candidate in stored):
                 self._pending.pop(key, None)  # a waiting older status would undo this one
                 return
             if key not in self._pending and key not in self._in_flight:
@@ -116,13 +128,17 @@ class StatusWriter:
             thread.join(timeout=timeout)
 
     # -- internals -------------------------------------------------------------------------------
-    def _believed(self, key: BindingKey, cached_json: str) -> Mapping[str, Any]:
-        """What the API server stores, as far as we know (caller holds the lock)."""
-        written = self._written.get(key)
-        if written is not None and written.base_json == cached_json:
-            return written.status  # the cache has not shown our own write yet
+    def _possibly_stored(self, key: BindingKey, cached_json: str) -> list[Mapping[str, Any]]:
+        """Every status the API server may store, as far as we know (caller holds the lock)."""
         value = json.loads(cached_json) if cached_json else {}
-        return value if isinstance(value, dict) else {}
+        cached: Mapping[str, Any] = value if isinstance(value, dict) else {}
+        written = self._written.get(key)
+        if written is None:
+            return [cached]
+        if written.base_json == cached_json or not status_changed(cached, written.status):
+            return [written.status]  # the cache has not shown our own write yet, or shows it
+        # A stale event of an earlier write of ours, or someone else's change: either may be stored.
+        return [written.status, cached]
 
     def _next(self) -> tuple[BindingKey, _Pending] | None:
         with self._cond:
@@ -145,13 +161,14 @@ class StatusWriter:
         while (item := self._next()) is not None:
             key, pending = item
             with self._cond:
-                believed = self._believed(key, pending.cached_json)
+                believed = _union(self._possibly_stored(key, pending.cached_json))
             try:
                 self._patch(pending.namespace, pending.name, {"status": replacing_patch(believed, pending.status)})
             except Exception as exc:  # the next reconcile computes the status again
                 log.warning("status not written", extra={"binding": f"{key.namespace}/{key.name}", "error": str(exc)})
                 with self._cond:
                     self._written.pop(key, None)
+                self._on_failure(key)
             else:
                 with self._cond:
                     self.writes += 1
@@ -162,3 +179,15 @@ class StatusWriter:
                     if key in self._pending:
                         self._order.append(key)
                     self._cond.notify_all()
+
+
+def _union(statuses: list[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """Every key any of ``statuses`` holds (nested mappings merged): a patch against it nulls all we dropped."""
+    merged: dict[str, Any] = {}
+    for status in statuses:
+        for key, value in status.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = _union([merged[key], value])
+            elif key not in merged or isinstance(value, Mapping):
+                merged[key] = value
+    return merged

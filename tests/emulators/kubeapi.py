@@ -1104,6 +1104,11 @@ class KubeApiEmulator:
         with self._aux:
             self._faults.append(fault)
 
+    def clear_faults(self) -> None:
+        """Drop every injected fault not yet used up: the API server recovers."""
+        with self._aux:
+            self._faults.clear()
+
     def set_latency(self, seconds: float) -> None:
         self._latency = seconds
 

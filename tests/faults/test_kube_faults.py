@@ -8,6 +8,7 @@ end-state properties of :func:`~tests.faults.conftest.assert_end_state`.
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -121,6 +122,34 @@ def test_api_server_500_on_watch_list_and_status(kube: KubeApiEmulator, api_clie
     # The status write that got a 500 is made good by a later reconcile, not lost.
     wait_for(lambda: status_counts().get("registered") == 3 and status_counts().get("desired") == 3,  # type: ignore[attr-defined]
              what="status caught up after the failed write")
+
+
+def test_a_failed_last_status_write_is_made_good_without_another_change(
+        kube: KubeApiEmulator, api_client: client.ApiClient, cloud: Cloud, controllers: Controllers) -> None:
+    # The soak's stuck binding, type (b): the cloud converged, but every status write after the
+    # change failed (time-outs on a loaded API server), and nothing changes afterwards to start
+    # another reconcile; the resync is minutes away.
+    ctl: Any = start_synced(kube, cloud, controllers, api_client)
+    kube.wait_for_watches(5)
+    kube.inject("PATCH", r"/targetbindings/web/status$", 500, count=1_000)
+    set_slice(kube, [*IPS, NEW])
+    converge(kube, cloud, since=time.monotonic(), name="status writes failing")
+
+    def idle() -> bool:  # the last reconcile ran and its status write failed
+        engine = ctl.engine
+        return (engine is not None and not engine.queue.busy() and not engine.reconciler.busy()
+                and ctl.status_writer.flush(timeout=0.0))
+
+    wait_for(lambda: idle() and (time.sleep(0.3) or idle()), what="the last status write failed")
+    assert any(r.method == "PATCH" and r.path.endswith("/web/status") for r in kube.requests)
+    kube.clear_faults()
+
+    def status_counts() -> object:
+        obj = kube.get("negsync.io/v1alpha1", "TargetBinding", "shop", "web") or {}
+        return (obj.get("status") or {}).get("endpoints", {})
+
+    wait_for(lambda: status_counts().get("registered") == 4 and status_counts().get("desired") == 4,  # type: ignore[attr-defined]
+             timeout=12.0, what="status written once the API server recovered")
 
 
 def test_api_server_429_with_retry_after_is_honoured(kube: KubeApiEmulator, api_client: client.ApiClient,

@@ -145,3 +145,51 @@ def test_a_slow_status_write_does_not_hold_the_reconcile(kube: Any, api_client: 
     finally:
         release.set()
         ctl.stop(timeout=5)
+
+
+def test_a_stale_cache_showing_the_new_status_does_not_hide_a_later_write(server: Server, writer: StatusWriter) -> None:
+    # The soak's stuck binding: two writes in one watch latency (F, then A), then a reconcile
+    # computes F again while the cache shows only the first write.  The cache then equals the new
+    # status, yet the server holds A; status-only events start no reconcile, so a write skipped
+    # here stays lost until the resync (300 s).
+    synced, progressing = {"registered": 100}, {"registered": 75}
+    submit(writer, synced, cached={})
+    assert writer.flush(timeout=5)
+    submit(writer, progressing, cached={})  # the cache has not shown the first write yet
+    assert writer.flush(timeout=5)
+    submit(writer, synced, cached=synced)  # the cache shows the first write only
+    assert writer.flush(timeout=5)
+    assert server.stored == synced
+
+
+def test_keys_dropped_while_the_cache_is_ambiguous_are_cleared_on_the_server(
+        server: Server, writer: StatusWriter) -> None:
+    submit(writer, {"n": 1, "degraded": ["a"]}, cached={})
+    assert writer.flush(timeout=5)
+    # The cache shows neither our write nor what it started from: it may be stale or someone
+    # else's; the server holds "degraded" either way, so the patch must clear it.
+    submit(writer, {"n": 2}, cached={"n": 0})
+    assert writer.flush(timeout=5)
+    assert server.stored == {"n": 2}
+
+
+def test_a_failed_write_asks_for_a_reconcile_so_a_status_skipped_behind_it_is_not_lost() -> None:
+    # A reconcile whose status equals the write in flight is skipped; if that write then fails
+    # (a time-out under load), nothing would compute the status again before the resync.
+    released = threading.Event()
+    failed: list[BindingKey] = []
+
+    def failing(namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        assert released.wait(10)
+        raise TimeoutError("read timed out")
+
+    writer = StatusWriter(patch_status=failing, workers=1, on_failure=failed.append)
+    writer.start()
+    try:
+        submit(writer, {"n": 1}, cached={})
+        submit(writer, {"n": 1}, cached={})  # equal to the write in flight: skipped
+        released.set()
+        assert writer.flush(timeout=5)
+        assert failed == [KEY]
+    finally:
+        writer.stop(timeout=5)
