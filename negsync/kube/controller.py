@@ -284,7 +284,8 @@ class Controller:
     def _stop_status_writer(self) -> None:
         if not self.manager.shutting_down:
             self.status_writer.clear()  # leadership lost: a standby writes no status
-        self.status_writer.stop(timeout=min(self.manager.stop_timeout, 10.0))
+        # Within the manager's wait for this runnable, so the writer threads have ended when it returns.
+        self.status_writer.stop(timeout=0.8 * min(self.manager.stop_timeout, 10.0))
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -118,14 +119,21 @@ class StatusWriter:
             return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout=timeout)
 
     def stop(self, *, timeout: float = 10.0) -> None:
-        """Send what is waiting (bounded by ``timeout``), then end the threads."""
-        self.flush(timeout=timeout)
+        """Send what is waiting, then end the threads, all within ``timeout``.
+
+        Half the budget goes to sending what waits; the rest is left for the writes in flight to
+        return, so no writer thread outlives ``stop``.  (It did: flushing for the whole budget and
+        then joining the threads let a leader's shutdown return with writers still inside a PATCH,
+        and a daemon thread in an HTTP call at interpreter exit aborted the process — SIGABRT after
+        a cold start of 5,000 bindings.)"""
+        deadline = time.monotonic() + timeout
+        self.flush(timeout=timeout / 2)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
             threads, self._threads = self._threads, []
         for thread in threads:
-            thread.join(timeout=timeout)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- internals -------------------------------------------------------------------------------
     def _possibly_stored(self, key: BindingKey, cached_json: str) -> list[Mapping[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -193,3 +194,23 @@ def test_a_failed_write_asks_for_a_reconcile_so_a_status_skipped_behind_it_is_no
         assert failed == [KEY]
     finally:
         writer.stop(timeout=5)
+
+
+def test_stop_keeps_to_its_budget_and_leaves_no_writer_thread_behind() -> None:
+    # A leader's shutdown with thousands of statuses waiting (a cold start of 5,000 bindings):
+    # stop() flushed for its whole budget, then joined the threads, so it returned late — after the
+    # manager had stopped waiting for it — with writers still inside a PATCH; a daemon thread in an
+    # HTTP call at interpreter exit aborted the process (SIGABRT).
+    def slow_patch(namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        time.sleep(0.3)
+
+    writer = StatusWriter(patch_status=slow_patch, workers=2)
+    writer.start()
+    for i in range(100):
+        writer.submit(key=BindingKey("shop", f"b{i}"), namespace="shop", name=f"b{i}", cached_json="",
+                      status={"observedGeneration": 1})
+    threads = list(writer._threads)
+    started = time.monotonic()
+    writer.stop(timeout=2.0)
+    assert time.monotonic() - started <= 2.0
+    assert not any(t.is_alive() for t in threads)
