@@ -114,7 +114,10 @@ def test_reads_a_url_and_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("hello world\n", "neither"), ("# HELP up x\nup 1\n", "holds no negsync latency histogram")],
+    [("hello world\n", "neither"), ("# HELP up x\nup 1\n", "holds no negsync latency histogram"),
+     # a samplecsv file with bad rows
+     ("field,seconds\nlb.nope,1\n", "field must be one of"), ("field,seconds\nlb.detach_delay,-1\n", ">= 0"),
+     ("field,value\n", "header")],
 )
 def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
                                                message: str) -> None:

@@ -1,32 +1,16 @@
 """Raw samples in a ``field,seconds`` CSV (:mod:`negsync.calibration.samplecsv`).
 
-Bad rows through ``negsync calibrate --from`` (exit 2, one line naming the flag), the parser's
-contract directly: one :class:`Measurement` per field, errors naming the line.
+The parser's contract directly: one :class:`Measurement` per field, errors naming the line.  (Bad
+rows through ``negsync calibrate --from`` — exit 2, one line naming the flag — are among the
+command's bad inputs in tests/calibration/test_command.py.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from negsync.calibration.samplecsv import is_csv, measurements
-from negsync.cli import main
 from negsync.errors import ConfigError
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [("field,seconds\nlb.nope,1\n", "field must be one of"), ("field,seconds\nlb.detach_delay,-1\n", ">= 0"),
-     ("field,value\n", "header")],
-)
-def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str,
-                                               message: str) -> None:
-    source = tmp_path / "bad.csv"
-    source.write_text(content)
-    assert main(["calibrate", "--from", str(source)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--from" in err[0] and message in err[0]
 
 
 def test_rows_group_into_one_measurement_per_field_in_file_order() -> None:
